@@ -1,0 +1,408 @@
+"""Demo data and synthetic traffic, from DOMAIN.md's numbers.
+
+Lives in billing, the top layer, because it spans every app (partners, consent texts,
+fee schedules). Keys and secrets for the simulated partners are written to
+``var/simulator.json`` and the source key to ``var/demo.json``: development files, ignored
+by git, like the development keys.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from billing.models import FeeSchedule
+from consent.grants import publish_text
+from consent.models import ConsentText
+from partners.keys import issue_api_key
+from partners.models import DeliveryMode, Partner, PartnerStatus, Product, TrafficSource
+from partners.webhooks import create_endpoint
+
+DEMO_SOURCE = "Demo Operator (declines)"
+CONSENT_VERSION = "cn-referral-2026-01"
+CONSENT_BODY = (
+    "个人信息共享授权书（推荐至其他金融机构）\n"
+    "您的借款申请未获我司批准。经您同意，我司将把您的姓名、手机号、身份证号、出生日期、"
+    "月收入、工作单位和地址提供给与您的申请相匹配的持牌金融机构，仅用于其评估并向您提供借款服务。"
+    "您可随时撤回本授权，撤回后我司将停止提供，并通知已接收您信息的机构删除。授权有效期十二个月。\n"
+    "Consent to share personal information with other licensed lenders: your application was "
+    "declined. With your consent we share your name, phone, ID number, birth date, monthly "
+    "income, employer and address with licensed lenders matched to your application, only to "
+    "assess and offer you a loan. You may withdraw at any time; we then stop sharing and ask "
+    "every recipient to delete your data. Valid for twelve months."
+)
+DATA_CATEGORIES = ["name", "phone", "national_id", "birth_date", "income", "employer", "address"]
+
+# name, status, mode, tiers, amount range, terms, APR range, regions, fees (cpl, cpa, cpf),
+# simulated behaviour (accept, approve, fund, error, garbage), extra product options.
+PARTNERS: list[dict[str, Any]] = [
+    dict(
+        name="Huaxia Consumer Finance",
+        tiers="R3-R6",
+        amount=(3000, 50000),
+        term=(6, 24),
+        apr=("0.1500", "0.2200"),
+        regions=[],
+        fees=("40", "250", "0.0300"),
+        sim=(0.85, 0.6, 0.85, 0.0, 0.0),
+    ),
+    dict(
+        name="Pearl River Microcredit",
+        tiers="R4-R7",
+        amount=(1000, 20000),
+        term=(3, 12),
+        apr=("0.2000", "0.2400"),
+        regions=["CN-GD", "CN-GX", "CN-FJ", "CN-HI"],
+        fees=("30", "180", "0.0250"),
+        sim=(0.9, 0.5, 0.8, 0.05, 0.0),
+    ),
+    dict(
+        name="Sichuan Hills Rural Credit",
+        tiers="R2-R5",
+        amount=(2000, 30000),
+        term=(6, 24),
+        apr=("0.1200", "0.1900"),
+        regions=["CN-SC", "CN-CQ", "CN-GZ", "CN-YN"],
+        fees=("35", "220", "0.0300"),
+        sim=(0.8, 0.65, 0.9, 0.0, 0.0),
+    ),
+    dict(
+        name="Yangtze Credit Technology",
+        tiers="R3-R6",
+        amount=(2000, 40000),
+        term=(3, 24),
+        apr=("0.1800", "0.2380"),
+        regions=[],
+        excluded=["CN-XZ"],
+        fees=("50", "300", "0.0350"),
+        sim=(0.75, 0.55, 0.8, 0.0, 0.05),
+    ),
+    dict(
+        name="Northern Star Lending",
+        tiers="R4-R7",
+        amount=(1000, 15000),
+        term=(3, 12),
+        apr=("0.2100", "0.2400"),
+        regions=["CN-BJ", "CN-TJ", "CN-HE", "CN-SD", "CN-LN"],
+        fees=("25", "150", "0.0200"),
+        sim=(0.9, 0.45, 0.75, 0.0, 0.0),
+    ),
+    dict(
+        name="Jiangnan Bank Consumer Loans",
+        tiers="R1-R4",
+        amount=(5000, 100000),
+        term=(12, 24),
+        apr=("0.0800", "0.1600"),
+        regions=[],
+        min_income="5000",
+        fees=("80", "400", "0.0400"),
+        sim=(0.7, 0.7, 0.9, 0.0, 0.0),
+    ),
+    dict(
+        name="Silk Road Finance",
+        tiers="R5-R8",
+        amount=(1000, 8000),
+        term=(3, 12),
+        apr=("0.2200", "0.2400"),
+        regions=[],
+        mode=DeliveryMode.PULL,
+        fees=("20", "150", "0.0200"),
+        sim=(0.8, 0.4, 0.7, 0.0, 0.0),
+    ),
+    dict(
+        name="Harbour Fintech",
+        tiers="R3-R6",
+        amount=(2000, 30000),
+        term=(6, 12),
+        apr=("0.1600", "0.2300"),
+        regions=[],
+        status=PartnerStatus.SANDBOX,
+        fees=("45", "260", "0.0300"),
+        sim=(0.8, 0.6, 0.85, 0.0, 0.0),
+    ),
+    dict(
+        name="Everbright Quick Loan",
+        tiers="R5-R8",
+        amount=(500, 5000),
+        term=(3, 6),
+        apr=("0.2800", "0.3600"),
+        regions=[],  # above the 24% cap: never routed
+        fees=("60", "200", "0.0400"),
+        sim=(0.95, 0.8, 0.9, 0.0, 0.0),
+    ),
+    dict(
+        name="Mountain Trust Credit",
+        tiers="R2-R6",
+        amount=(3000, 60000),
+        term=(6, 24),
+        apr=("0.1000", "0.1800"),
+        regions=[],
+        exclusive=True,
+        daily_cap=40,
+        fees=("70", "350", "0.0300"),
+        sim=(0.65, 0.7, 0.9, 0.0, 0.0),
+    ),
+]
+
+REGIONS = [  # weighted: most inclusive-finance volume comes from lower-tier cities
+    ("CN-GD", 14),
+    ("CN-SC", 9),
+    ("CN-HA", 8),
+    ("CN-SD", 8),
+    ("CN-HE", 6),
+    ("CN-HN", 6),
+    ("CN-HB", 6),
+    ("CN-AH", 6),
+    ("CN-GX", 5),
+    ("CN-JS", 5),
+    ("CN-ZJ", 5),
+    ("CN-YN", 4),
+    ("CN-GZ", 4),
+    ("CN-FJ", 3),
+    ("CN-CQ", 3),
+    ("CN-LN", 3),
+    ("CN-BJ", 2),
+    ("CN-SH", 2),
+    ("CN-TJ", 1),
+    ("CN-XZ", 1),
+]
+TIERS = [
+    ("R1", 2),
+    ("R2", 4),
+    ("R3", 10),
+    ("R4", 18),
+    ("R5", 22),
+    ("R6", 20),
+    ("R7", 14),
+    ("R8", 10),
+]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "丽",
+    "强",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "娟",
+    "涛",
+    "明",
+    "超",
+    "秀英",
+    "华",
+    "建国",
+    "晓东",
+    "海燕",
+    "志强",
+    "玉兰",
+]
+EMPLOYERS = [
+    "深圳某科技有限公司",
+    "个体经营",
+    "成都某餐饮店",
+    "郑州某物流公司",
+    "某制造厂",
+    "某连锁超市",
+    "自由职业",
+]
+
+
+def _tiers(spec: str) -> list[str]:
+    low, high = (int(part[1:]) for part in spec.split("-"))
+    return [f"R{i}" for i in range(low, high + 1)]
+
+
+@dataclass(frozen=True)
+class DemoSetup:
+    source_key: str
+    admin_password: str | None  # only when the admin user was created now
+
+
+def var_path(name: str) -> Path:
+    return Path(settings.VAR_DIR) / name
+
+
+def seed_demo(*, simulator_url: str, api_base_url: str) -> DemoSetup:
+    """Create the demo world once; later runs reuse it (and its stored keys)."""
+    demo_file = var_path("demo.json")
+    if TrafficSource.objects.filter(name=DEMO_SOURCE).exists() and demo_file.exists():
+        return DemoSetup(
+            source_key=json.loads(demo_file.read_text())["source_key"], admin_password=None
+        )
+    with transaction.atomic():
+        source, _ = TrafficSource.objects.get_or_create(name=DEMO_SOURCE)
+        source_key = issue_api_key(source=source, name="demo").plaintext
+        text, _ = ConsentText.objects.get_or_create(
+            version=CONSENT_VERSION,
+            defaults=dict(
+                title="个人信息共享授权书 / Consent to share with other lenders",
+                body=CONSENT_BODY,
+                language="zh-CN",
+                jurisdiction="CN",
+                purposes=["loan_referral"],
+                data_categories=DATA_CATEGORIES,
+            ),
+        )
+        publish_text(text=text)
+        lenders = [_seed_partner(spec, simulator_url) for spec in PARTNERS]
+    var_path("simulator.json").write_text(
+        json.dumps({"api_base_url": api_base_url, "seed": 7, "lenders": lenders}, indent=2)
+    )
+    demo_file.write_text(json.dumps({"source_key": source_key}, indent=2))
+    for path in (demo_file, var_path("simulator.json")):
+        path.chmod(0o600)
+    return DemoSetup(source_key=source_key, admin_password=_ensure_admin())
+
+
+def _seed_partner(spec: dict[str, Any], simulator_url: str) -> dict[str, Any]:
+    slug = slugify(spec["name"])
+    partner, _ = Partner.objects.get_or_create(
+        slug=slug,
+        defaults=dict(
+            name=spec["name"],
+            legal_name=f"{spec['name']} Co., Ltd.",
+            licence_number=f"CBIRC-{zlib.crc32(slug.encode()) % 10**8:08d}",
+            status=spec.get("status", PartnerStatus.LIVE),
+            contact_name="Partnerships desk",
+            contact_email=f"partnerships@{slug}.example",
+        ),
+    )
+    mode = spec.get("mode", DeliveryMode.DIRECT_POST)
+    Product.objects.get_or_create(
+        partner=partner,
+        name="Standard consumer loan",
+        defaults=dict(
+            min_amount=Decimal(spec["amount"][0]),
+            max_amount=Decimal(spec["amount"][1]),
+            min_term_months=spec["term"][0],
+            max_term_months=spec["term"][1],
+            risk_tiers=_tiers(spec["tiers"]),
+            regions=spec["regions"],
+            excluded_regions=spec.get("excluded", []),
+            min_age=20,
+            max_age=55,
+            min_monthly_income=Decimal(spec.get("min_income", "2000")),
+            apr_min=Decimal(spec["apr"][0]),
+            apr_max=Decimal(spec["apr"][1]),
+            delivery_mode=mode,
+            post_url=f"{simulator_url}/{slug}/post" if mode != DeliveryMode.PULL else "",
+            ping_url=f"{simulator_url}/{slug}/ping",
+            post_timeout_ms=5000,
+            exclusive=spec.get("exclusive", False),
+            daily_cap=spec.get("daily_cap"),
+            dedupe_days=30,
+        ),
+    )
+    cpl, cpa, cpf = spec["fees"]
+    FeeSchedule.objects.get_or_create(
+        partner=partner,
+        product=None,
+        defaults=dict(
+            cpl=Decimal(cpl),
+            cpa=Decimal(cpa),
+            cpf_rate=Decimal(cpf),
+            cpf_min=Decimal("50.00"),
+            cpf_max=Decimal("2000.00"),
+            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+    )
+    _, secret = create_endpoint(partner=partner, url=f"{simulator_url}/{slug}/webhooks")
+    api_key = issue_api_key(partner=partner, name="simulator").plaintext
+    accept, approve, fund, error, garbage = spec["sim"]
+    return dict(
+        slug=slug,
+        secret=secret,
+        api_key=api_key,
+        latency_ms=20,
+        accept_rate=accept,
+        approval_rate=approve,
+        funding_rate=fund,
+        error_rate=error,
+        garbage_rate=garbage,
+        apr_min=spec["apr"][0],
+        apr_max=spec["apr"][1],
+    )
+
+
+def _ensure_admin() -> str | None:
+    user_model = get_user_model()
+    if user_model.objects.filter(username="admin").exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    user_model.objects.create_superuser("admin", "admin@example.invalid", password)
+    return password
+
+
+def _weighted(rng: random.Random, options: list[tuple[str, int]]) -> str:
+    return rng.choices([o for o, _ in options], weights=[w for _, w in options])[0]
+
+
+def synthetic_referral(rng: random.Random, index: int) -> dict[str, Any]:
+    """One declined applicant as the operator would send it. All values are made up."""
+    today = timezone.now().date()
+    birth = date(today.year - rng.randint(20, 58), rng.randint(1, 12), rng.randint(1, 28))
+    region = _weighted(rng, REGIONS)
+    now = timezone.now()
+    return {
+        "applicant": {
+            "full_name": rng.choice(SURNAMES) + rng.choice(GIVEN),
+            "phone": f"1{rng.choice('3456789')}{rng.randint(0, 999_999_999):09d}",
+            "national_id": f"{rng.randint(110000, 659999)}{birth:%Y%m%d}{rng.randint(0, 9999):04d}",
+            "birth_date": birth.isoformat(),
+            "monthly_income": f"{rng.randrange(2000, 30000, 100)}.00",
+            "employer": rng.choice(EMPLOYERS),
+            "address": f"{region} 某市某区某路 {rng.randint(1, 999)} 号",
+        },
+        "loan": {
+            "amount": f"{rng.randrange(1000, 50000, 500)}.00",
+            "currency": "CNY",
+            "term_months": rng.choice([3, 6, 12, 12, 24]),
+            "purpose": rng.choice(
+                ["consumption", "consumption", "education", "medical", "business"]
+            ),
+        },
+        "risk_tier": _weighted(rng, TIERS),
+        "decline_reason": rng.choice(
+            [
+                "outside_risk_appetite",
+                "insufficient_credit_history",
+                "debt_to_income",
+                "policy_region",
+            ]
+        ),
+        "channel": rng.choice(["app", "app", "web", "mini_program"]),
+        "region": region,
+        "employment_type": rng.choice(["employed", "employed", "self_employed", "other"]),
+        "consent": {
+            "text_version": CONSENT_VERSION,
+            "collected_at": (now - timedelta(seconds=rng.randint(1, 600))).isoformat(),
+            "expires_at": (now + timedelta(days=365)).isoformat(),
+            "channel": "app",
+            "method": "checkbox",
+            "scope": "matched_partners",
+            "purposes": ["loan_referral"],
+            "ip_address": f"203.0.113.{rng.randint(1, 254)}",
+            "user_agent": "OperatorApp/5.2 (Android 14)",
+        },
+        "source_reference": f"SIM-{now:%Y%m%d%H%M%S}-{index:06d}",
+    }

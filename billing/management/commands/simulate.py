@@ -1,0 +1,96 @@
+"""Drive synthetic declined applicants through the whole flow over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from billing.demo import synthetic_referral, var_path
+from billing.invoicing import Period, generate_invoices
+from billing.models import Charge
+from billing.money import to_cents
+from consent import ledger
+from marketplace.loopback import PlatformServer
+from marketplace.models import Lead, Referral
+from partners.simulator import PartnerSimulator, SimulatorConfigError, load_config
+
+
+class Command(BaseCommand):
+    help = (
+        "Send synthetic declined applicants through intake, routing, delivery to "
+        "simulated partner lenders on loopback, their outcome events and billing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--referrals", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument("--simulator-port", type=int, default=8900)
+        parser.add_argument(
+            "--invoice", action="store_true", help="issue this month's invoices at the end"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["referrals"] < 0:
+            raise CommandError("--referrals must be zero or more")
+        try:
+            config = load_config(var_path("simulator.json"))
+            source_key = json.loads(var_path("demo.json").read_text())["source_key"]
+        except (FileNotFoundError, SimulatorConfigError, KeyError, ValueError) as exc:
+            raise CommandError(f"no usable demo set-up ({exc}); run seed_demo first") from None
+        rng = random.Random(options["seed"])
+        started = time.monotonic()
+        statuses: Counter[int] = Counter()
+        with (
+            PlatformServer() as platform,
+            PartnerSimulator(
+                config.lenders,
+                api_base_url=platform.url,
+                port=options["simulator_port"],
+                seed=config.seed,
+            ) as simulator,
+            httpx.Client(base_url=platform.url, timeout=120) as client,
+        ):
+            for index in range(options["referrals"]):
+                body = synthetic_referral(rng, index)
+                response = client.post(
+                    "/api/v1/referrals",
+                    json=body,
+                    headers={
+                        "Authorization": f"Bearer {source_key}",
+                        "Idempotency-Key": body["source_reference"],
+                    },
+                )
+                statuses[response.status_code] += 1
+            self.stdout.write("Waiting for partners to report outcomes ...")
+            simulator_idle = simulator.wait_idle(timeout=180)
+        elapsed = time.monotonic() - started
+        if not simulator_idle:
+            self.stderr.write("Some partner postbacks were still pending at the end.")
+        self._report(statuses, elapsed)
+        if options["invoice"]:
+            invoices = generate_invoices(
+                period=Period(timezone.now().date().replace(day=1)), issue=True
+            )
+            self.stdout.write(f"Invoices issued: {len(invoices)}")
+        checkpoint = ledger.make_checkpoint()
+        self.stdout.write(f"Consent ledger checkpoint signed at size {checkpoint.tree_size}.")
+
+    def _report(self, statuses: Counter[int], elapsed: float) -> None:
+        self.stdout.write(f"Intake responses: {dict(statuses)} in {elapsed:.1f}s")
+        referrals = dict(Referral.objects.values_list("status").annotate(n=Count("id")))
+        leads = dict(Lead.objects.values_list("status").annotate(n=Count("id")))
+        money = {
+            kind: str(to_cents(total))
+            for kind, total in Charge.objects.values_list("kind").annotate(total=Sum("amount"))
+        }
+        self.stdout.write(f"Referrals by status (all time): {referrals}")
+        self.stdout.write(f"Leads by status (all time): {leads}")
+        self.stdout.write(f"Charges by fee kind (all time): {money}")

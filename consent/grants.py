@@ -1,0 +1,200 @@
+"""Consent grants, receipts and withdrawals. Every change is also a ledger entry."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from consent import ledger
+from consent.models import ConsentGrant, ConsentText, ConsentWithdrawal, GrantScope, Subject
+from partners.models import TrafficSource
+
+
+class ConsentError(ValueError):
+    """A consent request that cannot be honoured; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ConsentEvidence:
+    text_version: str
+    collected_at: datetime
+    channel: str
+    method: str
+    scope: str
+    expires_at: datetime
+    purposes: tuple[str, ...] = ("loan_referral",)
+    named_partner_ids: tuple[uuid.UUID, ...] = ()
+    ip_address: str | None = None
+    user_agent: str = ""
+
+
+def sha256_text(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def publish_text(*, text: ConsentText) -> ConsentText:
+    """Freeze the wording: hash it and stamp the publication time (no-op if published)."""
+    with transaction.atomic():
+        locked = ConsentText.objects.select_for_update().get(pk=text.pk)
+        if locked.published_at is None:
+            locked.sha256 = sha256_text(locked.body)
+            locked.published_at = timezone.now()
+            locked.save(update_fields=["sha256", "published_at"])
+            ledger.append(
+                kind="consent_text.published",
+                data={
+                    "version": locked.version,
+                    "sha256": locked.sha256,
+                    "language": locked.language,
+                    "jurisdiction": locked.jurisdiction,
+                },
+            )
+        return locked
+
+
+def record_grant(
+    *, subject: Subject, source: TrafficSource, evidence: ConsentEvidence
+) -> ConsentGrant:
+    """Store a consent grant and append it to the ledger. Caller holds the transaction."""
+    text = ConsentText.objects.filter(
+        version=evidence.text_version, published_at__isnull=False
+    ).first()
+    if text is None:
+        raise ConsentError(
+            f"unknown or unpublished consent text version {evidence.text_version!r}",
+            field="consent.text_version",
+        )
+    if evidence.expires_at <= evidence.collected_at:
+        raise ConsentError(
+            "expiry must be after the time consent was given", field="consent.expires_at"
+        )
+    if evidence.scope == GrantScope.NAMED_PARTNERS and not evidence.named_partner_ids:
+        raise ConsentError(
+            "named-partner consent must name at least one partner", field="consent.partner_ids"
+        )
+    grant = ConsentGrant.objects.create(
+        subject=subject,
+        source=source,
+        text=text,
+        text_sha256=text.sha256,
+        scope=evidence.scope,
+        purposes=list(evidence.purposes),
+        data_categories=list(text.data_categories),
+        method=evidence.method,
+        channel=evidence.channel,
+        collected_at=evidence.collected_at,
+        ip_address=evidence.ip_address,
+        user_agent=evidence.user_agent,
+        expires_at=evidence.expires_at,
+    )
+    if evidence.named_partner_ids:
+        grant.recipients.set(evidence.named_partner_ids)
+    ledger.append(
+        kind="consent.granted",
+        data={
+            "receipt_id": str(grant.id),
+            "subject_id": str(subject.id),
+            "source_id": str(source.id),
+            "text_version": text.version,
+            "text_sha256": text.sha256,
+            "scope": grant.scope,
+            "recipients": sorted(str(p) for p in evidence.named_partner_ids),
+            "purposes": grant.purposes,
+            "data_categories": grant.data_categories,
+            "method": grant.method,
+            "channel": grant.channel,
+            "collected_at": grant.collected_at.isoformat(),
+            "expires_at": grant.expires_at.isoformat(),
+            # Evidence is personal data: the ledger commits to it without holding it.
+            "evidence_sha256": sha256_text(f"{grant.ip_address or ''}\n{grant.user_agent}"),
+        },
+    )
+    return grant
+
+
+def add_matched_recipients(*, grant: ConsentGrant, partner_ids: Iterable[uuid.UUID]) -> None:
+    """For 'matched partners' consent, extend the grant to the partners routing matched."""
+    if grant.scope != GrantScope.MATCHED_PARTNERS:
+        return
+    grant.recipients.add(*partner_ids)
+
+
+def allowed_recipient_ids(grant: ConsentGrant) -> set[uuid.UUID] | None:
+    """Partners a grant names, or None when any matched partner may be added."""
+    if grant.scope == GrantScope.MATCHED_PARTNERS:
+        return None
+    return set(grant.recipients.values_list("id", flat=True))
+
+
+def is_active(grant: ConsentGrant, at: datetime | None = None) -> bool:
+    at = at or timezone.now()
+    return grant.expires_at > at and not ConsentWithdrawal.objects.filter(grant=grant).exists()
+
+
+def withdraw(*, grant_id: uuid.UUID, channel: str, reason: str = "") -> ConsentWithdrawal:
+    """Withdraw consent at once; withdrawing again returns the original withdrawal."""
+    with transaction.atomic():
+        # The gate locks the same row, so a disclosure either finishes first or sees this.
+        grant = ConsentGrant.objects.select_for_update().get(pk=grant_id)
+        existing = ConsentWithdrawal.objects.filter(grant=grant).first()
+        if existing is not None:
+            return existing
+        withdrawal = ConsentWithdrawal.objects.create(
+            grant=grant, withdrawn_at=timezone.now(), channel=channel, reason=reason
+        )
+        ledger.append(
+            kind="consent.withdrawn",
+            data={
+                "receipt_id": str(grant.id),
+                "subject_id": str(grant.subject_id),
+                "channel": channel,
+                "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
+            },
+        )
+        return withdrawal
+
+
+def receipt(grant: ConsentGrant) -> dict[str, Any]:
+    """A consent receipt shaped after the Kantara Consent Receipt / ISO/IEC TS 27560."""
+    withdrawal = ConsentWithdrawal.objects.filter(grant=grant).first()
+    text = grant.text
+    return {
+        "version": "KI-CR-v1.1.0",
+        "receipt_id": str(grant.id),
+        "jurisdiction": text.jurisdiction,
+        "consent_timestamp": grant.collected_at.isoformat(),
+        "collection_method": grant.method,
+        "channel": grant.channel,
+        "language": text.language,
+        "pii_principal_id": str(grant.subject_id),
+        "pii_controller": {"source_id": str(grant.source_id), "name": grant.source.name},
+        "notice": {"version": text.version, "sha256": grant.text_sha256, "title": text.title},
+        "services": [
+            {
+                "purposes": grant.purposes,
+                "pii_categories": grant.data_categories,
+                "sharing": {
+                    "scope": grant.scope,
+                    "recipients": sorted(
+                        str(p) for p in grant.recipients.values_list("id", flat=True)
+                    ),
+                },
+            }
+        ],
+        "expires_at": grant.expires_at.isoformat(),
+        "status": "withdrawn"
+        if withdrawal
+        else ("expired" if grant.expires_at <= timezone.now() else "active"),
+        "withdrawn_at": withdrawal.withdrawn_at.isoformat() if withdrawal else None,
+    }

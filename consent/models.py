@@ -1,0 +1,184 @@
+"""The personal-data vault and the consent ledger.
+
+Personal data lives only in ``Subject``'s ``*_enc`` columns, encrypted per field under a
+per-subject data key that is itself wrapped by a master key. Nothing outside ``consent/``
+reads those columns: the only way out is ``consent.gate.disclose``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from partners.models import Partner, TrafficSource
+
+PII_FIELDS = (
+    "full_name",
+    "phone",
+    "national_id",
+    "birth_date",
+    "monthly_income",
+    "employer",
+    "address",
+)
+
+
+class Subject(models.Model):
+    """One applicant in the vault. No column here is readable without the keys."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Id of the master key that wrapped data_key; rotation re-wraps under a new one.
+    key_id = models.CharField(max_length=40)
+    # nonce || AES-GCM(master, data key); NULL once erased (crypto-shredding).
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    # Blind indexes: HMAC-SHA256(BLIND_INDEX_KEY, normalised value), for dedupe and lookup.
+    national_id_index = models.CharField(max_length=64, db_index=True)
+    phone_index = models.CharField(max_length=64, db_index=True)
+    full_name_enc = models.BinaryField(editable=False)
+    phone_enc = models.BinaryField(editable=False)
+    national_id_enc = models.BinaryField(editable=False)
+    birth_date_enc = models.BinaryField(editable=False)
+    monthly_income_enc = models.BinaryField(editable=False)
+    employer_enc = models.BinaryField(editable=False)
+    address_enc = models.BinaryField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One live vault record per person; an erased person may come back as new.
+            models.UniqueConstraint(
+                fields=["national_id_index"],
+                condition=Q(erased_at__isnull=True),
+                name="subject_unique_live_national_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Subject {self.id}"
+
+
+class KeyCanary(models.Model):
+    """A known value under each master key: proves at start-up that the key is the right one."""
+
+    key_id = models.CharField(max_length=40, unique=True)
+    sealed = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ConsentText(models.Model):
+    """The exact wording shown to applicants. Immutable once published."""
+
+    version = models.CharField(max_length=60, unique=True)
+    language = models.CharField(max_length=16, default="zh-CN")
+    jurisdiction = models.CharField(max_length=16, default="CN")
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    sha256 = models.CharField(max_length=64, editable=False)  # of body, UTF-8
+    purposes = models.JSONField(default=list)
+    data_categories = models.JSONField(default=list)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.language})"
+
+
+class GrantScope(models.TextChoices):
+    MATCHED_PARTNERS = "matched_partners", "Partners matched for this application"
+    NAMED_PARTNERS = "named_partners", "Named partners only"
+
+
+class ConsentGrant(models.Model):
+    """A subject's consent to share personal data; its id is the receipt id."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="grants")
+    source = models.ForeignKey(TrafficSource, on_delete=models.PROTECT, related_name="grants")
+    text = models.ForeignKey(ConsentText, on_delete=models.PROTECT, related_name="grants")
+    text_sha256 = models.CharField(max_length=64)
+    scope = models.CharField(max_length=20, choices=GrantScope.choices)
+    # Partners this grant lets us disclose to. Fixed at grant time for named scope; for
+    # matched scope, routing adds the partners it matched before anything is disclosed.
+    recipients = models.ManyToManyField(Partner, blank=True, related_name="consent_grants")
+    purposes = models.JSONField(default=list)
+    data_categories = models.JSONField(default=list)
+    method = models.CharField(max_length=40)  # e.g. "checkbox", "e-signature"
+    channel = models.CharField(max_length=40)  # e.g. "app", "web", "call_center"
+    collected_at = models.DateTimeField()
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["subject", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Consent {self.id}"
+
+
+class ConsentWithdrawal(models.Model):
+    """Withdrawal is a new record, never an edit of the grant (GDPR 7(3), PIPL 47)."""
+
+    grant = models.OneToOneField(ConsentGrant, on_delete=models.PROTECT, related_name="withdrawal")
+    withdrawn_at = models.DateTimeField()
+    channel = models.CharField(max_length=40)
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Disclosure(models.Model):
+    """Every time personal data left the vault: to whom, which fields, under which consent."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    grant = models.ForeignKey(ConsentGrant, on_delete=models.PROTECT, related_name="disclosures")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="disclosures")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="disclosures")
+    fields = models.JSONField()
+    purpose = models.CharField(max_length=60)
+    reference = models.CharField(max_length=80)  # what it was for, e.g. "lead:<uuid>"
+    disclosed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["partner", "disclosed_at"])]
+
+
+class LedgerEntry(models.Model):
+    """Append-only log entry. ``leaf_hash`` = SHA-256(0x00 || canonical JSON of the entry)."""
+
+    seq = models.BigIntegerField(primary_key=True)  # 0-based leaf index in the Merkle tree
+    kind = models.CharField(max_length=32)
+    canonical = models.TextField()  # the exact bytes hashed (UTF-8), canonical JSON
+    leaf_hash = models.CharField(max_length=64)  # hex
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+        verbose_name_plural = "ledger entries"
+
+
+class LedgerHead(models.Model):
+    """Single row locked to hand out gapless sequence numbers."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    size = models.BigIntegerField(default=0)
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the tree: size, root hash and time (Ed25519)."""
+
+    tree_size = models.BigIntegerField()
+    root_hash = models.CharField(max_length=64)  # hex
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=64)  # hex SHA-256 of the raw public key
+    signature = models.CharField(max_length=128)  # base64 Ed25519 over the checkpoint body
+
+    class Meta:
+        ordering = ["tree_size", "signed_at"]
+
+    def __str__(self) -> str:
+        return f"Checkpoint size={self.tree_size}"

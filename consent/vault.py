@@ -1,0 +1,113 @@
+"""The personal-data vault: encrypt on the way in, deduplicate by blind index.
+
+Reading personal data back is private to ``consent``: ``consent.gate.disclose`` is the only
+way out, and it writes the disclosure log in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from consent import crypto
+from consent.models import PII_FIELDS, KeyCanary, Subject
+
+_checked_key_ids: set[str] = set()
+
+
+@dataclass(frozen=True)
+class ApplicantData:
+    full_name: str
+    phone: str
+    national_id: str
+    birth_date: date
+    monthly_income: Decimal
+    employer: str
+    address: str
+
+    def as_strings(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in PII_FIELDS}
+
+
+def ensure_master_key_usable() -> None:
+    """Refuse to write data we could not read back (missing or wrong master key)."""
+    keys = crypto.master_keys()
+    if keys.active_id in _checked_key_ids:
+        return
+    canary = KeyCanary.objects.filter(key_id=keys.active_id).first()
+    if canary is None:
+        KeyCanary.objects.get_or_create(
+            key_id=keys.active_id, defaults={"sealed": crypto.seal_canary(keys.active_id)}
+        )
+    elif not crypto.check_canary(keys.active_id, canary.sealed):
+        raise crypto.VaultKeyError(
+            f"the configured master key {keys.active_id!r} is not the one this database was "
+            "written with: refusing to write data that could not be read back"
+        )
+    _checked_key_ids.add(keys.active_id)
+
+
+def _encrypt_into(subject: Subject, data_key: bytes, applicant: ApplicantData) -> None:
+    for name, value in applicant.as_strings().items():
+        setattr(subject, f"{name}_enc", crypto.encrypt_field(data_key, subject.id, name, value))
+    subject.phone_index = crypto.blind_index("phone", crypto.normalise_phone(applicant.phone))
+
+
+def store_subject(*, applicant: ApplicantData) -> Subject:
+    """The vault record for this person, created or refreshed with the latest values."""
+    ensure_master_key_usable()
+    national_index = crypto.blind_index(
+        "national_id", crypto.normalise_national_id(applicant.national_id)
+    )
+    for _attempt in range(2):
+        existing = (
+            Subject.objects.select_for_update()
+            .filter(national_id_index=national_index, erased_at__isnull=True)
+            .first()
+        )
+        if existing is not None:
+            assert existing.wrapped_key is not None
+            data_key = crypto.unwrap_data_key(existing.wrapped_key, existing.id, existing.key_id)
+            _encrypt_into(existing, data_key, applicant)
+            existing.save()
+            return existing
+        subject = Subject(id=uuid.uuid4(), national_id_index=national_index)
+        data_key = crypto.new_data_key()
+        subject.key_id, subject.wrapped_key = crypto.wrap_data_key(data_key, subject.id)
+        _encrypt_into(subject, data_key, applicant)
+        try:
+            with transaction.atomic():
+                subject.save(force_insert=True)
+        except IntegrityError:
+            continue  # the same person arrived concurrently: take the row that won
+        return subject
+    raise RuntimeError("could not store the subject after a concurrent insert")
+
+
+def _decrypt(subject: Subject, fields: tuple[str, ...]) -> dict[str, str]:
+    """Private to consent: callers outside the app go through ``gate.disclose``."""
+    if subject.wrapped_key is None:
+        raise crypto.VaultKeyError("this subject was erased: nothing can be decrypted")
+    data_key = crypto.unwrap_data_key(subject.wrapped_key, subject.id, subject.key_id)
+    return {
+        name: crypto.decrypt_field(data_key, subject.id, name, getattr(subject, f"{name}_enc"))
+        for name in fields
+    }
+
+
+def find_subject_ids(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
+    """Look up subjects by blind index (compliance search); no decryption."""
+    query = Subject.objects.all()
+    if national_id:
+        query = query.filter(
+            national_id_index=crypto.blind_index(
+                "national_id", crypto.normalise_national_id(national_id)
+            )
+        )
+    if phone:
+        query = query.filter(phone_index=crypto.blind_index("phone", crypto.normalise_phone(phone)))
+    return list(query.values_list("id", flat=True))

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from marketplace.models import DeliveryAttempt, Lead, LeadEvent, Referral
+from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
+
+
+class LeadInline(ReadOnlyInline):
+    model = Lead
+    fields = ["partner", "product", "status", "delivery_mode", "is_sandbox", "delivered_at"]
+    readonly_fields = fields
+
+
+class AttemptInline(ReadOnlyInline):
+    model = DeliveryAttempt
+    fields = ["kind", "started_at", "outcome", "http_status", "latency_ms", "reason"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class EventInline(ReadOnlyInline):
+    model = LeadEvent
+    fields = ["type", "external_id", "occurred_at", "amount", "apr", "principal", "reason"]
+    readonly_fields = fields
+    fk_name = "lead"
+
+
+@admin.register(Referral)
+class ReferralAdmin(ReadOnlyAdmin):
+    # Anonymised attributes only; the applicant's data stays in the vault.
+    list_display = [
+        "id",
+        "source",
+        "status",
+        "risk_tier",
+        "amount",
+        "term_months",
+        "region",
+        "channel",
+        "is_sandbox",
+        "created_at",
+    ]
+    list_filter = ["status", "risk_tier", "channel", "is_sandbox", "source"]
+    search_fields = ["=id", "source_reference"]
+    date_hierarchy = "created_at"
+    exclude = ["subject"]
+    inlines = [LeadInline]
+
+
+@admin.register(Lead)
+class LeadAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "partner",
+        "product",
+        "status",
+        "delivery_mode",
+        "is_sandbox",
+        "delivery_attempts",
+        "created_at",
+    ]
+    list_filter = ["status", "delivery_mode", "is_sandbox", "partner"]
+    search_fields = ["=id", "=referral__id", "partner_reference"]
+    date_hierarchy = "created_at"
+    exclude = ["subject"]
+    list_select_related = ["partner", "product"]
+    inlines = [AttemptInline, EventInline]
+
+
+@admin.register(LeadEvent)
+class LeadEventAdmin(ReadOnlyAdmin):
+    list_display = ["external_id", "type", "partner", "lead", "occurred_at", "received_at"]
+    list_filter = ["type", "partner"]
+    search_fields = ["=external_id", "=lead__id"]
+    list_select_related = ["partner"]
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["lead", "kind", "outcome", "http_status", "latency_ms", "reason", "started_at"]
+    list_filter = ["outcome", "kind"]

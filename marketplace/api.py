@@ -1,0 +1,480 @@
+"""REST API of the routing domain: referral intake (source keys) and partners' leads and
+outcome events (partner keys). Views are thin: validate, call one service, serialise."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from consent import grants
+from consent.gate import DisclosureRefused
+from consent.grants import ConsentError, ConsentEvidence
+from consent.models import GrantScope
+from consent.vault import ApplicantData
+from marketplace import events, intake, pull
+from marketplace.bands import age_band_label, income_band_label
+from marketplace.models import EventType, Lead, LeadEvent, LeadStatus, Referral
+from partners.authentication import IsPartnerKey, IsSourceKey, client
+from partners.errors import ApiError
+from partners.idempotency import idempotent
+from partners.models import RISK_TIERS, Partner
+
+CURRENCIES = ["CNY"]
+EMPLOYMENT_TYPES = ["employed", "self_employed", "civil_servant", "student", "retired", "other"]
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+# --- Intake ----------------------------------------------------------------------------------
+
+
+class ApplicantInput(serializers.Serializer):
+    full_name = serializers.CharField(max_length=100)
+    phone = serializers.RegexField(r"^\+?[0-9][0-9 \-]{6,19}$", max_length=24)
+    national_id = serializers.RegexField(r"^[0-9A-Za-z]{6,32}$")
+    birth_date = serializers.DateField()
+    monthly_income = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    employer = serializers.CharField(max_length=200, allow_blank=True)
+    address = serializers.CharField(max_length=300)
+
+    def validate_birth_date(self, value: Any) -> Any:
+        if value >= timezone.now().date():
+            raise serializers.ValidationError("Birth date must be in the past.")
+        return value
+
+
+class LoanInput(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=1)
+    currency = serializers.ChoiceField(choices=CURRENCIES)
+    term_months = serializers.IntegerField(min_value=1, max_value=120)
+    purpose = serializers.CharField(max_length=40)
+
+
+class ConsentInput(serializers.Serializer):
+    text_version = serializers.CharField(max_length=60)
+    collected_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    channel = serializers.CharField(max_length=40)
+    method = serializers.CharField(max_length=40)
+    scope = serializers.ChoiceField(choices=GrantScope.choices)
+    partner_ids = serializers.ListField(child=serializers.UUIDField(), required=False)
+    purposes = serializers.ListField(
+        child=serializers.CharField(max_length=60), min_length=1, default=["loan_referral"]
+    )
+    ip_address = serializers.IPAddressField(required=False, allow_null=True)
+    user_agent = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+    def validate_collected_at(self, value: Any) -> Any:
+        if value > timezone.now() + CLOCK_SKEW:
+            raise serializers.ValidationError("Consent cannot be collected in the future.")
+        return value
+
+    def validate_partner_ids(self, value: list[uuid.UUID]) -> list[uuid.UUID]:
+        known = set(Partner.objects.filter(id__in=value).values_list("id", flat=True))
+        unknown = [str(v) for v in value if v not in known]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown partner ids: {', '.join(unknown)}.")
+        return value
+
+
+class ReferralInput(serializers.Serializer):
+    applicant = ApplicantInput()
+    loan = LoanInput()
+    risk_tier = serializers.ChoiceField(choices=RISK_TIERS)
+    decline_reason = serializers.CharField(max_length=80)
+    channel = serializers.CharField(max_length=40)
+    region = serializers.RegexField(r"^[A-Z]{2}-[A-Z0-9]{1,3}$", help_text="ISO 3166-2, CN-GD")
+    employment_type = serializers.ChoiceField(choices=EMPLOYMENT_TYPES)
+    consent = ConsentInput()
+    source_reference = serializers.CharField(max_length=80, required=False, allow_blank=True)
+
+    def to_request(self) -> intake.ReferralRequest:
+        data = self.validated_data
+        consent = data["consent"]
+        return intake.ReferralRequest(
+            applicant=ApplicantData(**data["applicant"]),
+            consent=ConsentEvidence(
+                text_version=consent["text_version"],
+                collected_at=consent["collected_at"],
+                expires_at=consent["expires_at"],
+                channel=consent["channel"],
+                method=consent["method"],
+                scope=consent["scope"],
+                purposes=tuple(consent["purposes"]),
+                named_partner_ids=tuple(consent.get("partner_ids", ())),
+                ip_address=consent.get("ip_address"),
+                user_agent=consent.get("user_agent", ""),
+            ),
+            amount=data["loan"]["amount"],
+            currency=data["loan"]["currency"],
+            term_months=data["loan"]["term_months"],
+            purpose=data["loan"]["purpose"],
+            risk_tier=data["risk_tier"],
+            decline_reason=data["decline_reason"],
+            channel=data["channel"],
+            region=data["region"],
+            employment_type=data["employment_type"],
+            source_reference=data.get("source_reference", ""),
+        )
+
+
+class ReferralLeadOutput(serializers.ModelSerializer):
+    partner_name = serializers.CharField(source="partner.name")
+
+    class Meta:
+        model = Lead
+        fields = ["id", "partner_id", "partner_name", "status", "delivery_mode"]
+
+
+class ReferralOutput(serializers.ModelSerializer):
+    leads = ReferralLeadOutput(many=True)
+    consent_receipt = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Referral
+        fields = [
+            "id",
+            "status",
+            "status_reason",
+            "source_reference",
+            "is_sandbox",
+            "amount",
+            "currency",
+            "term_months",
+            "risk_tier",
+            "region",
+            "created_at",
+            "leads",
+            "consent_receipt",
+        ]
+
+    def get_consent_receipt(self, referral: Referral) -> dict[str, Any] | None:
+        return grants.receipt(referral.grant) if referral.grant else None
+
+
+REFERRAL_EXAMPLE = {
+    "applicant": {
+        "full_name": "王小明",
+        "phone": "+86 138 0013 8000",
+        "national_id": "110101199003071234",
+        "birth_date": "1990-03-07",
+        "monthly_income": "8500.00",
+        "employer": "Shenzhen Example Tech Co.",
+        "address": "广东省深圳市南山区科技园 1 号",
+    },
+    "loan": {"amount": "8000.00", "currency": "CNY", "term_months": 12, "purpose": "consumption"},
+    "risk_tier": "R5",
+    "decline_reason": "outside_risk_appetite",
+    "channel": "app",
+    "region": "CN-GD",
+    "employment_type": "employed",
+    "consent": {
+        "text_version": "cn-referral-2026-01",
+        "collected_at": "2026-11-22T08:00:00Z",
+        "expires_at": "2027-11-22T08:00:00Z",
+        "channel": "app",
+        "method": "checkbox",
+        "scope": "matched_partners",
+        "purposes": ["loan_referral"],
+        "ip_address": "203.0.113.9",
+        "user_agent": "OperatorApp/5.2 (Android 14)",
+    },
+    "source_reference": "APP-2026-000123",
+}
+
+
+def _referral_queryset() -> QuerySet[Referral]:
+    return Referral.objects.select_related("grant__text", "grant__source").prefetch_related(
+        "leads__partner", "grant__recipients"
+    )
+
+
+class ReferralCreateView(APIView):
+    permission_classes = [IsSourceKey]
+
+    @extend_schema(
+        operation_id="referrals_create",
+        summary="Refer a declined applicant",
+        request=ReferralInput,
+        responses={201: ReferralOutput, 400: OpenApiResponse(description="Invalid fields")},
+        examples=[
+            OpenApiExample("Declined app applicant", value=REFERRAL_EXAMPLE, request_only=True)
+        ],
+        tags=["referrals"],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = ReferralInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_client = client(request)
+        source = api_client.api_key.source
+        assert source is not None
+        try:
+            referral = intake.create_referral(
+                source=source, request=serializer.to_request(), is_sandbox=api_client.is_sandbox
+            )
+        except ConsentError as exc:
+            raise ApiError(
+                str(exc), code="invalid_consent", details={exc.field: [str(exc)]}
+            ) from None
+        except intake.DuplicateReferral:
+            raise ApiError(
+                "A referral with this source_reference already exists.",
+                code="duplicate_source_reference",
+                status_code=status.HTTP_409_CONFLICT,
+                details={"source_reference": ["Already used."]},
+            ) from None
+        return Response(
+            ReferralOutput(_referral_queryset().get(pk=referral.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ReferralDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsSourceKey]
+    serializer_class = ReferralOutput
+
+    def get_queryset(self) -> QuerySet[Referral]:
+        return _referral_queryset().filter(source_id=client(self.request).source_id)
+
+    @extend_schema(tags=["referrals"], summary="A referral and its leads")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+# --- Partner: leads and events ----------------------------------------------------------------
+
+
+class LeadEventOutput(serializers.ModelSerializer):
+    event_id = serializers.CharField(source="external_id")
+
+    class Meta:
+        model = LeadEvent
+        fields = [
+            "id",
+            "event_id",
+            "type",
+            "occurred_at",
+            "received_at",
+            "amount",
+            "apr",
+            "principal",
+            "reason",
+        ]
+
+
+class PartnerLeadOutput(serializers.ModelSerializer):
+    loan = serializers.SerializerMethodField()
+    risk_tier = serializers.CharField(source="referral.risk_tier")
+    region = serializers.CharField(source="referral.region")
+    age_band = serializers.SerializerMethodField()
+    income_band = serializers.SerializerMethodField()
+    product_id = serializers.UUIDField()
+
+    class Meta:
+        model = Lead
+        fields = [
+            "id",
+            "status",
+            "is_sandbox",
+            "delivery_mode",
+            "product_id",
+            "loan",
+            "risk_tier",
+            "region",
+            "age_band",
+            "income_band",
+            "partner_reference",
+            "created_at",
+            "delivered_at",
+        ]
+
+    def get_loan(self, lead: Lead) -> dict[str, Any]:
+        referral = lead.referral
+        return {
+            "amount": str(referral.amount),
+            "currency": referral.currency,
+            "term_months": referral.term_months,
+            "purpose": referral.purpose,
+        }
+
+    def get_age_band(self, lead: Lead) -> str:
+        return age_band_label(lead.referral.age)
+
+    def get_income_band(self, lead: Lead) -> str:
+        return income_band_label(lead.referral.income_band_floor)
+
+
+class PartnerLeadDetailOutput(PartnerLeadOutput):
+    applicant = serializers.DictField(child=serializers.CharField(), allow_null=True)
+    consent = serializers.SerializerMethodField()
+    events = LeadEventOutput(many=True)
+
+    class Meta(PartnerLeadOutput.Meta):
+        fields = [*PartnerLeadOutput.Meta.fields, "applicant", "consent", "events"]
+
+    def get_consent(self, lead: Lead) -> dict[str, Any] | None:
+        grant = lead.referral.grant
+        if grant is None:
+            return None
+        return {
+            "receipt_id": str(grant.id),
+            "text_version": grant.text.version,
+            "text_sha256": grant.text_sha256,
+            "text": grant.text.body,
+        }
+
+
+class LeadFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(choices=LeadStatus.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    is_sandbox = filters.BooleanFilter()
+
+    class Meta:
+        model = Lead
+        fields = ["status", "is_sandbox"]
+
+
+def partner_leads(request: Request) -> QuerySet[Lead]:
+    """Every partner-facing lead query starts here: scoped to the caller's partner."""
+    return Lead.objects.filter(partner_id=client(request).partner_id).select_related(
+        "referral__grant__text"
+    )
+
+
+class PartnerLeadListView(generics.ListAPIView):
+    permission_classes = [IsPartnerKey]
+    serializer_class = PartnerLeadOutput
+    filterset_class = LeadFilter
+    ordering = "-created_at"
+
+    def get_queryset(self) -> QuerySet[Lead]:
+        return partner_leads(self.request)
+
+    @extend_schema(tags=["partner"], summary="Your leads (no personal data in the list)")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class PartnerLeadDetailView(APIView):
+    permission_classes = [IsPartnerKey]
+
+    @extend_schema(
+        tags=["partner"],
+        summary="One of your leads, with the applicant's data when it was delivered to you",
+        description="Reading the applicant's data is a disclosure under the applicant's "
+        "consent and is logged. A pull-mode lead becomes delivered on first read.",
+        responses={200: PartnerLeadDetailOutput},
+    )
+    def get(self, request: Request, lead_id: uuid.UUID) -> Response:
+        lead = generics.get_object_or_404(
+            partner_leads(request).prefetch_related("events"), pk=lead_id
+        )
+        try:
+            applicant = pull.applicant_for_partner(lead=lead)
+        except DisclosureRefused as exc:
+            raise ApiError(
+                f"The applicant's data is not available: {exc}",
+                code=exc.code,
+                status_code=status.HTTP_403_FORBIDDEN,
+            ) from None
+        lead.applicant = applicant  # type: ignore[attr-defined]
+        return Response(PartnerLeadDetailOutput(lead).data)
+
+
+class EventInput(serializers.Serializer):
+    event_id = serializers.CharField(max_length=120, help_text="Your unique id for the event")
+    type = serializers.ChoiceField(choices=EventType.choices)
+    occurred_at = serializers.DateTimeField()
+    amount = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        help_text="Approved amount",
+    )
+    apr = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        required=False,
+        allow_null=True,
+        help_text="Annual rate, 0.2150 = 21.5%",
+    )
+    principal = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        help_text="Funded principal",
+    )
+    reason = serializers.CharField(max_length=80, required=False, allow_blank=True)
+
+
+class PartnerLeadEventView(APIView):
+    permission_classes = [IsPartnerKey]
+
+    @extend_schema(
+        tags=["partner"],
+        summary="Report an outcome on one of your leads",
+        description="Idempotent by `event_id`: sending the same event again returns 200 with "
+        "the stored event. Events may arrive in any order.",
+        request=EventInput,
+        responses={201: LeadEventOutput, 200: LeadEventOutput},
+        examples=[
+            OpenApiExample(
+                "Funded",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-funded",
+                    "type": "funded",
+                    "occurred_at": "2026-11-22T10:00:00Z",
+                    "principal": "8000.00",
+                },
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request, lead_id: uuid.UUID) -> Response:
+        partner_id = client(request).partner_id
+        if not Lead.objects.filter(pk=lead_id, partner_id=partner_id).exists():
+            raise ApiError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+        serializer = EventInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        report = events.EventReport(
+            external_id=data["event_id"],
+            type=data["type"],
+            occurred_at=data["occurred_at"],
+            amount=data.get("amount"),
+            apr=data.get("apr"),
+            principal=data.get("principal"),
+            reason=data.get("reason", ""),
+        )
+        try:
+            event, created = events.record_event(
+                lead_id=lead_id, partner_id=partner_id, report=report
+            )
+        except events.EventError as exc:
+            conflict = exc.code in {"event_id_conflict", "duplicate_event_type"}
+            raise ApiError(
+                str(exc),
+                code=exc.code,
+                details={exc.field: [str(exc)]} if exc.field else None,
+                status_code=status.HTTP_409_CONFLICT
+                if conflict
+                else status.HTTP_422_UNPROCESSABLE_ENTITY,
+            ) from None
+        return Response(
+            LeadEventOutput(event).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -1,0 +1,170 @@
+"""Direct post of a lead to its partner: the moment personal data leaves the vault.
+
+The post goes through the consent gate (which logs the disclosure), is signed per Standard
+Webhooks with a ``webhook-id`` that is stable per lead so a partner can drop a retried
+duplicate, and every attempt is recorded with its outcome, reason and latency. A partner
+that answers garbage, an error, a redirect or nothing is an *error* with a reason, never a
+crash and never a lost lead: the task retries with backoff and gives up as delivery_failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.db import transaction
+from django.utils import timezone
+
+from consent.gate import DisclosureRefused, disclose
+from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
+from partners import webhooks
+from partners.urlsafety import UnsafeUrlError, check_partner_url
+
+# The purpose every referral consent must cover for a lead to be disclosed.
+REFERRAL_PURPOSE = "loan_referral"
+DELIVERABLE = {LeadStatus.MATCHED, LeadStatus.DELIVERY_FAILED}
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: str  # AttemptOutcome, or "skipped" when there was nothing to do
+    reason: str = ""
+    retryable: bool = False
+
+
+def post_payload(lead: Lead, applicant: dict[str, str]) -> dict[str, Any]:
+    referral = lead.referral
+    grant = referral.grant
+    assert grant is not None
+    return {
+        "type": "lead.post",
+        "lead_id": str(lead.id),
+        "mode": "sandbox" if lead.is_sandbox else "live",
+        "loan": {
+            "amount": str(referral.amount),
+            "currency": referral.currency,
+            "term_months": referral.term_months,
+            "purpose": referral.purpose,
+        },
+        "risk_tier": referral.risk_tier,
+        "region": referral.region,
+        "applicant": applicant,
+        "consent": {
+            "receipt_id": str(grant.id),
+            "text_version": grant.text.version,
+            "text_sha256": grant.text_sha256,
+        },
+    }
+
+
+def parse_post_response(response: httpx.Response) -> tuple[str, str, str]:
+    """(outcome, reason, partner reference) from a partner's answer to a post."""
+    if response.is_redirect:
+        return AttemptOutcome.ERROR, f"redirect {response.status_code} not followed", ""
+    if response.status_code != 200:
+        return AttemptOutcome.ERROR, f"http {response.status_code}", ""
+    try:
+        body = response.json()
+    except ValueError:
+        return AttemptOutcome.ERROR, "response is not JSON", ""
+    if not isinstance(body, dict):
+        return AttemptOutcome.ERROR, "response is not a JSON object", ""
+    decision = body.get("decision")
+    if decision == "accept":
+        return AttemptOutcome.SUCCESS, "", str(body.get("reference", ""))[:120]
+    if decision == "reject":
+        return AttemptOutcome.FAILURE, str(body.get("reason", "rejected"))[:200], ""
+    return AttemptOutcome.ERROR, "response has no decision accept/reject", ""
+
+
+def _record(
+    lead: Lead, url: str, started: float, status: int | None, outcome: str, reason: str
+) -> None:
+    DeliveryAttempt.objects.create(
+        lead=lead,
+        url=url,
+        started_at=timezone.now(),
+        latency_ms=int((time.monotonic() - started) * 1000),
+        http_status=status,
+        outcome=outcome,
+        reason=reason[:200],
+    )
+
+
+def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResult:
+    with transaction.atomic():
+        # Claim the lead: one worker posts it at a time, and a delivered lead is a no-op.
+        lead = (
+            Lead.objects.select_for_update()
+            .select_related("referral__grant__text", "product", "partner")
+            .get(pk=lead_id)
+        )
+        if lead.status not in DELIVERABLE:
+            return DeliveryResult("skipped", f"lead is {lead.status}")
+        lead.delivery_attempts += 1
+        lead.save(update_fields=["delivery_attempts", "updated_at"])
+    url = lead.product.post_url
+    started = time.monotonic()
+    try:
+        check_partner_url(url)
+    except UnsafeUrlError as exc:
+        _record(lead, url, started, None, AttemptOutcome.ERROR, str(exc))
+        _set_status(lead, LeadStatus.DELIVERY_FAILED)
+        return DeliveryResult(AttemptOutcome.ERROR, str(exc))
+    secret = webhooks.signing_secret(lead.partner)
+    if secret is None:
+        reason = "partner has no active signing secret"
+        _record(lead, url, started, None, AttemptOutcome.ERROR, reason)
+        _set_status(lead, LeadStatus.DELIVERY_FAILED)
+        return DeliveryResult(AttemptOutcome.ERROR, reason)
+    assert lead.referral.grant_id is not None
+    try:
+        disclosed = disclose(
+            grant_id=lead.referral.grant_id,
+            partner_id=lead.partner_id,
+            purpose=REFERRAL_PURPOSE,
+            reference=f"lead:{lead.id}",
+        )
+    except DisclosureRefused as exc:
+        _record(lead, url, started, None, AttemptOutcome.FAILURE, f"consent: {exc.code}")
+        _set_status(lead, LeadStatus.BLOCKED)
+        return DeliveryResult(AttemptOutcome.FAILURE, exc.code)
+    body = json.dumps(post_payload(lead, disclosed.data), separators=(",", ":")).encode()
+    headers = webhooks.signed_headers(secret, body, msg_id=f"lead_{lead.id}")
+    status: int | None = None
+    try:
+        response = httpx.post(
+            url,
+            content=body,
+            headers=headers,
+            timeout=lead.product.post_timeout_ms / 1000,
+            follow_redirects=False,
+        )
+        status = response.status_code
+        outcome, reason, reference = parse_post_response(response)
+    except httpx.TimeoutException:
+        outcome, reason, reference = AttemptOutcome.ERROR, "timed out", ""
+    except httpx.HTTPError as exc:
+        outcome, reason, reference = AttemptOutcome.ERROR, f"{type(exc).__name__}", ""
+    _record(lead, url, started, status, outcome, reason)
+    if outcome == AttemptOutcome.SUCCESS:
+        _set_status(lead, LeadStatus.DELIVERED, reference=reference)
+        return DeliveryResult(outcome)
+    if outcome == AttemptOutcome.FAILURE:
+        _set_status(lead, LeadStatus.POST_REJECTED)
+        return DeliveryResult(outcome, reason)
+    _set_status(lead, LeadStatus.DELIVERY_FAILED)
+    return DeliveryResult(outcome, reason, retryable=not final_attempt)
+
+
+def _set_status(lead: Lead, status: str, *, reference: str = "") -> None:
+    fields: dict[str, Any] = {"status": status, "updated_at": timezone.now()}
+    if status == LeadStatus.DELIVERED:
+        fields["delivered_at"] = timezone.now()
+        fields["partner_reference"] = reference
+    # Compare-and-set: only a lead still in delivery moves (events may have moved it on).
+    Lead.objects.filter(pk=lead.pk, status__in=[*DELIVERABLE]).update(**fields)

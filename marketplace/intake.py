@@ -1,0 +1,89 @@
+"""Referral intake: vault the applicant, record consent, route. One transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from consent import grants, vault
+from consent.grants import ConsentEvidence
+from consent.vault import ApplicantData
+from marketplace import routing
+from marketplace.bands import age_on, income_band_floor
+from marketplace.delivery import REFERRAL_PURPOSE
+from marketplace.models import Referral, ReferralStatus
+from partners.models import TrafficSource
+
+
+class DuplicateReferral(ValueError):
+    """The source already sent a referral with this source_reference."""
+
+
+@dataclass(frozen=True)
+class ReferralRequest:
+    applicant: ApplicantData
+    consent: ConsentEvidence
+    amount: Decimal
+    currency: str
+    term_months: int
+    purpose: str
+    risk_tier: str
+    decline_reason: str
+    channel: str
+    region: str
+    employment_type: str
+    source_reference: str = ""
+
+
+def create_referral(
+    *, source: TrafficSource, request: ReferralRequest, is_sandbox: bool
+) -> Referral:
+    """Store the referral and its leads. Raises ConsentError (bad consent input) and
+    nothing is stored; consent that is valid but not usable makes it *not routable*."""
+    now = timezone.now()
+    with transaction.atomic():
+        if (
+            request.source_reference
+            and Referral.objects.filter(
+                source=source, source_reference=request.source_reference
+            ).exists()
+        ):
+            raise DuplicateReferral(request.source_reference)
+        subject = vault.store_subject(applicant=request.applicant)
+        grant = grants.record_grant(subject=subject, source=source, evidence=request.consent)
+        referral = Referral(
+            source=source,
+            source_reference=request.source_reference,
+            subject=subject,
+            grant=grant,
+            is_sandbox=is_sandbox,
+            amount=request.amount,
+            currency=request.currency,
+            term_months=request.term_months,
+            purpose=request.purpose,
+            risk_tier=request.risk_tier,
+            decline_reason=request.decline_reason,
+            channel=request.channel,
+            region=request.region,
+            age=age_on(request.applicant.birth_date, now.date()),
+            income_band_floor=income_band_floor(request.applicant.monthly_income),
+            employment_type=request.employment_type,
+        )
+        if not grants.is_active(grant, now):
+            referral.status = ReferralStatus.NOT_ROUTABLE
+            referral.status_reason = "consent has expired"
+        elif REFERRAL_PURPOSE not in grant.purposes:
+            referral.status = ReferralStatus.NOT_ROUTABLE
+            referral.status_reason = f"consent does not cover the purpose {REFERRAL_PURPOSE!r}"
+        else:
+            referral.status = ReferralStatus.NO_MATCH  # until routing finds partners
+        referral.save()
+        if referral.status == ReferralStatus.NO_MATCH:
+            leads = routing.route(referral=referral, grant=grant)
+            if leads:
+                referral.status = ReferralStatus.ROUTED
+                referral.save(update_fields=["status"])
+        return referral

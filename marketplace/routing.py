@@ -1,0 +1,129 @@
+"""From a referral to leads: match, respect consent scope, dedupe windows and caps, and
+order partners for the applicant (cheapest APR first), never by fee alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from consent import grants
+from consent.models import ConsentGrant
+from marketplace.matching import Application, CreditBox, match, product_index
+from marketplace.models import Lead, LeadStatus, Referral
+from marketplace.tasks import deliver_lead
+from partners.models import DeliveryMode, Product
+
+
+def application_for(referral: Referral) -> Application:
+    return Application(
+        amount=referral.amount,
+        term_months=referral.term_months,
+        risk_tier=referral.risk_tier,
+        region=referral.region,
+        age=referral.age,
+        income_floor=referral.income_band_floor,
+        employment_type=referral.employment_type,
+        purpose=referral.purpose,
+        channel=referral.channel,
+    )
+
+
+def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
+    """One product per partner, the applicant's cheapest; partners in the same order."""
+    best: dict[uuid.UUID, CreditBox] = {}
+    for box in sorted(boxes, key=lambda b: (b.apr_min, b.apr_max, str(b.product_id))):
+        best.setdefault(box.partner_id, box)
+    return list(best.values())
+
+
+def _recently_received(referral: Referral, boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
+    """Partners that already got this person within their product's dedupe window."""
+    windows = {box.partner_id: box.dedupe_days for box in boxes if box.dedupe_days}
+    if not windows:
+        return set()
+    now = timezone.now()
+    since = now - timedelta(days=max(windows.values()))
+    recent = Lead.objects.filter(
+        subject_id=referral.subject_id, partner_id__in=windows, created_at__gte=since
+    ).values_list("partner_id", "created_at")
+    return {
+        partner_id
+        for partner_id, created_at in recent
+        if created_at >= now - timedelta(days=windows[partner_id])
+    }
+
+
+def _over_cap(boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
+    """Products at their daily or monthly cap. Capped products' rows are locked for the
+    rest of the transaction so concurrent intakes count one after the other."""
+    capped = [box for box in boxes if box.daily_cap is not None or box.monthly_cap is not None]
+    if not capped:
+        return set()
+    ids = [box.product_id for box in capped]
+    list(Product.objects.select_for_update().filter(id__in=ids).values_list("id"))
+    now = timezone.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month_start = day_start.replace(day=1)
+    counts = Lead.objects.filter(product_id__in=ids, created_at__gte=month_start)
+    monthly = dict(counts.values_list("product_id").annotate(n=Count("id")))
+    daily = dict(
+        counts.filter(created_at__gte=day_start).values_list("product_id").annotate(n=Count("id"))
+    )
+    full = set()
+    for box in capped:
+        if box.daily_cap is not None and daily.get(box.product_id, 0) >= box.daily_cap:
+            full.add(box.product_id)
+        if box.monthly_cap is not None and monthly.get(box.product_id, 0) >= box.monthly_cap:
+            full.add(box.product_id)
+    return full
+
+
+def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
+    boxes = match(product_index.boxes(), application_for(referral), apr_cap=settings.APR_CAP)
+    allowed = grants.allowed_recipient_ids(grant)
+    if allowed is not None:
+        boxes = [box for box in boxes if box.partner_id in allowed]
+    # Ping-post auctions are not built yet (issue 3): those products are not routed to.
+    boxes = [box for box in boxes if box.delivery_mode != DeliveryMode.PING_POST]
+    candidates = _best_box_per_partner(boxes)
+    skip_partners = _recently_received(referral, candidates)
+    candidates = [box for box in candidates if box.partner_id not in skip_partners]
+    full = _over_cap(candidates)
+    candidates = [box for box in candidates if box.product_id not in full]
+    if candidates and candidates[0].exclusive:
+        return candidates[:1]
+    shared = [box for box in candidates if not box.exclusive]
+    return shared[: settings.MAX_PARTNERS_PER_REFERRAL]
+
+
+def route(*, referral: Referral, grant: ConsentGrant) -> list[Lead]:
+    """Create the referral's leads and queue their delivery after commit."""
+    chosen = select_boxes(referral, grant)
+    if not chosen:
+        return []
+    grants.add_matched_recipients(grant=grant, partner_ids=[box.partner_id for box in chosen])
+    leads = [
+        Lead(
+            referral=referral,
+            partner_id=box.partner_id,
+            product_id=box.product_id,
+            subject_id=referral.subject_id,
+            is_sandbox=referral.is_sandbox or box.partner_sandbox,
+            delivery_mode=box.delivery_mode,
+            status=LeadStatus.AVAILABLE
+            if box.delivery_mode == DeliveryMode.PULL
+            else LeadStatus.MATCHED,
+        )
+        for box in chosen
+    ]
+    Lead.objects.bulk_create(leads)
+    push = [str(lead.id) for lead in leads if lead.delivery_mode == DeliveryMode.DIRECT_POST]
+    if push:
+        transaction.on_commit(lambda: [deliver_lead.delay(lead_id) for lead_id in push])
+    return leads

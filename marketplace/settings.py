@@ -1,0 +1,309 @@
+"""One settings module, configured from the environment (12-factor).
+
+With nothing set it runs on an embedded default: SQLite, Celery eager, DEBUG on, and
+development keys generated on first run into ``var/devkeys.json`` (ignored by git).
+``MARKETPLACE_ENV=production`` refuses to start unless every secret comes from the
+environment (directly, or from a file named by ``<NAME>_FILE``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MARKETPLACE_VAR_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str = "") -> str:
+    """A string from the environment, or from the file named by ``<name>_FILE``."""
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        return Path(file_name).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def envint(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+
+
+def envdecimal(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name) or default
+    try:
+        return Decimal(raw)
+    except ArithmeticError:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
+
+
+ENVIRONMENT = os.environ.get("MARKETPLACE_ENV", "development")
+if ENVIRONMENT not in {"development", "production"}:
+    raise ImproperlyConfigured("MARKETPLACE_ENV must be 'development' or 'production'")
+PRODUCTION = ENVIRONMENT == "production"
+
+# --- Secrets -----------------------------------------------------------------------------
+# Each secret is 32 random bytes, base64. In development the missing ones are generated
+# once and kept in var/devkeys.json so restarts can still decrypt what was written.
+
+
+def _b64key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+_SECRET_NAMES = {
+    "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+    # Vault master keys: "key-id:base64key[,key-id:base64key...]"; the first one wraps new keys.
+    "VAULT_MASTER_KEYS": lambda: f"dev-{secrets.token_hex(4)}:{_b64key()}",
+    "BLIND_INDEX_KEY": _b64key,
+    "API_KEY_PEPPER": _b64key,
+    # Encrypts secrets we must read back (partner webhook signing secrets).
+    "SECRETS_ENCRYPTION_KEY": _b64key,
+    # Ed25519 private key (raw 32 bytes, base64) that signs consent-ledger checkpoints.
+    "LEDGER_SIGNING_KEY": _b64key,
+}
+
+
+def _load_secrets() -> dict[str, str]:
+    values = {name: env(name) for name in _SECRET_NAMES}
+    missing = [name for name, value in values.items() if not value]
+    if not missing:
+        return values
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "MARKETPLACE_ENV=production needs these secrets in the environment: "
+            + ", ".join(missing)
+        )
+    path = VAR_DIR / "devkeys.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for name in missing:
+        if name not in stored:
+            stored[name] = _SECRET_NAMES[name]()
+            changed = True
+        values[name] = stored[name]
+    if changed:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return values
+
+
+_secrets = _load_secrets()
+SECRET_KEY = _secrets["SECRET_KEY"]
+VAULT_MASTER_KEYS = _secrets["VAULT_MASTER_KEYS"]
+BLIND_INDEX_KEY = _secrets["BLIND_INDEX_KEY"]
+API_KEY_PEPPER = _secrets["API_KEY_PEPPER"]
+SECRETS_ENCRYPTION_KEY = _secrets["SECRETS_ENCRYPTION_KEY"]
+LEDGER_SIGNING_KEY = _secrets["LEDGER_SIGNING_KEY"]
+
+DEBUG = envbool("DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
+    "guardian",
+    "partners",
+    "consent",
+    "marketplace",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "marketplace.urls"
+WSGI_APPLICATION = "marketplace.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "marketplace.sqlite3",
+            # Threads (the demo's loopback servers) write concurrently: wait for the lock
+            # instead of failing, and take it at BEGIN so upgrades cannot deadlock.
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+GUARDIAN_RAISE_403 = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+# --- API ---------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["partners.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "partners.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Decline Marketplace API",
+    "DESCRIPTION": (
+        "Routes consented, declined loan applicants to partner lenders. Source keys create "
+        "referrals and manage consent; partner keys read their own leads and report outcomes. "
+        "Authenticate with `Authorization: Bearer <key>`. Creating POSTs accept an "
+        "`Idempotency-Key` header."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
+    },
+    "SECURITY": [{"ApiKey": []}],
+}
+
+# --- Celery ------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ROUTES = {
+    "marketplace.tasks.deliver_lead": {"queue": "post"},
+    "billing.tasks.*": {"queue": "billing"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_BEAT_SCHEDULE = {
+    "generate-monthly-invoices": {
+        "task": "billing.tasks.generate_last_month_invoices",
+        "schedule": 6 * 3600.0,  # idempotent: reruns are no-ops, so a coarse period is fine
+    },
+    "checkpoint-consent-ledger": {
+        "task": "consent.tasks.checkpoint_ledger",
+        "schedule": 3600.0,
+    },
+    "charge-unbilled-events": {
+        "task": "billing.tasks.charge_unbilled_events",
+        "schedule": 300.0,
+    },
+}
+
+# --- Domain settings ---------------------------------------------------------------------
+# Regulators and courts watch 24% APR; never route an applicant above the cap.
+APR_CAP = envdecimal("APR_CAP", "0.24")
+DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "CNY")
+VAT_RATE = envdecimal("VAT_RATE", "0.06")
+# Partner endpoints on loopback/private ranges are refused unless explicitly allowed
+# (development, tests and the demo simulator run on loopback).
+ALLOW_PRIVATE_PARTNER_URLS = envbool("ALLOW_PRIVATE_PARTNER_URLS", not PRODUCTION)
+POST_TIMEOUT_SECONDS = float(env("POST_TIMEOUT_SECONDS", "10"))
+DELIVERY_MAX_RETRIES = envint("DELIVERY_MAX_RETRIES", 5)
+API_KEY_PREFIX = env("API_KEY_PREFIX", "dm")
+OPERATOR_NAME = env("OPERATOR_NAME", "Demo Operator Lending Co., Ltd.")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Request lines name partner URLs and lead ids only, but are noise at INFO.
+        "httpx": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
+        "kombu": {"level": "WARNING"},
+    },
+}
+# Shared leads go to at most this many partners per referral.
+MAX_PARTNERS_PER_REFERRAL = envint("MAX_PARTNERS_PER_REFERRAL", 5)
+# Partners may return a lead (and get its fees credited) this many days after delivery.
+RETURN_WINDOW_DAYS = envint("RETURN_WINDOW_DAYS", 7)

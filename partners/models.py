@@ -1,0 +1,208 @@
+"""Partner lenders, their products (credit boxes), API keys and webhook endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import F, Q
+
+RISK_TIERS = [f"R{i}" for i in range(1, 9)]
+
+
+class PartnerStatus(models.TextChoices):
+    ONBOARDING = "onboarding", "Onboarding"
+    SANDBOX = "sandbox", "Sandbox"
+    LIVE = "live", "Live"
+    PAUSED = "paused", "Paused"
+    OFFBOARDED = "offboarded", "Offboarded"
+
+
+class Partner(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    legal_name = models.CharField(max_length=200)
+    licence_number = models.CharField(max_length=80, blank=True)
+    status = models.CharField(
+        max_length=16, choices=PartnerStatus.choices, default=PartnerStatus.ONBOARDING
+    )
+    contact_name = models.CharField(max_length=120, blank=True)
+    contact_email = models.EmailField(blank=True)
+    billing_address = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Any change bumps it, so per-process product indexes notice (marketplace.matching).
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_routable(self) -> bool:
+        return self.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
+
+
+class DeliveryMode(models.TextChoices):
+    DIRECT_POST = "direct_post", "Direct post"
+    PING_POST = "ping_post", "Ping-post"
+    PULL = "pull", "Pull through the API"
+
+
+class Product(models.Model):
+    """A partner's credit box: what it accepts and how it wants leads delivered."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="products")
+    name = models.CharField(max_length=120)
+    is_active = models.BooleanField(default=True)
+    # Loan request bounds, inclusive. Amounts in the platform currency (CNY).
+    min_amount = models.DecimalField(max_digits=13, decimal_places=2)
+    max_amount = models.DecimalField(max_digits=13, decimal_places=2)
+    min_term_months = models.PositiveSmallIntegerField()
+    max_term_months = models.PositiveSmallIntegerField()
+    # Accepted operator risk tiers, e.g. ["R3", "R4", "R5"].
+    risk_tiers = models.JSONField(default=list)
+    # Region codes (ISO 3166-2, e.g. "CN-GD"); empty allowed list means everywhere.
+    regions = models.JSONField(default=list, blank=True)
+    excluded_regions = models.JSONField(default=list, blank=True)
+    min_age = models.PositiveSmallIntegerField(default=18)
+    max_age = models.PositiveSmallIntegerField(default=60)
+    # Minimum monthly income, compared with the lower bound of the applicant's income band.
+    min_monthly_income = models.DecimalField(max_digits=13, decimal_places=2, default=Decimal(0))
+    employment_types = models.JSONField(default=list, blank=True)  # empty: any
+    purposes = models.JSONField(default=list, blank=True)  # empty: any
+    channels = models.JSONField(default=list, blank=True)  # empty: any
+    # Offered APR range as fractions (0.1800 = 18%); routing refuses anything over APR_CAP.
+    apr_min = models.DecimalField(max_digits=5, decimal_places=4)
+    apr_max = models.DecimalField(max_digits=5, decimal_places=4)
+    delivery_mode = models.CharField(
+        max_length=16, choices=DeliveryMode.choices, default=DeliveryMode.DIRECT_POST
+    )
+    post_url = models.URLField(blank=True, max_length=500)
+    ping_url = models.URLField(blank=True, max_length=500)
+    ping_timeout_ms = models.PositiveIntegerField(default=500)
+    post_timeout_ms = models.PositiveIntegerField(default=10_000)
+    daily_cap = models.PositiveIntegerField(null=True, blank=True)  # leads per UTC day
+    monthly_cap = models.PositiveIntegerField(null=True, blank=True)
+    dedupe_days = models.PositiveSmallIntegerField(default=30)
+    exclusive = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["partner__name", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(min_amount__gt=0) & Q(max_amount__gte=F("min_amount")),
+                name="product_amount_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_term_months__gte=F("min_term_months")),
+                name="product_term_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(apr_min__gte=0) & Q(apr_max__gte=F("apr_min")),
+                name="product_apr_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_age__gte=F("min_age")), name="product_age_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner.name} / {self.name}"
+
+
+class TrafficSource(models.Model):
+    """The operator (or another licensed source) that refers declined applicants."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=120, unique=True)
+    is_operator = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KeyKind(models.TextChoices):
+    SOURCE = "source", "Source (creates referrals)"
+    PARTNER = "partner", "Partner"
+
+
+class KeyMode(models.TextChoices):
+    LIVE = "live", "Live"
+    SANDBOX = "sandbox", "Sandbox"
+
+
+class ApiKey(models.Model):
+    """An API key, stored as a lookup prefix plus a keyed hash; the key is shown once."""
+
+    kind = models.CharField(max_length=8, choices=KeyKind.choices)
+    mode = models.CharField(max_length=8, choices=KeyMode.choices, default=KeyMode.LIVE)
+    partner = models.ForeignKey(
+        Partner, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    source = models.ForeignKey(
+        TrafficSource, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=80, blank=True)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)  # hex HMAC-SHA256(API_KEY_PEPPER, key)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="partner", partner__isnull=False, source__isnull=True)
+                    | Q(kind="source", source__isnull=False, partner__isnull=True)
+                ),
+                name="apikey_owner_matches_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.mode}:{self.prefix}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where we send a partner signed events (Standard Webhooks)."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    # whsec_... secret, encrypted at rest because we must read it back to sign.
+    secret_encrypted = models.BinaryField()
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.partner.name} -> {self.url}"
+
+
+class IdempotencyRecord(models.Model):
+    """A creating POST's outcome, replayed when the same key comes again."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE)
+    key = models.CharField(max_length=200)
+    request_fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_per_api_key")
+        ]

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from marketplace.celery import app as celery_app
+from partners.keys import issue_api_key
+from partners.models import KeyMode, Partner, Product, TrafficSource
+from partners.simulator import PartnerSimulator, SimulatedLender
+from partners.webhooks import create_endpoint
+from tests.factories import (
+    FeeScheduleFactory,
+    PartnerFactory,
+    ProductFactory,
+    TrafficSourceFactory,
+    published_consent_text,
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager() -> Iterator[None]:
+    """Tasks run in-process unless a test asks for a real worker (marker real_worker)."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def source(db: None) -> TrafficSource:
+    return TrafficSourceFactory()
+
+
+@pytest.fixture
+def consent_text(db: None) -> object:
+    return published_consent_text()
+
+
+@pytest.fixture
+def source_client(source: TrafficSource, consent_text: object) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(source=source).plaintext}")
+    client.source = source  # type: ignore[attr-defined]
+    return client
+
+
+def partner_client(partner: Partner, mode: str = KeyMode.LIVE) -> APIClient:
+    client = APIClient()
+    key = issue_api_key(partner=partner, mode=mode).plaintext
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.partner = partner  # type: ignore[attr-defined]
+    client.key = key  # type: ignore[attr-defined]
+    return client
+
+
+@dataclass
+class SimulatedPartner:
+    partner: Partner
+    product: Product
+    lender: SimulatedLender
+    api_key: str
+    simulator: PartnerSimulator
+
+
+@pytest.fixture
+def simulator_factory(db: None) -> Iterator[object]:
+    """Start a real partner simulator on loopback for partners created by the test."""
+    started: list[PartnerSimulator] = []
+
+    def make(api_base_url: str | None = None, **behaviour: object) -> SimulatedPartner:
+        partner = PartnerFactory()
+        api_key = issue_api_key(partner=partner).plaintext
+        _, secret = create_endpoint(partner=partner, url="http://127.0.0.1:9/webhooks")
+        lender = SimulatedLender(
+            slug=partner.slug, secret=secret, api_key=api_key if api_base_url else None, **behaviour
+        )
+        simulator = PartnerSimulator([lender], api_base_url=api_base_url).start()
+        started.append(simulator)
+        product = ProductFactory(partner=partner, post_url=simulator.url_for(partner.slug, "post"))
+        partner.webhooks.update(url=simulator.url_for(partner.slug, "webhooks"))
+        FeeScheduleFactory(partner=partner)
+        return SimulatedPartner(partner, product, lender, api_key, simulator)
+
+    yield make
+    for simulator in started:
+        simulator.stop()
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
