@@ -44,7 +44,11 @@ def disclose(
         raise ValueError(f"unknown personal-data fields: {sorted(unknown)}")
     with transaction.atomic():
         # Lock the grant: a concurrent withdrawal waits for us or we see it (no race).
-        grant = ConsentGrant.objects.select_for_update().select_related("subject").get(pk=grant_id)
+        grant = (
+            ConsentGrant.objects.select_for_update(of=("self",))
+            .select_related("subject")
+            .get(pk=grant_id)
+        )
         now = timezone.now()
         if ConsentWithdrawal.objects.filter(grant=grant).exists():
             raise DisclosureRefused("consent_withdrawn", "consent was withdrawn")

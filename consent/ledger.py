@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from consent.merkle import HASH_SIZE, MerkleAccumulator, leaf_hash
@@ -46,7 +46,7 @@ def append(*, kind: str, data: dict[str, Any], at: datetime | None = None) -> Le
     """Append one entry. Must run inside the caller's transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger.append must run inside the transaction that makes the change")
-    head, _ = LedgerHead.objects.select_for_update().get_or_create(id=1)
+    head = _locked_head()
     at = at or timezone.now()
     seq = head.size
     canonical = canonical_json({"seq": seq, "kind": kind, "at": at.isoformat(), "data": data})
@@ -59,6 +59,18 @@ def append(*, kind: str, data: dict[str, Any], at: datetime | None = None) -> Le
     )
     LedgerHead.objects.filter(id=1).update(size=seq + 1)
     return entry
+
+
+def _locked_head() -> LedgerHead:
+    try:
+        return LedgerHead.objects.select_for_update().get(id=1)
+    except LedgerHead.DoesNotExist:
+        try:
+            with transaction.atomic():
+                LedgerHead.objects.create(id=1)
+        except IntegrityError:
+            pass  # created concurrently by the first append of another transaction
+        return LedgerHead.objects.select_for_update().get(id=1)
 
 
 # --- Signing -------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
     with transaction.atomic():
         # Claim the lead: one worker posts it at a time, and a delivered lead is a no-op.
         lead = (
-            Lead.objects.select_for_update()
+            Lead.objects.select_for_update(of=("self",))
             .select_related("referral__grant__text", "product", "partner")
             .get(pk=lead_id)
         )

@@ -16,6 +16,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 class PlatformServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._host = host
         self._server = ThreadedWSGIServer((host, port), _QuietHandler)
         self._server.daemon_threads = True
         self._server.set_app(WSGIHandler())
@@ -23,8 +24,7 @@ class PlatformServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._server.server_port}"
 
     def __enter__(self) -> PlatformServer:
         self._thread.start()

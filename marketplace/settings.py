@@ -151,7 +151,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "marketplace.urls"
+# Benchmarks serve the platform plus a baseline endpoint (bench/urls.py) from one server.
+ROOT_URLCONF = env("ROOT_URLCONF", "marketplace.urls")
 WSGI_APPLICATION = "marketplace.wsgi.application"
 
 TEMPLATES = [
@@ -178,7 +179,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "marketplace.sqlite3",
+            "NAME": str(VAR_DIR / "marketplace.sqlite3"),
             # Threads (the demo's loopback servers) write concurrently: wait for the lock
             # instead of failing, and take it at BEGIN so upgrades cannot deadlock.
             "OPTIONS": {
@@ -219,7 +220,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "DEFAULT_PAGINATION_CLASS": "partners.pagination.NewestFirstPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "partners.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

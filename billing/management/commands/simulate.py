@@ -36,10 +36,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--invoice", action="store_true", help="issue this month's invoices at the end"
         )
+        parser.add_argument(
+            "--only-if-empty", action="store_true",
+            help="do nothing when referrals exist already (make run)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["referrals"] < 0:
             raise CommandError("--referrals must be zero or more")
+        if options["only_if_empty"] and Referral.objects.exists():
+            self.stdout.write("Referrals exist already: not simulating more.")
+            return
         try:
             config = load_config(var_path("simulator.json"))
             source_key = json.loads(var_path("demo.json").read_text())["source_key"]

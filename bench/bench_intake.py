@@ -1,0 +1,202 @@
+"""Intake throughput: POST /api/v1/referrals under gunicorn on PostgreSQL, against a bare
+DRF endpoint that INSERTs the same payload once, same server, same database, same run.
+
+The intake does everything a real one does: API key check, validation, idempotency record,
+vault encryption and blind index, consent grant and ledger append, matching, leads, and the
+delivery tasks published to a real Redis broker (no worker consumes them: delivery is not
+part of intake's latency budget). ``intake_vs_bare_insert`` = intake req/s / bare req/s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+PORT = 8931
+BROKER = "redis://127.0.0.1:6379/15"
+CONCURRENCY = 8
+DURATION = 8.0
+ROUNDS = 2
+
+
+def _setup() -> str:
+    from bench.urls import BARE_TABLE
+    from partners.keys import issue_api_key
+    from partners.models import Partner, PartnerStatus, Product, TrafficSource
+    from partners.webhooks import create_endpoint
+    from tests.factories import published_consent_text
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} "
+            "(id bigserial PRIMARY KEY, body jsonb NOT NULL, created_at timestamptz DEFAULT now())"
+        )
+    published_consent_text()
+    for i in range(10):
+        partner, _ = Partner.objects.get_or_create(
+            slug=f"bench-partner-{i}",
+            defaults={
+                "name": f"Bench partner {i}",
+                "legal_name": "Bench",
+                "status": PartnerStatus.LIVE,
+            },
+        )
+        if not partner.products.exists():
+            Product.objects.create(
+                partner=partner,
+                name="bench",
+                min_amount=1000,
+                max_amount=50000,
+                min_term_months=3,
+                max_term_months=24,
+                risk_tiers=["R3", "R4", "R5", "R6"],
+                apr_min="0.15",
+                apr_max="0.22",
+                post_url="http://127.0.0.1:9/post",
+                dedupe_days=0,
+            )
+            create_endpoint(partner=partner, url="http://127.0.0.1:9/webhooks")
+    source, _ = TrafficSource.objects.get_or_create(name="Bench operator")
+    return issue_api_key(source=source).plaintext
+
+
+def _bodies(n: int, seed: int) -> list[dict[str, Any]]:
+    from tests.factories import referral_payload
+
+    rng = random.Random(seed)
+    bodies = []
+    for i in range(n):
+        body = referral_payload(national_id=f"B{seed}{i:09d}{rng.randint(0, 999):03d}")
+        body["source_reference"] = f"bench-{seed}-{i}"
+        bodies.append(body)
+    return bodies
+
+
+def _load(
+    url: str, bodies: list[dict[str, Any]], headers: Callable[[int], dict[str, str]]
+) -> tuple[float, list[float], int]:
+    """Closed-loop load for DURATION seconds: (req/s, latencies in ms, errors)."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(len(bodies)))
+    stop_at = time.monotonic() + DURATION
+
+    def worker() -> None:
+        nonlocal errors
+        with httpx.Client(timeout=30) as client:
+            while time.monotonic() < stop_at:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                started = time.perf_counter()
+                response = client.post(url, json=bodies[index], headers=headers(index))
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if response.status_code == 201:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.monotonic() - began), latencies, errors
+
+
+def _p(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else 0.0
+
+
+def run() -> dict[str, dict[str, Any]]:
+    key = _setup()
+    env = {
+        **os.environ,
+        "ROOT_URLCONF": "bench.urls",
+        "CELERY_BROKER_URL": BROKER,
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "marketplace.wsgi",
+            "-b",
+            f"127.0.0.1:{PORT}",
+            "-w",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{PORT}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.post(f"{base}/bench/bare-insert", json={}, timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        bare_rates, intake_rates, intake_lat, bare_lat, errors = [], [], [], [], 0
+        for round_no in range(ROUNDS):
+            bodies = _bodies(4000, seed=int(time.time()) * 10 + round_no)
+            rate, lat, err = _load(f"{base}/bench/bare-insert", bodies, lambda i: {})
+            bare_rates.append(rate)
+            bare_lat += lat
+            errors += err
+            rate, lat, err = _load(
+                f"{base}/api/v1/referrals",
+                bodies,
+                lambda i, bodies=bodies: {
+                    "Authorization": f"Bearer {key}",
+                    "Idempotency-Key": bodies[i]["source_reference"],
+                },
+            )
+            intake_rates.append(rate)
+            intake_lat += lat
+            errors += err
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        import redis
+
+        redis.Redis.from_url(BROKER).flushdb()
+    bare, intake = statistics.median(bare_rates), statistics.median(intake_rates)
+    print(
+        f"bare insert: {bare:.0f} req/s (p50 {_p(bare_lat, 50):.1f} ms, p99 "
+        f"{_p(bare_lat, 99):.1f} ms); intake: {intake:.0f} req/s (p50 "
+        f"{_p(intake_lat, 50):.1f} ms, p99 {_p(intake_lat, 99):.1f} ms); errors {errors}"
+    )
+    return {
+        "intake_vs_bare_insert": {
+            "value": round(intake / bare, 3),
+            "baseline": f"bare DRF one-INSERT endpoint, same gunicorn (-w 4) and database: "
+            f"{bare:.0f} req/s; intake {intake:.0f} req/s at concurrency "
+            f"{CONCURRENCY}",
+            "goal": "",
+            "intake_p99_ms": round(_p(intake_lat, 99), 1),
+            "bare_p99_ms": round(_p(bare_lat, 99), 1),
+            "errors": errors,
+        }
+    }
