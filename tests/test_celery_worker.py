@@ -45,7 +45,6 @@ def broker() -> Iterator[str]:
             conn.default_channel.queue_purge(queue) if _queue_exists(conn, queue) else None
     yield BROKER_URL
     celery_app.conf.task_always_eager, celery_app.conf.broker_url = previous
-    celery_app.pool.force_close_all()
 
 
 def _queue_exists(conn: object, queue: str) -> bool:
