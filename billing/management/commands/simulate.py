@@ -37,7 +37,8 @@ class Command(BaseCommand):
             "--invoice", action="store_true", help="issue this month's invoices at the end"
         )
         parser.add_argument(
-            "--only-if-empty", action="store_true",
+            "--only-if-empty",
+            action="store_true",
             help="do nothing when referrals exist already (make run)",
         )
 
