@@ -308,3 +308,6 @@ LOGGING = {
 MAX_PARTNERS_PER_REFERRAL = envint("MAX_PARTNERS_PER_REFERRAL", 5)
 # Partners may return a lead (and get its fees credited) this many days after delivery.
 RETURN_WINDOW_DAYS = envint("RETURN_WINDOW_DAYS", 7)
+
+# Django 6 behaviour now: URLs typed without a scheme are https.
+FORMS_URLFIELD_ASSUME_HTTPS = True
