@@ -111,5 +111,8 @@ def charge_unbilled_events() -> int:
     )
     for event in pending.iterator(chunk_size=1000):
         with transaction.atomic():
+            # The lock record_event holds: a return reported meanwhile waits and then
+            # credits this charge; unlocked, each would miss the other's uncommitted row.
+            Lead.objects.select_for_update().get(pk=event.lead_id)
             made += len(charge_for_event(event=event))
     return made

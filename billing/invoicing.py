@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -75,7 +76,7 @@ def _lines_for(invoice: Invoice) -> list[InvoiceLine]:
     ]
 
 
-def create_invoice(*, partner_id: object, currency: str, period: Period) -> Invoice | None:
+def create_invoice(*, partner_id: UUID, currency: str, period: Period) -> Invoice | None:
     """The draft invoice for one partner and period, or None if it exists or has nothing."""
     with transaction.atomic():
         pending = Charge.objects.filter(
@@ -130,7 +131,7 @@ def generate_invoices(*, period: Period, issue: bool = False) -> list[Invoice]:
     return made
 
 
-def issue_invoice(*, invoice_id: object) -> Invoice:
+def issue_invoice(*, invoice_id: UUID) -> Invoice:
     """Give a draft its gapless number; a no-op for an invoice already issued."""
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice_id)

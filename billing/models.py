@@ -10,6 +10,8 @@ import uuid
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Round
+from django.db.models.lookups import Exact
 
 from marketplace.models import Lead, LeadEvent
 from partners.models import Partner, Product
@@ -139,8 +141,11 @@ class Invoice(models.Model):
                 condition=~Q(status="void"),
                 name="invoice_once_per_period",
             ),
+            # Compared to the cent: SQLite stores decimals as binary floats, where
+            # 8.54 + 0.51 != 9.05; on PostgreSQL (exact numeric) this is plain equality.
             models.CheckConstraint(
-                condition=Q(total=F("subtotal") + F("tax")), name="invoice_total_adds_up"
+                condition=Exact(Round(F("total") - F("subtotal") - F("tax"), 2), 0),
+                name="invoice_total_adds_up",
             ),
         ]
         ordering = ["-period_start", "partner__name"]

@@ -260,12 +260,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ROUTES = {
     "marketplace.tasks.deliver_lead": {"queue": "post"},
     "billing.tasks.*": {"queue": "billing"},
+    "partners.tasks.deliver_webhook": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "generate-monthly-invoices": {
         "task": "billing.tasks.generate_last_month_invoices",
         "schedule": 6 * 3600.0,  # idempotent: reruns are no-ops, so a coarse period is fine
+    },
+    "dispatch-due-webhooks": {
+        "task": "partners.tasks.dispatch_due_webhooks",
+        "schedule": 30.0,
     },
     "checkpoint-consent-ledger": {
         "task": "consent.tasks.checkpoint_ledger",

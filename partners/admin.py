@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
+from partners import outbound
 from partners.adminutils import ReadOnlyInline
 from partners.keys import issue_api_key, revoke_api_key
 from partners.models import (
@@ -13,7 +14,9 @@ from partners.models import (
     Partner,
     Product,
     TrafficSource,
+    WebhookAttempt,
     WebhookEndpoint,
+    WebhookMessage,
 )
 
 
@@ -140,3 +143,57 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             revoke_api_key(api_key=api_key)
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+    fields = ["attempted_at", "http_status", "latency_ms", "error"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(WebhookMessage)
+class WebhookMessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "partner", "event_type", "status", "attempts", "next_attempt_at",
+                    "delivered_at", "created_at"]
+    list_filter = ["status", "event_type", "partner"]
+    search_fields = ["=id", "dedupe_key"]
+    readonly_fields = ["id", "partner", "endpoint", "event_type", "dedupe_key", "payload",
+                       "status", "attempts", "next_attempt_at", "delivered_at", "created_at"]
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Replay selected messages (send again from the start)")
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
+        for message in queryset:
+            outbound.replay(message_id=message.id)
+        self.message_user(request, f"{queryset.count()} message(s) queued again.")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
+    list_filter = ["is_active"]
+    fields = ["partner", "url", "event_types", "is_active", "disabled_reason",
+              "previous_secret_expires_at", "created_at"]
+    readonly_fields = ["previous_secret_expires_at", "created_at", "disabled_reason"]
+    actions = ["rotate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created with a secret shown once (partners.webhooks.create_endpoint)
+
+    @admin.action(description="Rotate the signing secret (old one signs 24 h more)")
+    def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in queryset:
+            secret = outbound.rotate_secret(endpoint_id=endpoint.pk)
+            self.message_user(
+                request,
+                f"{endpoint}: new secret (copy it now, it is not shown again): {secret}",
+                messages.WARNING,
+            )

@@ -180,11 +180,69 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=500)
     # whsec_... secret, encrypted at rest because we must read it back to sign.
     secret_encrypted = models.BinaryField()
+    # After a rotation the old secret also signs until it expires, so the partner can
+    # deploy the new one without dropping a message.
+    previous_secret_encrypted = models.BinaryField(null=True, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Event types sent here; empty means all.
+    event_types = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.partner.name} -> {self.url}"
+
+
+class MessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending (will be attempted)"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class WebhookMessage(models.Model):
+    """One event for one endpoint. Its id is the ``webhook-id`` header, the same on every
+    retry, so the partner can drop duplicates. Payloads never carry personal data."""
+
+    id = models.CharField(primary_key=True, max_length=40)  # msg_<hex>
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="messages")
+    event_type = models.CharField(max_length=60)
+    # Per partner, a business key (e.g. "consent.withdrawn:<withdrawal id>") so enqueuing
+    # the same event twice makes one message.
+    dedupe_key = models.CharField(max_length=200)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    status = models.CharField(
+        max_length=10, choices=MessageStatus.choices, default=MessageStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "dedupe_key"], name="webhook_message_once_per_endpoint"
+            )
+        ]
+        indexes = [models.Index(fields=["partner", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.id}"
+
+
+class WebhookAttempt(models.Model):
+    message = models.ForeignKey(
+        WebhookMessage, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    attempted_at = models.DateTimeField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    error = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-attempted_at"]
 
 
 class IdempotencyRecord(models.Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
@@ -17,14 +18,26 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def signed_headers(secret: str, payload: bytes, msg_id: str | None = None) -> dict[str, str]:
+def sign(secret: str, msg_id: str, at: datetime, payload: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` over ``id.timestamp.payload``, by the official library."""
+    return Webhook(secret).sign(msg_id, at, payload.decode())
+
+
+def signed_headers(
+    secrets: str | Sequence[str],
+    payload: bytes,
+    msg_id: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, str]:
+    """Standard Webhooks headers. Several secrets (during a rotation) give several
+    space-separated signatures; a verifier accepts any one it can check."""
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    now = datetime.now(tz=UTC)
-    signature = Webhook(secret).sign(msg_id, now, payload.decode())
+    at = at or datetime.now(tz=UTC)
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
     return {
         "webhook-id": msg_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": " ".join(sign(key, msg_id, at, payload) for key in keys),
         "content-type": "application/json",
     }
 

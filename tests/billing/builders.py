@@ -1,0 +1,184 @@
+"""Builders for billing tests: delivered leads made with the ORM (no HTTP partners) and
+events reported through the real path, marketplace.events.record_event."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from billing.invoicing import Period
+from billing.models import Charge, FeeSchedule
+from consent.grants import ConsentEvidence, record_grant
+from consent.models import ConsentGrant, GrantScope, Subject
+from consent.vault import ApplicantData, store_subject
+from marketplace.events import EventReport, record_event
+from marketplace.models import Lead, LeadEvent, LeadStatus, Referral, ReferralStatus
+from partners.models import DeliveryMode, Partner, Product, TrafficSource
+from tests.factories import (
+    CONSENT_VERSION,
+    FeeScheduleFactory,
+    PartnerFactory,
+    ProductFactory,
+    TrafficSourceFactory,
+    published_consent_text,
+)
+
+
+class LeadBuilder:
+    """Delivered leads for billing tests. The source, subject and consent grant are made
+    once per test and shared by every referral: only the referral and lead are new."""
+
+    def __init__(self) -> None:
+        self._base: tuple[TrafficSource, Subject, ConsentGrant] | None = None
+
+    def _shared(self) -> tuple[TrafficSource, Subject, ConsentGrant]:
+        if self._base is None:
+            now = timezone.now()
+            with transaction.atomic():
+                published_consent_text()
+                source = TrafficSourceFactory()
+                subject = store_subject(
+                    applicant=ApplicantData(
+                        full_name="Li Na",
+                        phone="+86 139 0000 0000",
+                        national_id=f"11010119900307{uuid.uuid4().int % 10000:04d}",
+                        birth_date=date(1990, 3, 7),
+                        monthly_income=Decimal("8500.00"),
+                        employer="Example Tech Co.",
+                        address="1 Keji Road, Nanshan, Shenzhen",
+                    )
+                )
+                grant = record_grant(
+                    subject=subject,
+                    source=source,
+                    evidence=ConsentEvidence(
+                        text_version=CONSENT_VERSION,
+                        collected_at=now - timedelta(days=60),
+                        channel="app",
+                        method="checkbox",
+                        scope=GrantScope.MATCHED_PARTNERS,
+                        expires_at=now + timedelta(days=365),
+                    ),
+                )
+            self._base = (source, subject, grant)
+        return self._base
+
+    def lead(
+        self,
+        *,
+        partner: Partner | None = None,
+        product: Product | None = None,
+        is_sandbox: bool = False,
+        delivered_at: datetime | None = None,
+    ) -> Lead:
+        source, subject, grant = self._shared()
+        if product is None:
+            product = ProductFactory(partner=partner or PartnerFactory())
+        referral = Referral.objects.create(
+            source=source,
+            subject=subject,
+            grant=grant,
+            is_sandbox=is_sandbox,
+            amount=Decimal("8000.00"),
+            term_months=12,
+            purpose="consumption",
+            risk_tier="R5",
+            decline_reason="outside_risk_appetite",
+            channel="app",
+            region="CN-GD",
+            age=36,
+            income_band_floor=Decimal("8000.00"),
+            employment_type="employed",
+            status=ReferralStatus.ROUTED,
+        )
+        return Lead.objects.create(
+            referral=referral,
+            partner=product.partner,
+            product=product,
+            subject=subject,
+            is_sandbox=is_sandbox,
+            delivery_mode=DeliveryMode.DIRECT_POST,
+            status=LeadStatus.DELIVERED,
+            delivered_at=delivered_at or timezone.now() - timedelta(days=3),
+        )
+
+    def billed_lead(self, **kwargs: Any) -> Lead:
+        """A delivered lead whose partner has the default fee schedule."""
+        lead = self.lead(**kwargs)
+        schedule(lead.partner)
+        return lead
+
+
+def schedule(partner: Partner, **fees: Any) -> FeeSchedule:
+    """A partner-wide fee schedule in force for the past year and open-ended; by default
+    CPL 40, CPA 250, CPF 3% within [50, 2000], in CNY."""
+    fees.setdefault("effective_from", timezone.now() - timedelta(days=365))
+    return FeeScheduleFactory(partner=partner, **fees)
+
+
+def current_period() -> Period:
+    return Period(timezone.now().date().replace(day=1))
+
+
+def report(
+    event_type: str,
+    occurred_at: datetime,
+    *,
+    external_id: str | None = None,
+    **values: Any,
+) -> EventReport:
+    """An event report with the values its type needs (approved 20000 at 21%, funded
+    15000, a return reason), each overridable."""
+    defaults: dict[str, dict[str, Any]] = {
+        "approved": {"amount": Decimal("20000.00"), "apr": Decimal("0.2100")},
+        "funded": {"principal": Decimal("15000.00")},
+        "rejected": {"reason": "policy"},
+        "returned": {"reason": "duplicate"},
+    }
+    return EventReport(
+        external_id=external_id or f"evt-{uuid.uuid4()}",
+        type=event_type,
+        occurred_at=occurred_at,
+        **{**defaults.get(event_type, {}), **values},
+    )
+
+
+def post(lead: Lead, event_report: EventReport) -> tuple[LeadEvent, bool]:
+    """Report an event on the real path (record_event sends the signal that charges)."""
+    return record_event(lead_id=lead.id, partner_id=lead.partner_id, report=event_report)
+
+
+def ledger(lead: Lead) -> list[tuple[str, str, Decimal]]:
+    """The lead's ledger as sorted (kind, entry_type, amount) triples."""
+    return sorted(Charge.objects.filter(lead=lead).values_list("kind", "entry_type", "amount"))
+
+
+def run_concurrently(work: Callable[[int], Any], threads: int) -> list[Any]:
+    """Run ``work(i)`` in ``threads`` real threads released together; each result is the
+    return value or the exception raised. Each thread closes its own DB connection."""
+    barrier = threading.Barrier(threads)
+    results: list[Any] = [None] * threads
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = work(index)
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert not any(worker.is_alive() for worker in workers), "a worker thread hung"
+    return results
