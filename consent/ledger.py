@@ -186,9 +186,13 @@ def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
     for checkpoint in checkpoints:
         if not verify_checkpoint_signature(checkpoint, key):
             report.fail(f"checkpoint at size {checkpoint.tree_size}: signature does not verify")
+    # Read before the entries: every entry below the head's size committed with it, so fewer
+    # stored entries means deletion, even of entries no checkpoint covers yet.
+    head_size = LedgerHead.objects.filter(id=1).values_list("size", flat=True).first() or 0
     pending = iter(checkpoints)
     next_checkpoint = next(pending, None)
     accumulator = MerkleAccumulator()
+    last_seq = -1
     # The stored leaf hashes feed the tree (a recomputed mismatch is already reported), so
     # a row whose content and hash were both rewritten is caught by the checkpoint roots.
     rows = LedgerEntry.objects.order_by("seq").values_list("seq", "kind", "canonical", "leaf_hash")
@@ -217,7 +221,14 @@ def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
             stored = leaf_hash(row[2].encode())  # keep going to report everything else
         accumulator.append(stored)
         report.entries_checked += 1
+        last_seq = row[0]
         settle_checkpoints()
+    if last_seq + 1 < head_size:
+        report.fail(
+            f"the ledger head counts {head_size} entries but the last one stored is "
+            f"{last_seq}: entries from {last_seq + 1} were deleted",
+            last_seq + 1,
+        )
     while next_checkpoint is not None:
         report.fail(
             f"checkpoint at size {next_checkpoint.tree_size} is beyond the ledger's "

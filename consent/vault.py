@@ -6,6 +6,7 @@ way out, and it writes the disclosure log in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -40,15 +41,18 @@ def ensure_master_key_usable() -> None:
         return
     canary = KeyCanary.objects.filter(key_id=keys.active_id).first()
     if canary is None:
-        KeyCanary.objects.get_or_create(
+        # Another process may store its canary first: then that one must match ours too.
+        canary, _created = KeyCanary.objects.get_or_create(
             key_id=keys.active_id, defaults={"sealed": crypto.seal_canary(keys.active_id)}
         )
-    elif not crypto.check_canary(keys.active_id, canary.sealed):
+    if not crypto.check_canary(keys.active_id, canary.sealed):
         raise crypto.VaultKeyError(
             f"the configured master key {keys.active_id!r} is not the one this database was "
             "written with: refusing to write data that could not be read back"
         )
-    _checked_key_ids.add(keys.active_id)
+    # Remember it only once committed: a canary written by a transaction that then rolls
+    # back (a rejected intake) must be written again, or a wrong key goes unnoticed later.
+    transaction.on_commit(functools.partial(_checked_key_ids.add, keys.active_id))
 
 
 def _encrypt_into(subject: Subject, data_key: bytes, applicant: ApplicantData) -> None:
