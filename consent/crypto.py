@@ -86,7 +86,7 @@ def wrap_data_key(
     return key_id, _seal(keys.keys[key_id], data_key, b"subject-key:" + subject_id.bytes)
 
 
-def unwrap_data_key(wrapped: bytes, subject_id: uuid.UUID, key_id: str) -> bytes:
+def unwrap_data_key(wrapped: bytes | memoryview, subject_id: uuid.UUID, key_id: str) -> bytes:
     keys = master_keys()
     if key_id not in keys.keys:
         raise VaultKeyError(
@@ -102,7 +102,9 @@ def encrypt_field(data_key: bytes, subject_id: uuid.UUID, field: str, value: str
     return _seal(data_key, value.encode(), f"{subject_id}:{field}".encode())
 
 
-def decrypt_field(data_key: bytes, subject_id: uuid.UUID, field: str, sealed: bytes) -> str:
+def decrypt_field(
+    data_key: bytes, subject_id: uuid.UUID, field: str, sealed: bytes | memoryview
+) -> str:
     return _open(data_key, bytes(sealed), f"{subject_id}:{field}".encode()).decode()
 
 
@@ -113,7 +115,7 @@ def seal_canary(key_id: str) -> bytes:
     return _seal(master_keys().keys[key_id], CANARY, b"canary:" + key_id.encode())
 
 
-def check_canary(key_id: str, sealed: bytes) -> bool:
+def check_canary(key_id: str, sealed: bytes | memoryview) -> bool:
     try:
         return _open(master_keys().keys[key_id], bytes(sealed), b"canary:" + key_id.encode()) == (
             CANARY

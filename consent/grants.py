@@ -67,6 +67,16 @@ def record_grant(
     *, subject: Subject, source: TrafficSource, evidence: ConsentEvidence
 ) -> ConsentGrant:
     """Store a consent grant and append it to the ledger. Caller holds the transaction."""
+    grant = create_grant(subject=subject, source=source, evidence=evidence)
+    log_grant(grant=grant)
+    return grant
+
+
+def create_grant(
+    *, subject: Subject, source: TrafficSource, evidence: ConsentEvidence
+) -> ConsentGrant:
+    """Store a consent grant without its ledger entry: the caller must call ``log_grant``
+    in the same transaction. Appending last keeps the ledger's sequence lock short."""
     text = ConsentText.objects.filter(
         version=evidence.text_version, published_at__isnull=False
     ).first()
@@ -98,18 +108,24 @@ def record_grant(
         user_agent=evidence.user_agent,
         expires_at=evidence.expires_at,
     )
-    if evidence.named_partner_ids:
-        grant.recipients.set(evidence.named_partner_ids)
+    _add_recipients(grant, evidence.named_partner_ids)
+    return grant
+
+
+def log_grant(*, grant: ConsentGrant) -> None:
+    named = grant.scope == GrantScope.NAMED_PARTNERS
     ledger.append(
         kind="consent.granted",
         data={
             "receipt_id": str(grant.id),
-            "subject_id": str(subject.id),
-            "source_id": str(source.id),
-            "text_version": text.version,
-            "text_sha256": text.sha256,
+            "subject_id": str(grant.subject_id),
+            "source_id": str(grant.source_id),
+            "text_version": grant.text.version,
+            "text_sha256": grant.text_sha256,
             "scope": grant.scope,
-            "recipients": sorted(str(p) for p in evidence.named_partner_ids),
+            "recipients": sorted(str(p) for p in grant.recipients.values_list("id", flat=True))
+            if named
+            else [],
             "purposes": grant.purposes,
             "data_categories": grant.data_categories,
             "method": grant.method,
@@ -120,14 +136,21 @@ def record_grant(
             "evidence_sha256": sha256_text(f"{grant.ip_address or ''}\n{grant.user_agent}"),
         },
     )
-    return grant
+
+
+def _add_recipients(grant: ConsentGrant, partner_ids: Iterable[uuid.UUID]) -> None:
+    through = ConsentGrant.recipients.through
+    through.objects.bulk_create(
+        [through(consentgrant_id=grant.id, partner_id=pid) for pid in partner_ids],
+        ignore_conflicts=True,
+    )
 
 
 def add_matched_recipients(*, grant: ConsentGrant, partner_ids: Iterable[uuid.UUID]) -> None:
     """For 'matched partners' consent, extend the grant to the partners routing matched."""
     if grant.scope != GrantScope.MATCHED_PARTNERS:
         return
-    grant.recipients.add(*partner_ids)
+    _add_recipients(grant, partner_ids)
 
 
 def allowed_recipient_ids(grant: ConsentGrant) -> set[uuid.UUID] | None:
