@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -193,8 +194,13 @@ REFERRAL_EXAMPLE = {
 
 
 def _referral_queryset() -> QuerySet[Referral]:
+    # Leads in consumer order (cheapest APR first, as routing ranked them): the source shows
+    # the offers to the applicant in this order.
+    leads = Lead.objects.select_related("partner").order_by(
+        "product__apr_min", "product__apr_max", "product_id"
+    )
     return Referral.objects.select_related("grant__text", "grant__source").prefetch_related(
-        "leads__partner", "grant__recipients"
+        Prefetch("leads", queryset=leads), "grant__recipients"
     )
 
 
@@ -346,10 +352,14 @@ class LeadFilter(filters.FilterSet):
 
 
 def partner_leads(request: Request) -> QuerySet[Lead]:
-    """Every partner-facing lead query starts here: scoped to the caller's partner."""
-    return Lead.objects.filter(partner_id=client(request).partner_id).select_related(
-        "referral__grant__text"
-    )
+    """Every partner-facing lead query starts here: scoped to the caller's partner, and a
+    sandbox key to sandbox leads (test credentials never reach a live applicant's data)."""
+    api_client = client(request)
+    assert api_client.partner_id is not None  # IsPartnerKey
+    leads = Lead.objects.filter(partner_id=api_client.partner_id)
+    if api_client.is_sandbox:
+        leads = leads.filter(is_sandbox=True)
+    return leads.select_related("referral__grant__text")
 
 
 class PartnerLeadListView(generics.ListAPIView):
@@ -359,6 +369,9 @@ class PartnerLeadListView(generics.ListAPIView):
     ordering = "-created_at"
 
     def get_queryset(self) -> QuerySet[Lead]:
+        if getattr(self, "swagger_fake_view", False):
+            # Schema generation has no API key; the model is enough for the filter params.
+            return Lead.objects.none()
         return partner_leads(self.request)
 
     @extend_schema(tags=["partner"], summary="Your leads (no personal data in the list)")
@@ -396,9 +409,12 @@ class EventInput(serializers.Serializer):
     event_id = serializers.CharField(max_length=120, help_text="Your unique id for the event")
     type = serializers.ChoiceField(choices=EventType.choices)
     occurred_at = serializers.DateTimeField()
+    # Out-of-range numbers are bad input (400 naming the field), like any other field error.
     amount = serializers.DecimalField(
         max_digits=12,
         decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=events.MAX_AMOUNT,
         required=False,
         allow_null=True,
         help_text="Approved amount",
@@ -406,6 +422,8 @@ class EventInput(serializers.Serializer):
     apr = serializers.DecimalField(
         max_digits=5,
         decimal_places=4,
+        min_value=Decimal(0),
+        max_value=events.MAX_APR,
         required=False,
         allow_null=True,
         help_text="Annual rate, 0.2150 = 21.5%",
@@ -413,6 +431,8 @@ class EventInput(serializers.Serializer):
     principal = serializers.DecimalField(
         max_digits=12,
         decimal_places=2,
+        min_value=Decimal("0.01"),
+        max_value=events.MAX_AMOUNT,
         required=False,
         allow_null=True,
         help_text="Funded principal",
@@ -446,7 +466,8 @@ class PartnerLeadEventView(APIView):
     @idempotent
     def post(self, request: Request, lead_id: uuid.UUID) -> Response:
         partner_id = client(request).partner_id
-        if not Lead.objects.filter(pk=lead_id, partner_id=partner_id).exists():
+        assert partner_id is not None  # IsPartnerKey
+        if not partner_leads(request).filter(pk=lead_id).exists():
             raise ApiError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         serializer = EventInput(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -33,9 +33,11 @@ def income_band_floor(monthly_income: Decimal) -> Decimal:
 
 def income_band_label(floor: Decimal) -> str:
     index = INCOME_BAND_FLOORS.index(floor)
+    # Label from our own constant: the database hands the floor back as 5000.00.
+    low = INCOME_BAND_FLOORS[index]
     if index + 1 == len(INCOME_BAND_FLOORS):
-        return f"{floor}+"
-    return f"{floor}-{INCOME_BAND_FLOORS[index + 1] - 1}"
+        return f"{low}+"
+    return f"{low}-{INCOME_BAND_FLOORS[index + 1] - 1}"
 
 
 def age_band_label(age: int) -> str:

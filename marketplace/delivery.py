@@ -148,7 +148,9 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
         outcome, reason, reference = parse_post_response(response)
     except httpx.TimeoutException:
         outcome, reason, reference = AttemptOutcome.ERROR, "timed out", ""
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+        # InvalidURL (a control character) and UnicodeError (a host IDNA cannot encode) are
+        # not HTTPErrors, but they are the partner's bad URL: an error, not a stuck lead.
         outcome, reason, reference = AttemptOutcome.ERROR, f"{type(exc).__name__}", ""
     _record(lead, url, started, status, outcome, reason)
     if outcome == AttemptOutcome.SUCCESS:

@@ -6,6 +6,7 @@ accepted > rejected), never from the last one to arrive, so reordering changes n
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -84,11 +85,18 @@ def _same(event: LeadEvent, report: EventReport) -> bool:
 def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport) -> None:
     approved = [e.amount for e in events if e.type == EventType.APPROVED and e.amount]
     funded = [e.principal for e in events if e.type == EventType.FUNDED and e.principal]
-    over_approved = report.type == EventType.FUNDED and approved and report.principal
-    if over_approved and report.principal > max(approved):
+    principal, amount = report.principal, report.amount
+    if (
+        report.type == EventType.FUNDED
+        and principal is not None
+        and principal > max(approved, default=principal)
+    ):
         raise EventError("funded principal is above the approved amount", field="principal")
-    under_funded = report.type == EventType.APPROVED and funded and report.amount
-    if under_funded and max(funded) > report.amount:
+    if (
+        report.type == EventType.APPROVED
+        and amount is not None
+        and max(funded, default=amount) > amount
+    ):
         raise EventError("approved amount is below the principal already funded", field="amount")
     if any(e.type == report.type for e in events) and report.type != EventType.RETURNED:
         raise EventError(
@@ -117,7 +125,7 @@ def derive_status(types: set[str]) -> str | None:
 
 
 def record_event(
-    *, lead_id: object, partner_id: object, report: EventReport
+    *, lead_id: uuid.UUID, partner_id: uuid.UUID, report: EventReport
 ) -> tuple[LeadEvent, bool]:
     """Store the event (or return the one already stored with that id) and apply it.
     Returns (event, created)."""

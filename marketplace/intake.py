@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from consent import grants, vault
@@ -80,7 +80,20 @@ def create_referral(
             referral.status_reason = f"consent does not cover the purpose {REFERRAL_PURPOSE!r}"
         else:
             referral.status = ReferralStatus.NO_MATCH  # until routing finds partners
-        referral.save()
+        try:
+            with transaction.atomic():
+                referral.save()
+        except IntegrityError:
+            # The check above is only a fast path: a concurrent request with the same
+            # source_reference may have committed since, and the unique constraint says so.
+            if (
+                request.source_reference
+                and Referral.objects.filter(
+                    source=source, source_reference=request.source_reference
+                ).exists()
+            ):
+                raise DuplicateReferral(request.source_reference) from None
+            raise
         if referral.status == ReferralStatus.NO_MATCH:
             leads = routing.route(referral=referral, grant=grant)
             if leads:

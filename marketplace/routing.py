@@ -91,11 +91,12 @@ def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
         boxes = [box for box in boxes if box.partner_id in allowed]
     # Ping-post auctions are not built yet (issue 3): those products are not routed to.
     boxes = [box for box in boxes if box.delivery_mode != DeliveryMode.PING_POST]
-    candidates = _best_box_per_partner(boxes)
-    skip_partners = _recently_received(referral, candidates)
-    candidates = [box for box in candidates if box.partner_id not in skip_partners]
-    full = _over_cap(candidates)
-    candidates = [box for box in candidates if box.product_id not in full]
+    skip_partners = _recently_received(referral, _best_box_per_partner(boxes))
+    boxes = [box for box in boxes if box.partner_id not in skip_partners]
+    # Caps are per product: a partner whose cheapest product is full still gets the lead
+    # on another product with room, so caps are applied before picking one per partner.
+    full = _over_cap(boxes)
+    candidates = _best_box_per_partner([box for box in boxes if box.product_id not in full])
     if candidates and candidates[0].exclusive:
         return candidates[:1]
     shared = [box for box in candidates if not box.exclusive]

@@ -46,7 +46,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, token = header.partition(" ")
-        if scheme != self.keyword or not token.strip():
+        # Auth schemes are case-insensitive (RFC 9110 11.1): "bearer <key>" is fine too.
+        if scheme.lower() != self.keyword.lower() or not token.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
         api_key = authenticate_key(token.strip())
         if api_key is None:
