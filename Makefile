@@ -9,7 +9,8 @@ MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/gra
 	partners/urlsafety.py partners/simulator.py marketplace/matching.py \
 	marketplace/routing.py marketplace/intake.py marketplace/delivery.py marketplace/pull.py \
 	marketplace/events.py marketplace/bands.py billing/money.py billing/pricing.py \
-	billing/charging.py billing/invoicing.py
+	billing/charging.py billing/invoicing.py partners/outbound.py partners/idempotency.py \
+	partners/errors.py
 
 .PHONY: install run test lint bench clean
 

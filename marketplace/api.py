@@ -322,11 +322,21 @@ class PartnerLeadOutput(serializers.ModelSerializer):
 
 class PartnerLeadDetailOutput(PartnerLeadOutput):
     applicant = serializers.DictField(child=serializers.CharField(), allow_null=True)
+    applicant_unavailable = serializers.CharField(
+        help_text="Why applicant is null: consent_withdrawn, consent_expired, subject_erased, "
+        "... (empty when the data is included or the lead was never delivered to you)"
+    )
     consent = serializers.SerializerMethodField()
     events = LeadEventOutput(many=True)
 
     class Meta(PartnerLeadOutput.Meta):
-        fields = [*PartnerLeadOutput.Meta.fields, "applicant", "consent", "events"]
+        fields = [
+            *PartnerLeadOutput.Meta.fields,
+            "applicant",
+            "applicant_unavailable",
+            "consent",
+            "events",
+        ]
 
     def get_consent(self, lead: Lead) -> dict[str, Any] | None:
         grant = lead.referral.grant
@@ -393,15 +403,14 @@ class PartnerLeadDetailView(APIView):
         lead = generics.get_object_or_404(
             partner_leads(request).prefetch_related("events"), pk=lead_id
         )
+        unavailable = ""
         try:
             applicant = pull.applicant_for_partner(lead=lead)
         except DisclosureRefused as exc:
-            raise ApiError(
-                f"The applicant's data is not available: {exc}",
-                code=exc.code,
-                status_code=status.HTTP_403_FORBIDDEN,
-            ) from None
+            # The lead stays the partner's to see; only the personal data is withheld.
+            applicant, unavailable = None, exc.code
         lead.applicant = applicant  # type: ignore[attr-defined]
+        lead.applicant_unavailable = unavailable  # type: ignore[attr-defined]
         return Response(PartnerLeadDetailOutput(lead).data)
 
 

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,6 +27,8 @@ from partners.urlsafety import UnsafeUrlError, check_partner_url
 
 # The purpose every referral consent must cover for a lead to be disclosed.
 REFERRAL_PURPOSE = "loan_referral"
+# Time a claim outlives the post's own timeout (signing, disclosure, recording).
+CLAIM_MARGIN_MS = 30_000
 DELIVERABLE = {LeadStatus.MATCHED, LeadStatus.DELIVERY_FAILED}
 
 
@@ -96,17 +99,9 @@ def _record(
 
 
 def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResult:
-    with transaction.atomic():
-        # Claim the lead: one worker posts it at a time, and a delivered lead is a no-op.
-        lead = (
-            Lead.objects.select_for_update(of=("self",))
-            .select_related("referral__grant__text", "product", "partner")
-            .get(pk=lead_id)
-        )
-        if lead.status not in DELIVERABLE:
-            return DeliveryResult("skipped", f"lead is {lead.status}")
-        lead.delivery_attempts += 1
-        lead.save(update_fields=["delivery_attempts", "updated_at"])
+    lead = _claim(lead_id)
+    if lead is None:
+        return DeliveryResult("skipped", "lead is delivered, in flight elsewhere or not ours")
     url = lead.product.post_url
     started = time.monotonic()
     try:
@@ -163,10 +158,39 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
     return DeliveryResult(outcome, reason, retryable=not final_attempt)
 
 
+def _claim(lead_id: uuid.UUID) -> Lead | None:
+    """Move the lead to ``delivering`` under a lease, or None if another worker holds it
+    (or it needs no delivery). The lease outlives the post's timeout, so a worker that
+    died mid-post is taken over once it expires, and never while it may still be posting."""
+    with transaction.atomic():
+        lead = (
+            Lead.objects.select_for_update(of=("self",))
+            .select_related("referral__grant__text", "product", "partner")
+            .get(pk=lead_id)
+        )
+        now = timezone.now()
+        lease_expired = lead.status == LeadStatus.DELIVERING and (
+            lead.claim_expires_at is None or lead.claim_expires_at <= now
+        )
+        if lead.status not in DELIVERABLE and not lease_expired:
+            return None
+        lead.status = LeadStatus.DELIVERING
+        lead.claim_expires_at = now + timedelta(
+            milliseconds=lead.product.post_timeout_ms + CLAIM_MARGIN_MS
+        )
+        lead.delivery_attempts += 1
+        lead.save(update_fields=["status", "claim_expires_at", "delivery_attempts", "updated_at"])
+        return lead
+
+
 def _set_status(lead: Lead, status: str, *, reference: str = "") -> None:
-    fields: dict[str, Any] = {"status": status, "updated_at": timezone.now()}
+    fields: dict[str, Any] = {
+        "status": status,
+        "updated_at": timezone.now(),
+        "claim_expires_at": None,
+    }
     if status == LeadStatus.DELIVERED:
         fields["delivered_at"] = timezone.now()
         fields["partner_reference"] = reference
-    # Compare-and-set: only a lead still in delivery moves (events may have moved it on).
-    Lead.objects.filter(pk=lead.pk, status__in=[*DELIVERABLE]).update(**fields)
+    # Compare-and-set: only the claim we hold moves the lead on.
+    Lead.objects.filter(pk=lead.pk, status=LeadStatus.DELIVERING).update(**fields)

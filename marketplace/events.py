@@ -22,6 +22,8 @@ from marketplace.signals import lead_event_recorded
 MAX_AMOUNT = Decimal("10000000")
 MAX_APR = Decimal("1")
 CLOCK_SKEW = timedelta(minutes=5)
+# A return dated inside the window may reach us a little later (partner batch jobs).
+RETURN_REPORTING_GRACE = timedelta(days=1)
 
 STATUS_RANK = [
     (EventType.RETURNED, LeadStatus.RETURNED),
@@ -106,10 +108,20 @@ def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport)
         )
 
 
-def _check_return_window(lead: Lead, report: EventReport) -> None:
+def _check_dates(lead: Lead, report: EventReport) -> None:
+    """Outcomes happen after delivery; a return is dated and *reported* inside the window.
+    Both matter for money: fees are priced by the schedule in force at occurred_at."""
     delivered = lead.delivered_at or lead.created_at
-    window = timedelta(days=settings.RETURN_WINDOW_DAYS)
-    if report.occurred_at > delivered + window:
+    if report.occurred_at < delivered - CLOCK_SKEW:
+        raise EventError(
+            "occurred_at is before the lead was delivered to you",
+            field="occurred_at",
+            code="occurred_before_delivery",
+        )
+    if report.type != EventType.RETURNED:
+        return
+    closes = delivered + timedelta(days=settings.RETURN_WINDOW_DAYS)
+    if report.occurred_at > closes or timezone.now() > closes + RETURN_REPORTING_GRACE:
         raise EventError(
             f"returns are accepted within {settings.RETURN_WINDOW_DAYS} days of delivery",
             field="occurred_at",
@@ -149,8 +161,7 @@ def record_event(
                 field="lead",
                 code="lead_not_delivered",
             )
-        if report.type == EventType.RETURNED:
-            _check_return_window(lead, report)
+        _check_dates(lead, report)
         events = list(lead.events.all())
         _check_consistency(lead, events, report)
         try:

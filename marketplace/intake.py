@@ -53,7 +53,7 @@ def create_referral(
         ):
             raise DuplicateReferral(request.source_reference)
         subject = vault.store_subject(applicant=request.applicant)
-        grant = grants.record_grant(subject=subject, source=source, evidence=request.consent)
+        grant = grants.create_grant(subject=subject, source=source, evidence=request.consent)
         referral = Referral(
             source=source,
             source_reference=request.source_reference,
@@ -99,4 +99,7 @@ def create_referral(
             if leads:
                 referral.status = ReferralStatus.ROUTED
                 referral.save(update_fields=["status"])
+        # Last: the ledger's sequence lock is held from here to commit, so the rest of the
+        # intake does not serialise on it.
+        grants.log_grant(grant=grant)
         return referral

@@ -61,6 +61,7 @@ class Referral(models.Model):
 
 class LeadStatus(models.TextChoices):
     MATCHED = "matched", "Matched, awaiting delivery"
+    DELIVERING = "delivering", "Being posted"
     AVAILABLE = "available", "Available to pull"
     DELIVERED = "delivered", "Delivered"
     POST_REJECTED = "post_rejected", "Rejected by the partner on post"
@@ -98,6 +99,8 @@ class Lead(models.Model):
     status = models.CharField(max_length=16, choices=LeadStatus.choices)
     partner_reference = models.CharField(max_length=120, blank=True)
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
+    # While ``delivering``: until when the claiming worker may post (see delivery._claim).
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     # Latest outcome values reported by the partner (the events hold the history).
     approved_amount = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)

@@ -154,12 +154,31 @@ class WebhookAttemptInline(ReadOnlyInline):
 
 @admin.register(WebhookMessage)
 class WebhookMessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "partner", "event_type", "status", "attempts", "next_attempt_at",
-                    "delivered_at", "created_at"]
+    list_display = [
+        "id",
+        "partner",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
     list_filter = ["status", "event_type", "partner"]
     search_fields = ["=id", "dedupe_key"]
-    readonly_fields = ["id", "partner", "endpoint", "event_type", "dedupe_key", "payload",
-                       "status", "attempts", "next_attempt_at", "delivered_at", "created_at"]
+    readonly_fields = [
+        "id",
+        "partner",
+        "endpoint",
+        "event_type",
+        "dedupe_key",
+        "payload",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
 
@@ -180,8 +199,15 @@ class WebhookMessageAdmin(admin.ModelAdmin):
 class WebhookEndpointAdmin(admin.ModelAdmin):
     list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
     list_filter = ["is_active"]
-    fields = ["partner", "url", "event_types", "is_active", "disabled_reason",
-              "previous_secret_expires_at", "created_at"]
+    fields = [
+        "partner",
+        "url",
+        "event_types",
+        "is_active",
+        "disabled_reason",
+        "previous_secret_expires_at",
+        "created_at",
+    ]
     readonly_fields = ["previous_secret_expires_at", "created_at", "disabled_reason"]
     actions = ["rotate"]
 

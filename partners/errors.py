@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -9,6 +10,9 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -57,7 +61,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        # Unexpected: log it (our exceptions carry ids, never personal data) and answer in
+        # the one error shape instead of an HTML page.
+        logger.exception("unhandled error in %s", type(context.get("view")).__name__)
+        set_rollback()
+        return Response(
+            error_body("server_error", "An unexpected error occurred; nothing was applied."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
     if isinstance(exc, ApiError):
         response.data = error_body(exc.error_code, str(exc.detail), exc.details)
     elif isinstance(exc, exceptions.ValidationError):

@@ -6,18 +6,22 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from partners.authentication import client
 from partners.errors import ApiError
-from partners.models import IdempotencyRecord
+from partners.models import ApiKey, IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
+# A RUNNING record older than this belongs to a request whose process died.
+STALE_AFTER = timedelta(minutes=5)
 View = TypeVar("View")
 
 
@@ -27,6 +31,50 @@ def _fingerprint(request: Request) -> str:
     digest.update(b"\0" + request.path.encode() + b"\0")
     digest.update(request.body)
     return digest.hexdigest()
+
+
+def _claim(api_key: ApiKey, key: str, fingerprint: str) -> IdempotencyRecord | Response:
+    """Our RUNNING record for this key, or the response to give instead."""
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return IdempotencyRecord.objects.create(
+                    api_key=api_key, key=key, request_fingerprint=fingerprint
+                )
+        except IntegrityError:
+            pass
+        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+        if existing is None:
+            continue  # its request failed and freed the key just now: claim it again
+        if existing.request_fingerprint != fingerprint:
+            raise ApiError(
+                "This Idempotency-Key was used with a different request.",
+                code="idempotency_key_reused",
+                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            )
+        if existing.state == IdempotencyRecord.State.RUNNING:
+            if existing.created_at < timezone.now() - STALE_AFTER:
+                # Its process died mid-request; nothing of it was committed (see below).
+                IdempotencyRecord.objects.filter(
+                    pk=existing.pk, state=IdempotencyRecord.State.RUNNING
+                ).delete()
+                continue
+            raise ApiError(
+                "A request with this Idempotency-Key is still being processed.",
+                code="idempotency_request_in_progress",
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        assert existing.response_status is not None
+        return Response(
+            existing.response_body,
+            status=existing.response_status,
+            headers={"Idempotent-Replayed": "true"},
+        )
+    raise ApiError(
+        "A request with this Idempotency-Key is still being processed.",
+        code="idempotency_request_in_progress",
+        status_code=status.HTTP_409_CONFLICT,
+    )
 
 
 def idempotent(
@@ -43,46 +91,25 @@ def idempotent(
                 code="invalid_idempotency_key",
             )
         api_key = client(request).api_key
-        fingerprint = _fingerprint(request)
+        claimed = _claim(api_key, key, _fingerprint(request))
+        if isinstance(claimed, Response):
+            return claimed
         try:
+            # The handler's writes and the stored response commit together: a crash can
+            # leave a RUNNING record, but never one whose request took effect.
             with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    api_key=api_key, key=key, request_fingerprint=fingerprint
-                )
-        except IntegrityError:
-            existing = IdempotencyRecord.objects.get(api_key=api_key, key=key)
-            if existing.request_fingerprint != fingerprint:
-                raise ApiError(
-                    "This Idempotency-Key was used with a different request.",
-                    code="idempotency_key_reused",
-                    status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-                ) from None
-            if existing.state == IdempotencyRecord.State.RUNNING:
-                raise ApiError(
-                    "A request with this Idempotency-Key is still being processed.",
-                    code="idempotency_request_in_progress",
-                    status_code=status.HTTP_409_CONFLICT,
-                ) from None
-            assert existing.response_status is not None
-            return Response(
-                existing.response_body,
-                status=existing.response_status,
-                headers={"Idempotent-Replayed": "true"},
-            )
-        try:
-            response = handler(view, request, *args, **kwargs)
+                response = handler(view, request, *args, **kwargs)
+                if response.status_code < 500:
+                    IdempotencyRecord.objects.filter(pk=claimed.pk).update(
+                        state=IdempotencyRecord.State.DONE,
+                        response_status=response.status_code,
+                        response_body=response.data,
+                    )
         except BaseException:
-            # Nothing was stored (services are transactional): free the key for a retry.
-            record.delete()
+            claimed.delete()  # nothing was applied: free the key for a retry
             raise
         if response.status_code >= 500:
-            record.delete()
-            return response
-        IdempotencyRecord.objects.filter(pk=record.pk).update(
-            state=IdempotencyRecord.State.DONE,
-            response_status=response.status_code,
-            response_body=response.data,
-        )
+            claimed.delete()
         return response
 
     return wrapper

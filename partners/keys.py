@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from partners.models import ApiKey, KeyKind, KeyMode, Partner, TrafficSource
+from partners.models import ApiKey, KeyKind, KeyMode, Partner, PartnerStatus, TrafficSource
 
 # last_used_at is advisory; writing it on every request would make each call a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -68,6 +68,8 @@ def authenticate_key(plaintext: str) -> ApiKey | None:
     )
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(plaintext)):
         return None
+    if api_key.partner is not None and api_key.partner.status == PartnerStatus.OFFBOARDED:
+        return None  # an offboarded partner's keys stop working with it
     now = timezone.now()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)

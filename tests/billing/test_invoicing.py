@@ -176,7 +176,9 @@ def test_a_late_charge_goes_on_the_next_invoice_and_is_never_billed_twice(
     last_month = previous_period(timezone.now().date())
     in_last_month = datetime.combine(last_month.start, datetime.min.time(), tzinfo=UTC)
     product = ProductFactory(partner=partner)
-    early, late = leads.lead(product=product), leads.lead(product=product)
+    delivered = in_last_month + timedelta(days=1)
+    early = leads.lead(product=product, delivered_at=delivered)
+    late = leads.lead(product=product, delivered_at=delivered)
     post(early, report("accepted", in_last_month + timedelta(days=2)))
     (closed,) = generate_invoices(period=last_month)
     # Reported after last month was invoiced, though it happened last month.

@@ -160,12 +160,6 @@ def test_different_events_posted_concurrently_all_count(
     assert lead.funded_principal is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deliver() releases the lead's row lock before posting and has no in-flight "
-    "claim, so two workers can both post; needs a model change (a 'delivering' status or "
-    "a claim lease on Lead)",
-)
 def test_a_lead_delivered_by_two_workers_at_once_is_posted_once(
     source: TrafficSource,
     consent_text: object,

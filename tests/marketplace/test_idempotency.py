@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from marketplace.models import Referral
+from partners.idempotency import STALE_AFTER
 from partners.keys import issue_api_key
 from partners.models import ApiKey, IdempotencyRecord
 from tests.factories import TrafficSourceFactory, referral_payload
@@ -186,3 +189,25 @@ def test_source_reference_is_unique_per_source_only(source_client: APIClient) ->
     second = api_post(other_client, referral_payload(source_reference="APP-1"))
 
     assert first.status_code == second.status_code == 201
+
+
+def test_a_request_whose_process_died_frees_its_key_after_a_while(
+    source_client: APIClient,
+) -> None:
+    body = json.dumps(referral_payload()).encode()
+    fingerprint = hashlib.sha256(b"POST\0" + REFERRALS_URL.encode() + b"\0" + body).hexdigest()
+    record = IdempotencyRecord.objects.create(
+        api_key=source_api_key(source_client),
+        key="ref-died",
+        request_fingerprint=fingerprint,
+        state=IdempotencyRecord.State.RUNNING,
+    )
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        created_at=timezone.now() - STALE_AFTER - timedelta(seconds=1)
+    )
+
+    response = post_raw(source_client, body, "ref-died")
+
+    assert response.status_code == 201
+    assert Referral.objects.count() == 1
+    assert IdempotencyRecord.objects.get(key="ref-died").state == IdempotencyRecord.State.DONE

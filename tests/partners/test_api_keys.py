@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from partners.keys import authenticate_key, issue_api_key, revoke_api_key
-from partners.models import ApiKey, KeyKind, KeyMode
+from partners.models import ApiKey, KeyKind, KeyMode, Partner, PartnerStatus
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory, TrafficSourceFactory, referral_payload
 
@@ -235,3 +235,30 @@ def test_admin_shows_an_issued_key_once_and_never_again(admin_client: Any) -> No
         assert page.status_code == 200, url
         assert key not in page.content.decode()
         assert row.key_hash not in page.content.decode()
+
+
+def test_an_offboarded_partners_keys_stop_working(db: None) -> None:
+    partner = PartnerFactory()
+    client = partner_client(partner)
+    assert client.get("/api/v1/partner/leads").status_code == 200
+    Partner.objects.filter(pk=partner.pk).update(status=PartnerStatus.OFFBOARDED)
+    response = client.get("/api/v1/partner/leads")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_an_unexpected_error_is_a_json_500_without_details(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketplace import api
+
+    def boom(request: object) -> object:
+        raise RuntimeError("internal detail that must not leak")
+
+    monkeypatch.setattr(api, "partner_leads", boom)
+    client = partner_client(PartnerFactory())
+    client.raise_request_exception = False
+    response = client.get("/api/v1/partner/leads")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "server_error"
+    assert "internal detail" not in response.content.decode()
