@@ -119,7 +119,9 @@ class ProductIndex:
         # One cheap aggregate tells whether anything changed (a product edited, a partner
         # paused: partner status changes are counted through the filtered row count).
         query = Product.objects.filter(
-            is_active=True, partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX]
+            is_active=True,
+            partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
+            partner__routing_hold="",
         )
         stats = query.aggregate(n=Count("id"), p=Max("updated_at"), q=Max("partner__updated_at"))
         version = (stats["n"], stats["p"], stats["q"])

@@ -32,6 +32,9 @@ class Partner(models.Model):
     contact_name = models.CharField(max_length=120, blank=True)
     contact_email = models.EmailField(blank=True)
     billing_address = models.TextField(blank=True)
+    # Why routing to this partner is held although its status is live (e.g. "over credit
+    # limit", set by billing); empty when not held. Matching skips held partners.
+    routing_hold = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Any change bumps it, so per-process product indexes notice (marketplace.matching).
     updated_at = models.DateTimeField(auto_now=True)

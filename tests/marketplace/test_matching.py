@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from django.utils import timezone
 from pytest_django.fixtures import Settings as SettingsWrapper
+from rest_framework.test import APIClient
 
 from marketplace.matching import Application, CreditBox, fits, match
 from marketplace.models import Lead, LeadStatus, Referral, ReferralStatus
 from partners.models import DeliveryMode, PartnerStatus, Product
-from tests.factories import PartnerFactory, ProductFactory
+from tests.factories import PartnerFactory, ProductFactory, referral_payload
 
 APR_CAP = Decimal("0.24")
 
@@ -599,3 +600,15 @@ def _default_consent() -> dict[str, Any]:
     from tests.factories import referral_payload
 
     return referral_payload()["consent"]
+
+
+def test_a_partner_on_routing_hold_gets_no_leads(source_client: APIClient) -> None:
+    from partners.holds import hold_routing, release_routing
+
+    product = ProductFactory()
+    hold_routing(partner_id=product.partner_id, reason="over credit limit")
+    held = source_client.post("/api/v1/referrals", referral_payload(), format="json")
+    assert held.json()["leads"] == []
+    release_routing(partner_id=product.partner_id)
+    released = source_client.post("/api/v1/referrals", referral_payload(), format="json")
+    assert [lead["partner_id"] for lead in released.json()["leads"]] == [str(product.partner_id)]
