@@ -98,6 +98,9 @@ class Lead(models.Model):
     delivery_mode = models.CharField(max_length=16, choices=DeliveryMode.choices)
     status = models.CharField(max_length=16, choices=LeadStatus.choices)
     partner_reference = models.CharField(max_length=120, blank=True)
+    # The winning bid for a lead sold at a ping-post auction (CNY); billing charges it as
+    # the lead's CPL instead of the fee schedule's. NULL for direct-post and pull leads.
+    bid_amount = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     delivery_attempts = models.PositiveSmallIntegerField(default=0)
     # While ``delivering``: until when the claiming worker may post (see delivery._claim).
     claim_expires_at = models.DateTimeField(null=True, blank=True)
@@ -149,6 +152,9 @@ class EventType(models.TextChoices):
     APPROVED = "approved", "Approved"
     FUNDED = "funded", "Funded"
     RETURNED = "returned", "Returned"
+    # The partner takes back one of its earlier events (e.g. a funding that was cancelled);
+    # ``reverses`` names it. Billing books a negative entry for what it charged.
+    REVERSAL = "reversal", "Reversal of an earlier event"
 
 
 class LeadEvent(models.Model):
@@ -165,6 +171,9 @@ class LeadEvent(models.Model):
     apr = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     principal = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     reason = models.CharField(max_length=80, blank=True)
+    reverses = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    )
 
     class Meta:
         constraints = [
