@@ -120,8 +120,8 @@ def test_the_same_event_posted_concurrently_is_stored_once(
     lead = create_referral(source, referral_payload()).leads.get()
     set_lead_status(lead, LeadStatus.DELIVERED)
     client = partner_client(partner)
-    body = {"event_id": "evt-1", "type": "accepted", "occurred_at": "2026-01-01T00:00:00Z"}
-    # Occurred before delivery is not checked; a fixed time keeps the bodies identical.
+    # One fixed time after delivery keeps the three bodies identical.
+    body = {"event_id": "evt-1", "type": "accepted", "occurred_at": lead.delivered_at.isoformat()}
 
     def post() -> Any:
         return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
@@ -148,7 +148,7 @@ def test_different_events_posted_concurrently_all_count(
     ]
 
     def post(body: dict[str, str]) -> Callable[[], Any]:
-        full = {**body, "occurred_at": "2026-01-01T00:00:00Z"}
+        full = {**body, "occurred_at": lead.delivered_at.isoformat()}
         return lambda: client.post(f"/api/v1/partner/leads/{lead.id}/events", full, format="json")
 
     responses = run_together(*(post(body) for body in bodies))
