@@ -5,12 +5,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Type-checked domain modules (views and admin are thin and checked by tests).
 MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/grants.py \
-	consent/gate.py consent/ledger.py partners/keys.py partners/webhooks.py \
+	consent/gate.py consent/ledger.py consent/deletion.py consent/erasure.py \
+	consent/compliance.py consent/roles.py consent/proofs.py consent/keys.py consent/checks.py \
+	consent/audit_export.py consent/verify_bundle.py partners/keys.py partners/webhooks.py \
 	partners/urlsafety.py partners/simulator.py marketplace/matching.py \
 	marketplace/routing.py marketplace/intake.py marketplace/delivery.py marketplace/pull.py \
 	marketplace/events.py marketplace/bands.py billing/money.py billing/pricing.py \
-	billing/charging.py billing/invoicing.py partners/outbound.py partners/idempotency.py \
-	partners/errors.py
+	billing/charging.py billing/invoicing.py billing/fees.py billing/returns.py billing/locks.py \
+	billing/statements.py billing/credit.py billing/payments.py billing/reconcile.py \
+	billing/documents.py partners/outbound.py partners/idempotency.py \
+	partners/errors.py marketplace/auctions.py marketplace/pings.py marketplace/tasks.py \
+	partners/permissions.py partners/throttling.py partners/products.py partners/api.py \
+	partners/adminutils.py
 
 .PHONY: install run test lint bench clean
 

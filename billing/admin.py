@@ -1,21 +1,83 @@
+"""Finance's admin: thin, every change goes through a billing service."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
-from billing.invoicing import issue_invoice
-from billing.models import Charge, FeeSchedule, Invoice, InvoiceLine, InvoiceStatus
+from billing import documents, fees, invoicing, payments, returns, statements
+from billing.models import (
+    Charge,
+    CreditNote,
+    CreditNoteLine,
+    Currency,
+    FeeSchedule,
+    FeeTier,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    PartnerBillingProfile,
+    Payment,
+    PaymentAllocation,
+    ReturnReview,
+    ReviewStatus,
+)
 from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
+
+
+class FeeScheduleForm(forms.ModelForm):
+    class Meta:
+        model = FeeSchedule
+        fields = [
+            "partner",
+            "product",
+            "currency",
+            "cpl",
+            "cpa",
+            "cpf_rate",
+            "cpf_min",
+            "cpf_max",
+            "effective_from",
+            "effective_to",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors or "partner" not in data:
+            return data
+        try:
+            fees.check_currency(data["currency"])
+            fees.check_no_overlap(
+                partner=data["partner"],
+                product=data.get("product"),
+                effective_from=data["effective_from"],
+                effective_to=data.get("effective_to"),
+                exclude_id=self.instance.pk,
+            )
+        except fees.FeeScheduleError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+
+class FeeTierInline(admin.TabularInline):
+    model = FeeTier
+    extra = 0
 
 
 @admin.register(FeeSchedule)
 class FeeScheduleAdmin(admin.ModelAdmin):
+    form = FeeScheduleForm
+    inlines = [FeeTierInline]
     list_display = [
         "partner",
         "product",
+        "version",
         "currency",
         "cpl",
         "cpa",
@@ -31,7 +93,19 @@ class FeeScheduleAdmin(admin.ModelAdmin):
         # A schedule that priced charges is history: close it and add a new one instead.
         if obj is not None and obj.charges.exists():
             return [f.name for f in FeeSchedule._meta.fields if f.name != "effective_to"]
-        return []
+        return ["version"]
+
+    def save_model(self, request: HttpRequest, obj: FeeSchedule, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = fees.create_fee_schedule(
+            **{name: form.cleaned_data.get(name) for name in FeeScheduleForm.Meta.fields}
+        )
+        obj.pk, obj.version = created.pk, created.version
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None or not obj.charges.exists()
 
 
 @admin.register(Charge)
@@ -41,20 +115,67 @@ class ChargeAdmin(ReadOnlyAdmin):
         "partner",
         "kind",
         "entry_type",
+        "reason",
         "amount",
         "currency",
         "occurred_at",
-        "invoice",
+        "period",
+        "credit_note",
     ]
     list_filter = ["kind", "entry_type", "partner", "currency"]
     search_fields = ["=lead__id", "=id"]
     date_hierarchy = "occurred_at"
-    list_select_related = ["partner", "invoice"]
+    list_select_related = ["partner", "credit_note"]
+
+
+@admin.register(ReturnReview)
+class ReturnReviewAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "partner",
+        "lead",
+        "reason_code",
+        "return_rate",
+        "why",
+        "status",
+        "decided_by",
+    ]
+    list_filter = ["status", "partner"]
+    actions = ["approve", "reject"]
+
+    def _decide(
+        self, request: HttpRequest, queryset: QuerySet[ReturnReview], approve: bool
+    ) -> None:
+        credits = 0
+        for review in queryset.filter(status=ReviewStatus.PENDING):
+            credits += len(
+                returns.decide_return(review_id=review.pk, approve=approve, user=request.user)
+            )
+        self.message_user(request, f"Decided; {credits} credit(s) booked.", messages.SUCCESS)
+
+    @admin.action(description="Approve: credit the returned leads")
+    def approve(self, request: HttpRequest, queryset: QuerySet[ReturnReview]) -> None:
+        self._decide(request, queryset, True)
+
+    @admin.action(description="Reject: no credit")
+    def reject(self, request: HttpRequest, queryset: QuerySet[ReturnReview]) -> None:
+        self._decide(request, queryset, False)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
     fields = ["description", "kind", "entry_type", "quantity", "amount"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class AllocationInline(ReadOnlyInline):
+    model = PaymentAllocation
+    fk_name = "invoice"
+    fields = ["payment", "amount", "created_at"]
     readonly_fields = fields
     show_change_link = False
 
@@ -71,12 +192,222 @@ class InvoiceAdmin(ReadOnlyAdmin):
         "tax",
         "total",
         "issued_at",
+        "due_date",
+        "documents",
     ]
     list_filter = ["status", "currency", "partner"]
-    inlines = [InvoiceLineInline]
-    actions = ["issue"]
+    inlines = [InvoiceLineInline, AllocationInline]
+    actions = ["issue", "void"]
+
+    @admin.display(description="Documents")
+    def documents(self, obj: Invoice) -> str:
+        links = [
+            (reverse(f"admin:billing_invoice_{kind}", args=[obj.pk]), kind.upper())
+            for kind in ("html", "pdf", "csv")
+        ]
+        return format_html_join(" ", '<a href="{}">{}</a>', links)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:pk>/html/", view(self.html_view), name="billing_invoice_html"),
+            path("<uuid:pk>/pdf/", view(self.pdf_view), name="billing_invoice_pdf"),
+            path("<uuid:pk>/csv/", view(self.csv_view), name="billing_invoice_csv"),
+            *super().get_urls(),
+        ]
+
+    def html_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        return HttpResponse(documents.render_html(Invoice.objects.get(pk=pk)))
+
+    def pdf_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        return HttpResponse(
+            documents.render_pdf(Invoice.objects.get(pk=pk)), content_type="application/pdf"
+        )
+
+    def csv_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        return HttpResponse(
+            b"".join(s.encode() for s in documents.csv_stream(Invoice.objects.get(pk=pk))),
+            content_type="text/csv",
+        )
 
     @admin.action(description="Issue selected drafts (assigns gapless numbers)")
     def issue(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("created_at"):
-            issue_invoice(invoice_id=invoice.id)
+            invoicing.issue_invoice(invoice_id=invoice.id)
+
+    @admin.action(description="Void selected invoices (issues a full credit note each)")
+    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            try:
+                note = invoicing.void_invoice(
+                    invoice_id=invoice.id, reason="voided by finance in the admin"
+                )
+            except invoicing.InvoicingError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                self.message_user(request, f"{invoice.number} void; credit note {note.number}.")
+
+
+class CreditNoteLineInline(ReadOnlyInline):
+    model = CreditNoteLine
+    fields = ["description", "kind", "entry_type", "quantity", "amount"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["number", "partner", "invoice", "kind", "currency", "total", "issued_at"]
+    list_filter = ["kind", "partner"]
+    inlines = [CreditNoteLineInline]
+
+
+class PaymentForm(forms.ModelForm):
+    allocate_oldest_first = forms.BooleanField(required=False, initial=True)
+
+    class Meta:
+        model = Payment
+        fields = ["partner", "currency", "amount", "received_at", "bank_reference", "note"]
+
+
+class PaymentAllocationInline(ReadOnlyInline):
+    model = PaymentAllocation
+    fields = ["invoice", "amount", "created_at"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class ManualAllocationForm(forms.Form):
+    invoice = forms.ModelChoiceField(
+        queryset=Invoice.objects.filter(
+            status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTLY_PAID]
+        )
+    )
+    amount = forms.DecimalField(max_digits=13, decimal_places=2, min_value=0.01)
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    form = PaymentForm
+    list_display = ["received_at", "partner", "bank_reference", "currency", "amount", "unallocated"]
+    list_filter = ["partner", "currency"]
+    search_fields = ["bank_reference"]
+    inlines = [PaymentAllocationInline]
+    actions = ["allocate_oldest_first"]
+
+    @admin.display(description="Unallocated")
+    def unallocated(self, obj: Payment) -> Any:
+        return payments.unallocated(obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Payment, form: Any, change: bool) -> None:
+        data = form.cleaned_data
+        try:
+            payment, created = payments.record_payment(
+                partner_id=data["partner"].pk,
+                currency=data["currency"],
+                amount=str(data["amount"]),
+                received_at=data["received_at"],
+                bank_reference=data["bank_reference"],
+                note=data.get("note", ""),
+                allocate=data.get("allocate_oldest_first", True),
+            )
+        except payments.PaymentError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk = payment.pk
+        if not created:
+            self.message_user(
+                request, "That bank reference was recorded already.", messages.WARNING
+            )
+
+    @admin.action(description="Allocate what is left, oldest invoice first")
+    def allocate_oldest_first(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
+        for payment in queryset:
+            payments.allocate_payment(payment_id=payment.pk)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<uuid:pk>/allocate/",
+                self.admin_site.admin_view(self.allocate_view),
+                name="billing_payment_allocate",
+            ),
+            *super().get_urls(),
+        ]
+
+    def allocate_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        from django.shortcuts import redirect
+        from django.template.response import TemplateResponse
+
+        payment = Payment.objects.get(pk=pk)
+        form = ManualAllocationForm(request.POST or None)
+        form.fields["invoice"].queryset = Invoice.objects.filter(  # type: ignore[attr-defined]
+            partner_id=payment.partner_id,
+            currency=payment.currency,
+            status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTLY_PAID],
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                payments.allocate_payment(
+                    payment_id=payment.pk,
+                    allocations=[
+                        (form.cleaned_data["invoice"].pk, str(form.cleaned_data["amount"]))
+                    ],
+                )
+            except payments.PaymentError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+            else:
+                return redirect("admin:billing_payment_change", payment.pk)
+        return TemplateResponse(
+            request,
+            "billing/allocate.html",
+            {
+                **self.admin_site.each_context(request),
+                "payment": payment,
+                "form": form,
+                "title": "Allocate payment",
+            },
+        )
+
+
+@admin.register(PartnerBillingProfile)
+class PartnerBillingProfileAdmin(admin.ModelAdmin):
+    list_display = [
+        "partner",
+        "return_rate_cap",
+        "credit_limit",
+        "credit_limit_currency",
+        "payment_terms_days",
+        "invoiced_through",
+    ]
+    readonly_fields = ["invoiced_through", "statement"]
+
+    @admin.display(description="Statement")
+    def statement(self, obj: PartnerBillingProfile) -> str:
+        parts = []
+        for currency in Currency.values:
+            s = statements.statement(partner_id=obj.partner_id, currency=currency)
+            if not (s.invoiced or s.paid or s.uninvoiced):
+                continue
+            aging = format_html_join(" ", "<b>{}</b> {}", ((k, v) for k, v in s.aging.items()))
+            parts.append(
+                format_html(
+                    "{}: invoiced {}, credited {}, paid {} (unapplied {}), balance <b>{}</b>, "
+                    "not yet invoiced {}.<br>Aging by due date: {}",
+                    currency,
+                    s.invoiced,
+                    s.credited,
+                    s.paid,
+                    s.unapplied,
+                    s.balance,
+                    s.uninvoiced,
+                    aging,
+                )
+            )
+        return format_html_join("", "<p>{}</p>", ((p,) for p in parts)) or "Nothing billed yet."

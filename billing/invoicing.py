@@ -1,27 +1,62 @@
-"""Monthly invoices per partner and currency.
+"""Monthly invoices and credit notes per partner and currency.
 
-An invoice for period P takes every not-yet-invoiced charge of the partner in that currency
-that occurred before the end of P; a charge that arrives after its month was invoiced goes
-on the next invoice, so nothing is ever billed twice or lost. One invoice per partner,
-currency and period (unique constraint): rerunning, or running twice at once, is a no-op.
-Drafts are issued with a gapless number per year (``INV-2026-000123``), taken from a row
-locked for the rest of the transaction; issued invoices are never edited, only voided and
-corrected by credit notes (issue 4).
+Design:
+
+- Every ledger entry carries the billing month it belongs to (``Charge.period``, set on
+  insert under the partner's billing lock, see ``billing.locks``). Invoicing month P for a
+  partner takes that lock exclusively, bills every entry in the months after the last one
+  invoiced up to P, and records P as invoiced: later entries of P go to the next month.
+  An invoice *finds* its charges by (partner, currency, months); no ledger row is updated,
+  so invoicing a million charges is a handful of indexed aggregates, not a million writes.
+- One invoice per partner, currency and month (unique constraint) and the lock make a
+  rerun, or two runs at once, a no-op.
+- A return or reversal of a charge already on an issued invoice is not a negative line on
+  a later invoice: it is a credit note against that invoice (``CN-YYYY-NNNNNN``), made
+  when the month the correction falls in is invoiced. Corrections of charges not yet on
+  an issued invoice simply net on the invoice that bills them.
+- Drafts are issued with a gapless number per year (``INV-2026-000123``) from a sequence
+  row locked for the rest of the transaction. Issued invoices are never edited (model
+  guards and PostgreSQL triggers); voiding one issues a full credit note, and rerunning
+  the month makes a replacement invoice for the same charges.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from uuid import UUID
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db import transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
-from billing.models import Charge, FeeKind, Invoice, InvoiceLine, InvoiceSequence, InvoiceStatus
+from billing import credit
+from billing.locks import lock_billing_rows, next_month
+from billing.models import (
+    Charge,
+    CreditNote,
+    CreditNoteKind,
+    CreditNoteLine,
+    CreditNoteSequence,
+    EntryType,
+    FeeKind,
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    PartnerBillingProfile,
+    PaymentAllocation,
+)
 from billing.money import ZERO, to_cents
+from partners.models import Partner, Product
+from partners.outbound import enqueue
+
+EARLIEST = date(2000, 1, 1)
 
 
 class InvoicingError(ValueError):
@@ -42,8 +77,7 @@ class Period:
 
     @property
     def end(self) -> date:
-        year, month = divmod(self.start.month, 12)
-        return date(self.start.year + year, month + 1, 1)
+        return next_month(self.start)
 
     @property
     def end_datetime(self) -> datetime:
@@ -53,103 +87,409 @@ class Period:
         return f"{self.start:%Y-%m}"
 
 
-def _lines_for(invoice: Invoice) -> list[InvoiceLine]:
-    kinds = dict(FeeKind.choices)
-    rows = (
-        Charge.objects.filter(invoice=invoice)
-        .values("product_id", "product__name", "kind", "entry_type")
-        .annotate(quantity=Count("id"), amount=Sum("amount"))
-        .order_by("product__name", "kind", "entry_type")
+def invoice_charges(invoice: Invoice) -> QuerySet[Charge]:
+    """The ledger entries an invoice bills (corrections billed by credit notes excluded)."""
+    return Charge.objects.filter(
+        partner_id=invoice.partner_id,
+        currency=invoice.currency,
+        period__gte=invoice.first_period,
+        period__lte=invoice.period_start,
+        credit_note__isnull=True,
     )
-    return [
-        InvoiceLine(
-            invoice=invoice,
-            product_id=row["product_id"],
-            kind=row["kind"],
-            entry_type=row["entry_type"],
-            description=f"{row['product__name']}: {kinds[row['kind']]}"
-            + (" (returns)" if row["entry_type"] == "credit" else ""),
-            quantity=row["quantity"],
-            amount=to_cents(row["amount"]),
-        )
-        for row in rows
-    ]
 
 
-def create_invoice(*, partner_id: UUID, currency: str, period: Period) -> Invoice | None:
-    """The draft invoice for one partner and period, or None if it exists or has nothing."""
-    with transaction.atomic():
-        pending = Charge.objects.filter(
+def describe_line(product_name: str, kind: str, entry_type: str) -> str:
+    suffix = {EntryType.CREDIT: " (returns)", EntryType.REVERSAL: " (reversals)"}
+    return f"{product_name}: {FeeKind(kind).label}{suffix.get(entry_type, '')}"  # type: ignore[call-overload]
+
+
+def _product_names(ids: Iterable[Any]) -> dict[Any, str]:
+    return dict(Product.objects.filter(pk__in=set(ids)).values_list("pk", "name"))
+
+
+def _totals(subtotal: Decimal, rate: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+    subtotal = to_cents(subtotal)
+    tax = to_cents(subtotal * rate)
+    return subtotal, tax, subtotal + tax
+
+
+def _billed_invoice(partner_id: Any, currency: str, month: date) -> Invoice | None:
+    """The issued (not void) invoice that billed ``month`` for the partner, if any."""
+    return (
+        Invoice.objects.filter(
             partner_id=partner_id,
             currency=currency,
-            invoice__isnull=True,
-            occurred_at__lt=period.end_datetime,
+            first_period__lte=month,
+            period_start__gte=month,
         )
-        if not pending.exists():
-            return None
+        .exclude(status__in=[InvoiceStatus.DRAFT, InvoiceStatus.VOID])
+        .first()
+    )
+
+
+def _credit_notes_for_corrections(partner_id: Any, through: date) -> list[CreditNote]:
+    """Credit notes for the partner's returns and reversals of charges in months already
+    invoiced (whenever they happened), one per corrected invoice."""
+    corrections = (
+        Charge.objects.filter(
+            partner_id=partner_id,
+            credit_note__isnull=True,
+            period__gt=through,  # in a month not invoiced yet (else it netted there)
+            corrects__period__lte=through,
+        )
+        .exclude(entry_type=EntryType.CHARGE)
+        .select_related("corrects")
+    )
+    by_invoice: dict[Invoice, list[Charge]] = defaultdict(list)
+    found: dict[tuple[str, date], Invoice | None] = {}
+    for entry in corrections:
+        assert entry.corrects is not None
+        key = (entry.currency, entry.corrects.period)
+        if key not in found:
+            found[key] = _billed_invoice(partner_id, entry.currency, entry.corrects.period)
+        invoice = found[key]
+        if invoice is not None:  # else: the original is not on an issued invoice; it nets
+            by_invoice[invoice].append(entry)
+    notes = []
+    for invoice, entries in by_invoice.items():
+        groups: dict[tuple[Any, str, str], list[Charge]] = defaultdict(list)
+        for entry in entries:
+            groups[(entry.product_id, entry.kind, entry.entry_type)].append(entry)
+        names = _product_names(product for product, _, _ in groups)
+        lines = [
+            CreditNoteLine(
+                product_id=product,
+                kind=kind,
+                entry_type=entry_type,
+                description=describe_line(names[product], kind, entry_type),
+                quantity=len(group),
+                amount=to_cents(-sum((e.amount for e in group), ZERO)),
+            )
+            for (product, kind, entry_type), group in sorted(
+                groups.items(), key=lambda item: (names[item[0][0]], item[0][1], item[0][2])
+            )
+        ]
+        note = _issue_credit_note(
+            invoice=invoice,
+            kind=CreditNoteKind.CORRECTIONS,
+            reason="Returns and reversals of invoiced charges",
+            lines=lines,
+        )
+        Charge.objects.filter(pk__in=[e.pk for e in entries]).update(credit_note=note)
+        notes.append(note)
+    return notes
+
+
+def _make_invoices(
+    partner_ids: list[Any], first: date, last: date, currencies: set[str] | None = None
+) -> list[Invoice]:
+    """Draft invoices billing the partners' entries of months [first, last], one per
+    partner and currency: one aggregate over the ledger, a few bulk inserts."""
+    rows = (
+        Charge.objects.filter(
+            partner_id__in=partner_ids,
+            period__gte=first,
+            period__lte=last,
+            credit_note__isnull=True,
+        )
+        .values("partner_id", "currency", "product_id", "kind", "entry_type")
+        .annotate(quantity=Count("*"), amount=Sum("amount"), first=Min("period"))
+        .order_by()
+    )
+    if currencies is not None:
+        rows = rows.filter(currency__in=currencies)
+    groups: dict[tuple[Any, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["partner_id"], row["currency"])].append(dict(row))
+    names = _product_names(row["product_id"] for group in groups.values() for row in group)
+    rate = Decimal(str(settings.VAT_RATE))
+    invoices, all_lines = [], []
+    for (partner_id, currency), group in sorted(
+        groups.items(), key=lambda g: (str(g[0][0]), g[0][1])
+    ):
+        lines = sorted(
+            (
+                InvoiceLine(
+                    product_id=row["product_id"],
+                    kind=row["kind"],
+                    entry_type=row["entry_type"],
+                    description=describe_line(
+                        names[row["product_id"]], row["kind"], row["entry_type"]
+                    ),
+                    quantity=row["quantity"],
+                    amount=to_cents(row["amount"]),
+                )
+                for row in group
+            ),
+            key=lambda line: (names[line.product_id], line.kind, line.entry_type),
+        )
+        subtotal, tax, total = _totals(sum((line.amount for line in lines), ZERO), rate)
         invoice = Invoice(
             partner_id=partner_id,
             currency=currency,
-            period_start=period.start,
-            subtotal=ZERO,
-            tax_rate=settings.VAT_RATE,
-            tax=ZERO,
-            total=ZERO,
+            period_start=last,
+            # Never billed before: the invoice starts at its earliest entry's month.
+            first_period=min(row["first"] for row in group) if first == EARLIEST else first,
+            subtotal=subtotal,
+            tax_rate=rate,
+            tax=tax,
+            total=total,
         )
-        try:
-            with transaction.atomic():
-                invoice.save(force_insert=True)
-        except IntegrityError:
-            return None  # another run made it
-        # Claim charges still unclaimed; a concurrent claim of the same rows is impossible
-        # because the invoice row above is unique per partner, currency and period.
-        pending.filter(invoice__isnull=True).update(invoice=invoice)
-        lines = _lines_for(invoice)
-        InvoiceLine.objects.bulk_create(lines)
-        invoice.subtotal = to_cents(sum((line.amount for line in lines), ZERO))
-        invoice.tax = to_cents(invoice.subtotal * invoice.tax_rate)
-        invoice.total = invoice.subtotal + invoice.tax
-        invoice.save(update_fields=["subtotal", "tax", "total"])
-        return invoice
+        for line in lines:
+            line.invoice = invoice
+        invoices.append(invoice)
+        all_lines += lines
+    # Under the partners' billing locks no other run can insert these invoices; the
+    # unique constraint would still refuse a second one for the month.
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create(all_lines, batch_size=2000)
+    return invoices
+
+
+def invoice_partners(*, partner_ids: list[uuid.UUID], period: Period) -> list[Invoice]:
+    """Draft invoices for a month for these partners (and credit notes for corrections
+    of their invoiced charges) in one transaction; a partner whose month was invoiced
+    already gets nothing (unless its invoice was voided: then a replacement)."""
+    with transaction.atomic():
+        profiles = lock_billing_rows(partner_ids=partner_ids)
+        closed = {p.partner_id: p.invoiced_through for p in profiles if p.invoiced_through}
+        for partner_id in _with_corrections_of_billed(list(closed)):
+            _credit_notes_for_corrections(partner_id, closed[partner_id])
+        made: list[Invoice] = []
+        open_by_start: dict[date | None, list[uuid.UUID]] = defaultdict(list)
+        for profile in profiles:
+            through = profile.invoiced_through
+            if through is not None and through >= period.start:
+                made += _replace_voided(partner_id=profile.partner_id, period=period)
+            else:
+                open_by_start[through].append(profile.partner_id)
+        for through, ids in open_by_start.items():
+            first = next_month(through) if through is not None else EARLIEST
+            made += _make_invoices(ids, first, period.start)
+            PartnerBillingProfile.objects.filter(partner_id__in=ids).update(
+                invoiced_through=period.start
+            )
+        return made
+
+
+def _with_corrections_of_billed(ids: list[Any]) -> set[Any]:
+    """Partners with a return or reversal not yet credited of a charge in a month
+    already invoiced."""
+    if not ids:
+        return set()
+    return set(
+        Charge.objects.filter(
+            partner_id__in=ids,
+            credit_note__isnull=True,
+            period__gt=F("partner__billing_profile__invoiced_through"),
+            corrects__period__lte=F("partner__billing_profile__invoiced_through"),
+        )
+        .exclude(entry_type=EntryType.CHARGE)
+        .values_list("partner_id", flat=True)
+        .distinct()
+    )
+
+
+def invoice_partner(*, partner_id: uuid.UUID, period: Period) -> list[Invoice]:
+    return invoice_partners(partner_ids=[partner_id], period=period)
+
+
+def _replace_voided(*, partner_id: uuid.UUID, period: Period) -> list[Invoice]:
+    made = []
+    voided = Invoice.objects.filter(
+        partner_id=partner_id, period_start=period.start, status=InvoiceStatus.VOID
+    ).order_by("-voided_at")
+    for void in voided:
+        live = Invoice.objects.filter(
+            partner_id=partner_id, currency=void.currency, period_start=period.start
+        ).exclude(status=InvoiceStatus.VOID)
+        if not live.exists():
+            made += _make_invoices([partner_id], void.first_period, period.start, {void.currency})
+    return made
+
+
+# Partners invoiced per transaction: few round trips, bounded lock time and memory.
+BATCH = 100
 
 
 def generate_invoices(*, period: Period, issue: bool = False) -> list[Invoice]:
-    """Draft (and optionally issue) every partner's invoice for a closed or current month."""
+    """Draft (and optionally issue) every partner's invoices for a closed or current month."""
     if period.start > timezone.now().date():
         raise InvoicingError(f"period {period} is in the future")
-    pairs = (
-        Charge.objects.filter(invoice__isnull=True, occurred_at__lt=period.end_datetime)
-        .values_list("partner_id", "currency")
-        .distinct()
-        .order_by("partner_id", "currency")
+    billed = Charge.objects.filter(partner_id=OuterRef("pk"), period__lte=period.start)
+    partner_ids = list(
+        Partner.objects.filter(Exists(billed)).order_by("pk").values_list("pk", flat=True)
     )
-    made = []
-    for partner_id, currency in list(pairs):
-        invoice = create_invoice(partner_id=partner_id, currency=currency, period=period)
-        if invoice is not None:
+    made: list[Invoice] = []
+    for start in range(0, len(partner_ids), BATCH):
+        batch = partner_ids[start : start + BATCH]
+        for invoice in invoice_partners(partner_ids=batch, period=period):
             made.append(issue_invoice(invoice_id=invoice.id) if issue else invoice)
     return made
 
 
-def issue_invoice(*, invoice_id: UUID) -> Invoice:
-    """Give a draft its gapless number; a no-op for an invoice already issued."""
+def _next_number(
+    sequence_model: type[InvoiceSequence] | type[CreditNoteSequence], year: int
+) -> int:
+    sequence_model.objects.get_or_create(year=year)
+    # Locked until commit: a concurrent issuer waits, so numbers have no gaps or repeats.
+    sequence = sequence_model.objects.select_for_update().get(pk=year)
+    sequence.last_number += 1
+    sequence.save(update_fields=["last_number"])
+    return sequence.last_number
+
+
+def _bill_to(partner: Partner) -> str:
+    parts = [partner.legal_name or partner.name, partner.billing_address]
+    if partner.licence_number:
+        parts.append(f"Licence {partner.licence_number}")
+    return "\n".join(p for p in parts if p)
+
+
+def issue_invoice(*, invoice_id: uuid.UUID) -> Invoice:
+    """Give a draft its gapless number and due date; a no-op for one already issued.
+    Partners get an ``invoice.issued`` webhook."""
+    from billing.statements import payment_terms_days
+
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        invoice = Invoice.objects.select_for_update().select_related("partner").get(pk=invoice_id)
         if invoice.status != InvoiceStatus.DRAFT:
             return invoice
         now = timezone.now()
-        sequence, _ = InvoiceSequence.objects.get_or_create(year=now.year)
-        sequence = InvoiceSequence.objects.select_for_update().get(pk=sequence.pk)
-        sequence.last_number += 1
-        sequence.save(update_fields=["last_number"])
-        invoice.number = f"INV-{now.year}-{sequence.last_number:06d}"
+        invoice.number = f"INV-{now.year}-{_next_number(InvoiceSequence, now.year):06d}"
         invoice.status = InvoiceStatus.ISSUED
         invoice.issued_at = now
-        invoice.save(update_fields=["number", "status", "issued_at"])
+        invoice.due_date = now.date() + timedelta(days=payment_terms_days(invoice.partner_id))
+        invoice.bill_to = _bill_to(invoice.partner)
+        invoice.save(update_fields=["number", "status", "issued_at", "due_date", "bill_to"])
+        enqueue(
+            partner_id=invoice.partner_id,
+            event_type="invoice.issued",
+            data={
+                "invoice_id": str(invoice.id),
+                "number": invoice.number,
+                "period": f"{invoice.period_start:%Y-%m}",
+                "currency": invoice.currency,
+                "total": str(invoice.total),
+                "due_date": invoice.due_date.isoformat(),
+            },
+            dedupe_key=f"invoice.issued:{invoice.id}",
+        )
+        credit.evaluate_credit_limit(partner_id=invoice.partner_id)
         return invoice
+
+
+def _issue_credit_note(
+    *, invoice: Invoice, kind: str, reason: str, lines: list[CreditNoteLine]
+) -> CreditNote:
+    now = timezone.now()
+    subtotal, tax, total = _totals(sum((line.amount for line in lines), ZERO), invoice.tax_rate)
+    note = CreditNote.objects.create(
+        partner_id=invoice.partner_id,
+        invoice=invoice,
+        kind=kind,
+        currency=invoice.currency,
+        number=f"CN-{now.year}-{_next_number(CreditNoteSequence, now.year):06d}",
+        reason=reason[:200],
+        subtotal=subtotal,
+        tax_rate=invoice.tax_rate,
+        tax=tax,
+        total=total,
+        issued_at=now,
+    )
+    for line in lines:
+        line.credit_note = note
+    CreditNoteLine.objects.bulk_create(lines)
+    enqueue(
+        partner_id=invoice.partner_id,
+        event_type="credit_note.issued",
+        data={
+            "credit_note_id": str(note.id),
+            "number": note.number,
+            "invoice_number": invoice.number,
+            "currency": note.currency,
+            "total": str(note.total),
+        },
+        dedupe_key=f"credit_note.issued:{note.id}",
+    )
+    refresh_payment_status(invoice_id=invoice.id)
+    return note
+
+
+def void_invoice(*, invoice_id: uuid.UUID, reason: str) -> CreditNote:
+    """Void an issued invoice by a full credit note; rerunning its month then makes a
+    replacement for the same charges. Refused once paid or already corrected."""
+    if not reason.strip():
+        raise InvoicingError("say why the invoice is voided")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status == InvoiceStatus.DRAFT:
+            raise InvoicingError("a draft is not voided: it has no number yet; issue or keep it")
+        if invoice.status == InvoiceStatus.VOID:
+            raise InvoicingError(f"{invoice.number} is void already")
+        if invoice.allocations.exists():
+            raise InvoicingError(f"{invoice.number} has payments allocated: it cannot be voided")
+        if invoice.credit_notes.exists():
+            raise InvoicingError(
+                f"{invoice.number} has credit notes already: issue a further credit note instead"
+            )
+        lines = [
+            CreditNoteLine(
+                product_id=line.product_id,
+                kind=line.kind,
+                entry_type=line.entry_type,
+                description=line.description,
+                quantity=line.quantity,
+                amount=line.amount,
+            )
+            for line in invoice.lines.all()
+        ]
+        note = _issue_credit_note(
+            invoice=invoice, kind=CreditNoteKind.VOID, reason=f"Void: {reason}", lines=lines
+        )
+        Invoice.objects.filter(pk=invoice.pk).update(
+            status=InvoiceStatus.VOID, voided_at=timezone.now(), void_reason=reason[:200]
+        )
+        credit.evaluate_credit_limit(partner_id=invoice.partner_id)
+        return note
+
+
+def refresh_payment_status(*, invoice_id: uuid.UUID) -> str:
+    """Issued, partly paid or paid, derived from allocations and credit notes."""
+    invoice = Invoice.objects.get(pk=invoice_id)
+    if invoice.status in {InvoiceStatus.DRAFT, InvoiceStatus.VOID}:
+        return invoice.status
+    credited = invoice.credit_notes.aggregate(s=Sum("total"))["s"] or ZERO
+    allocated = (
+        PaymentAllocation.objects.filter(invoice=invoice).aggregate(s=Sum("amount"))["s"] or ZERO
+    )
+    open_amount = invoice.total - credited - allocated
+    if open_amount <= 0:
+        status = InvoiceStatus.PAID
+    elif allocated > 0:
+        status = InvoiceStatus.PARTLY_PAID
+    else:
+        status = InvoiceStatus.ISSUED
+    if status != invoice.status:
+        Invoice.objects.filter(pk=invoice.pk).exclude(status=InvoiceStatus.VOID).update(
+            status=status
+        )
+    return status
 
 
 def previous_period(today: date) -> Period:
     first = today.replace(day=1)
     year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
     return Period(date(year, month, 1))
+
+
+__all__ = [
+    "InvoicingError",
+    "Period",
+    "generate_invoices",
+    "invoice_charges",
+    "issue_invoice",
+    "previous_period",
+    "refresh_payment_status",
+    "void_invoice",
+]

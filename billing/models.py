@@ -1,13 +1,18 @@
-"""Fee schedules, the append-only charge ledger and invoices.
+"""Fee schedules, the append-only charge ledger, invoices, credit notes and payments.
 
 Money is ``DecimalField(max_digits=13, decimal_places=2)`` plus a currency; every amount
-is rounded once, by ``billing.money.to_cents`` (ROUND_HALF_UP to 0.01).
+is rounded once, by ``billing.money.to_cents`` (ROUND_HALF_UP to 0.01). State changes live
+in the service modules (``fees``, ``charging``, ``returns``, ``invoicing``, ``payments``),
+never in ``save()``; the models only guard what must never happen (editing an issued
+invoice) and the database enforces signs and exactly-once by constraints.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Round
@@ -17,23 +22,50 @@ from marketplace.models import Lead, LeadEvent
 from partners.models import Partner, Product
 
 
+class Currency(models.TextChoices):
+    """The ISO 4217 currencies we bill in: a short explicit list, not all of ISO 4217."""
+
+    CNY = "CNY", "Chinese yuan"
+    HKD = "HKD", "Hong Kong dollar"
+    USD = "USD", "US dollar"
+    EUR = "EUR", "Euro"
+
+
+def _money(**kwargs: Any) -> models.DecimalField:
+    return models.DecimalField(max_digits=13, decimal_places=2, **kwargs)
+
+
+def _adds_up(prefix: str) -> models.CheckConstraint:
+    # Compared to the cent: SQLite stores decimals as binary floats, where
+    # 8.54 + 0.51 != 9.05; on PostgreSQL (exact numeric) this is plain equality.
+    return models.CheckConstraint(
+        condition=Exact(Round(F("total") - F("subtotal") - F("tax"), 2), 0),
+        name=f"{prefix}_total_adds_up",
+    )
+
+
 class FeeSchedule(models.Model):
-    """What a partner pays, optionally for one product, over a span of time."""
+    """What a partner pays, optionally for one product, over a span of time. Versioned:
+    a change is a new schedule (the old one closed by ``effective_to``), never an edit of
+    one that priced charges. Created through ``billing.fees.create_fee_schedule``, which
+    refuses overlapping spans in one scope."""
 
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="fee_schedules")
     # NULL: applies to all the partner's products without a schedule of their own.
     product = models.ForeignKey(
         Product, null=True, blank=True, on_delete=models.PROTECT, related_name="fee_schedules"
     )
-    currency = models.CharField(max_length=3, default="CNY")
-    # Per accepted lead (CPL).
-    cpl = models.DecimalField(max_digits=13, decimal_places=2, default=0)
+    # 1, 2, ... per scope (partner + product, or partner-wide), in order of creation.
+    version = models.PositiveIntegerField(default=1)
+    currency = models.CharField(max_length=3, choices=Currency.choices, default=Currency.CNY)
+    # Per accepted lead (CPL); an auction lead pays its winning bid instead.
+    cpl = _money(default=0)
     # Per approved loan (CPA).
-    cpa = models.DecimalField(max_digits=13, decimal_places=2, default=0)
+    cpa = _money(default=0)
     # Fraction of funded principal (CPF), 0.0300 = 3%, clamped to [cpf_min, cpf_max] per loan.
     cpf_rate = models.DecimalField(max_digits=6, decimal_places=4, default=0)
-    cpf_min = models.DecimalField(max_digits=13, decimal_places=2, default=0)
-    cpf_max = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    cpf_min = _money(default=0)
+    cpf_max = _money(null=True, blank=True)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)  # exclusive; NULL: open-ended
     created_at = models.DateTimeField(auto_now_add=True)
@@ -56,11 +88,43 @@ class FeeSchedule(models.Model):
                 condition=Q(effective_to__isnull=True) | Q(effective_to__gt=F("effective_from")),
                 name="fee_schedule_span",
             ),
+            models.CheckConstraint(
+                condition=Q(currency__in=Currency.values), name="fee_schedule_known_currency"
+            ),
         ]
 
     def __str__(self) -> str:
         scope = self.product.name if self.product else "all products"
-        return f"{self.partner.name} ({scope}) from {self.effective_from:%Y-%m-%d}"
+        return f"{self.partner.name} ({scope}) v{self.version} from {self.effective_from:%Y-%m-%d}"
+
+
+class FeeTier(models.Model):
+    """A volume tier, **marginal**: it prices only the units of a fee kind beyond
+    ``from_count`` in a calendar month (UTC); earlier units keep their price. A NULL fee
+    keeps the schedule's (or the lower tier's) price for that kind."""
+
+    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="tiers")
+    # Units of the month already charged before this tier starts (100: from the 101st).
+    from_count = models.PositiveIntegerField()
+    cpl = _money(null=True, blank=True)  # per accepted lead beyond the threshold
+    cpa = _money(null=True, blank=True)  # per approval beyond the threshold
+    cpf_rate = models.DecimalField(max_digits=6, decimal_places=4, null=True, blank=True)
+
+    class Meta:
+        ordering = ["schedule", "from_count"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "from_count"], name="fee_tier_once"),
+            models.CheckConstraint(
+                condition=Q(from_count__gte=1)
+                & (Q(cpl__isnull=True) | Q(cpl__gte=0))
+                & (Q(cpa__isnull=True) | Q(cpa__gte=0))
+                & (Q(cpf_rate__isnull=True) | (Q(cpf_rate__gte=0) & Q(cpf_rate__lte=1))),
+                name="fee_tier_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"beyond {self.from_count} a month"
 
 
 class FeeKind(models.TextChoices):
@@ -72,66 +136,212 @@ class FeeKind(models.TextChoices):
 class EntryType(models.TextChoices):
     CHARGE = "charge", "Charge"
     CREDIT = "credit", "Credit (return)"
+    REVERSAL = "reversal", "Reversal by the partner"
+
+
+class ReturnReason(models.TextChoices):
+    """Reason codes a partner may give for a return (as boberdoo and Lead Prosper use)."""
+
+    DUPLICATE = "duplicate", "Duplicate"
+    INVALID_CONTACT = "invalid_contact", "Invalid contact details"
+    FRAUD_SUSPECTED = "fraud_suspected", "Fraud suspected"
+    NOT_INTERESTED = "not_interested", "Applicant not interested"
+    OUT_OF_CRITERIA = "out_of_criteria", "Outside the credit box"
+    OTHER = "other", "Other"
 
 
 class Charge(models.Model):
-    """One line of the append-only charge ledger. Corrections are new rows, never edits."""
+    """One line of the append-only charge ledger. Corrections are new rows, never edits:
+    a return makes a ``credit``, a partner's reversal a ``reversal``, each the exact
+    negative of the charge it ``corrects``."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="charges")
     lead = models.ForeignKey(Lead, on_delete=models.PROTECT, related_name="charges")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     event = models.ForeignKey(LeadEvent, on_delete=models.PROTECT, related_name="charges")
-    schedule = models.ForeignKey(FeeSchedule, on_delete=models.PROTECT, related_name="charges")
+    # NULL only for an auction lead's CPL priced by its bid with no schedule in force.
+    schedule = models.ForeignKey(
+        FeeSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
+    )
     kind = models.CharField(max_length=8, choices=FeeKind.choices)
     entry_type = models.CharField(max_length=8, choices=EntryType.choices)
-    # Positive for charges, negative for credits; rounded to cents ROUND_HALF_UP.
-    amount = models.DecimalField(max_digits=13, decimal_places=2)
-    currency = models.CharField(max_length=3)
+    # Positive for charges, negative for credits and reversals; rounded to cents.
+    amount = _money()
+    currency = models.CharField(max_length=3, choices=Currency.choices)
     occurred_at = models.DateTimeField(db_index=True)  # the event's time: prices and periods
-    invoice = models.ForeignKey(
-        "Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
+    # The charge a credit or reversal offsets (NULL for charges).
+    corrects = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="corrections"
+    )
+    # A credit's return reason code (ReturnReason); empty otherwise.
+    reason = models.CharField(max_length=20, blank=True, choices=ReturnReason.choices)
+    # The billing month (first day) whose invoice bills this entry: the event's month, or
+    # the partner's first month not yet invoiced when that one was (a late event). Set on
+    # insert under the partner's billing lock, so invoicing never updates ledger rows.
+    period = models.DateField()
+    # A correction of a charge on an issued invoice is billed by a credit note instead.
+    credit_note = models.ForeignKey(
+        "CreditNote", null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            # Exactly once: one charge and at most one credit per lead and fee kind.
+            # Exactly once: one entry per lead, fee kind and entry type ...
             models.UniqueConstraint(
                 fields=["lead", "kind", "entry_type"], name="charge_once_per_lead_kind"
             ),
+            # ... and at most one correction per lead and kind, whether a return or a
+            # reversal came first: credits on a lead never exceed its charges.
+            models.UniqueConstraint(
+                fields=["lead", "kind"],
+                condition=~Q(entry_type="charge"),
+                name="charge_one_correction_per_lead_kind",
+            ),
             models.CheckConstraint(
-                condition=(Q(entry_type="charge") & Q(amount__gte=0))
-                | (Q(entry_type="credit") & Q(amount__lte=0)),
+                condition=(Q(entry_type="charge") & Q(amount__gte=0) & Q(corrects__isnull=True))
+                | (
+                    Q(entry_type__in=["credit", "reversal"])
+                    & Q(amount__lte=0)
+                    & Q(corrects__isnull=False)
+                ),
                 name="charge_sign_matches_type",
             ),
         ]
-        indexes = [models.Index(fields=["partner", "currency", "invoice", "occurred_at"])]
+        indexes = [
+            # Invoicing aggregates a partner's months from this index alone (index-only).
+            models.Index(
+                fields=["partner", "currency", "period"],
+                include=["product", "kind", "entry_type", "amount", "credit_note"],
+                name="charge_billing_period",
+            )
+        ]
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+
+
+class ReturnReview(models.Model):
+    """A return that waits for finance: the partner was over its return-rate cap, or gave
+    a reason code we do not know. Credited only once approved."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.PROTECT, related_name="+")
+    event = models.OneToOneField(LeadEvent, on_delete=models.PROTECT, related_name="+")
+    reason_code = models.CharField(max_length=80)  # as the partner sent it
+    # The partner's return rate over the window when it returned this lead (0.2000 = 20%).
+    return_rate = models.DecimalField(max_digits=5, decimal_places=4)
+    why = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=8, choices=ReviewStatus.choices, default=ReviewStatus.PENDING
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Return of lead {self.lead_id} ({self.status})"
+
+
+class PartnerBillingProfile(models.Model):
+    """Per-partner billing terms; a partner without one gets the settings' defaults."""
+
+    partner = models.OneToOneField(
+        Partner, primary_key=True, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    # Returns above this share of the partner's leads over 30 days wait for approval;
+    # NULL: settings.RETURN_RATE_CAP (0.15).
+    return_rate_cap = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    # Routing pauses while outstanding (open invoices + uninvoiced charges) exceeds it;
+    # NULL: no limit.
+    credit_limit = _money(null=True, blank=True)
+    credit_limit_currency = models.CharField(
+        max_length=3, choices=Currency.choices, default=Currency.CNY
+    )
+    # Due date = issue date + this many days.
+    payment_terms_days = models.PositiveSmallIntegerField(default=30)
+    # The last billing month invoiced; later charges of earlier months go to the next one.
+    # This row is the partner's billing lock: charging shares it, invoicing holds it.
+    invoiced_through = models.DateField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(return_rate_cap__isnull=True) | Q(return_rate_cap__gte=0))
+                & (Q(credit_limit__isnull=True) | Q(credit_limit__gte=0)),
+                name="billing_profile_non_negative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Billing terms of {self.partner}"
 
 
 class InvoiceStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
     ISSUED = "issued", "Issued"
+    PARTLY_PAID = "partly_paid", "Partly paid"
     PAID = "paid", "Paid"
     VOID = "void", "Void"
+
+
+class IssuedInvoiceError(Exception):
+    """An attempt to edit or delete an invoice (or its lines) after it was issued."""
+
+
+# What may still change on an issued invoice: its payment status and voiding.
+MUTABLE_AFTER_ISSUE = {"status", "voided_at", "void_reason"}
+
+
+class InvoiceQuerySet(models.QuerySet["Invoice"]):
+    def update(self, **kwargs: Any) -> int:
+        if set(kwargs) - MUTABLE_AFTER_ISSUE and self.exclude(status=InvoiceStatus.DRAFT).exists():
+            raise IssuedInvoiceError("an issued invoice cannot be edited: issue a credit note")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.exclude(status=InvoiceStatus.DRAFT).exists():
+            raise IssuedInvoiceError("an issued invoice cannot be deleted: void it")
+        return super().delete()
 
 
 class Invoice(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="invoices")
-    currency = models.CharField(max_length=3)
+    currency = models.CharField(max_length=3, choices=Currency.choices)
     period_start = models.DateField()  # first day of the billed month
+    # Earliest billing month it covers (earlier months left open are billed with it):
+    # its charges are the partner's in this currency with first_period <= period <= start.
+    first_period = models.DateField()
     status = models.CharField(
-        max_length=8, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
+        max_length=12, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT
     )
     # Gapless per year, e.g. INV-2026-000123; assigned when issued.
     number = models.CharField(max_length=20, unique=True, null=True, blank=True)
-    subtotal = models.DecimalField(max_digits=13, decimal_places=2)  # sum of lines
+    subtotal = _money()  # sum of lines
     tax_rate = models.DecimalField(max_digits=5, decimal_places=4)  # VAT, 0.0600 = 6%
-    tax = models.DecimalField(max_digits=13, decimal_places=2)  # to_cents(subtotal * rate)
-    total = models.DecimalField(max_digits=13, decimal_places=2)  # subtotal + tax
+    tax = _money()  # to_cents(subtotal * rate)
+    total = _money()  # subtotal + tax
+    # The partner's legal name and address as they were when issued (the document is fixed).
+    bill_to = models.TextField(blank=True)
     issued_at = models.DateTimeField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)  # issued + payment terms
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = InvoiceQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -141,17 +351,36 @@ class Invoice(models.Model):
                 condition=~Q(status="void"),
                 name="invoice_once_per_period",
             ),
-            # Compared to the cent: SQLite stores decimals as binary floats, where
-            # 8.54 + 0.51 != 9.05; on PostgreSQL (exact numeric) this is plain equality.
+            _adds_up("invoice"),
             models.CheckConstraint(
-                condition=Exact(Round(F("total") - F("subtotal") - F("tax"), 2), 0),
-                name="invoice_total_adds_up",
+                condition=Q(status="draft")
+                | (Q(number__isnull=False) & Q(issued_at__isnull=False)),
+                name="invoice_issued_has_number",
             ),
         ]
         ordering = ["-period_start", "partner__name"]
 
     def __str__(self) -> str:
         return self.number or f"Draft {self.partner.name} {self.period_start:%Y-%m}"
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self.status != InvoiceStatus.DRAFT:
+            raise IssuedInvoiceError("an issued invoice cannot be deleted: void it")
+        return super().delete(*args, **kwargs)
+
+
+class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):
+    def _guard(self) -> None:
+        if self.exclude(invoice__status=InvoiceStatus.DRAFT).exists():
+            raise IssuedInvoiceError("lines of an issued invoice cannot change")
+
+    def update(self, **kwargs: Any) -> int:
+        self._guard()
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        self._guard()
+        return super().delete()
 
 
 class InvoiceLine(models.Model):
@@ -161,14 +390,106 @@ class InvoiceLine(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
     description = models.CharField(max_length=200)
     quantity = models.PositiveIntegerField()
-    amount = models.DecimalField(max_digits=13, decimal_places=2)  # sum of its charges
+    amount = _money()  # sum of its charges (negative for returns and reversals)
+
+    objects = InvoiceLineQuerySet.as_manager()
 
     class Meta:
         ordering = ["product__name", "kind", "entry_type"]
 
 
 class InvoiceSequence(models.Model):
-    """Last number issued per year; locked while issuing so numbers stay gapless."""
+    """Last invoice number issued per year; locked while issuing so numbers stay gapless."""
 
     year = models.PositiveSmallIntegerField(primary_key=True)
     last_number = models.PositiveIntegerField(default=0)
+
+
+class CreditNoteSequence(models.Model):
+    """Last credit-note number per year (CN-YYYY-NNNNNN), gapless like invoices."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last_number = models.PositiveIntegerField(default=0)
+
+
+class CreditNoteKind(models.TextChoices):
+    VOID = "void", "Invoice voided in full"
+    CORRECTIONS = "corrections", "Returns and reversals of invoiced charges"
+
+
+class CreditNote(models.Model):
+    """A correction of an issued invoice; issued (numbered) when made, never edited.
+    Amounts are what the partner is credited: positive reduces what it owes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    kind = models.CharField(max_length=12, choices=CreditNoteKind.choices)
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    number = models.CharField(max_length=20, unique=True)  # CN-2026-000001, gapless per year
+    reason = models.CharField(max_length=200)
+    subtotal = _money()  # sum of lines, credited
+    tax_rate = models.DecimalField(max_digits=5, decimal_places=4)  # the invoice's VAT rate
+    tax = _money()  # to_cents(subtotal * rate)
+    total = _money()  # subtotal + tax, credited
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [_adds_up("credit_note")]
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="lines")
+    kind = models.CharField(max_length=8, choices=FeeKind.choices)
+    entry_type = models.CharField(max_length=8, choices=EntryType.choices)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    amount = _money()  # credited: positive reduces what the partner owes
+
+    class Meta:
+        ordering = ["product__name", "kind", "entry_type"]
+
+
+class Payment(models.Model):
+    """A bank transfer received from a partner. Recording the same bank reference again
+    is a no-op (unique per partner)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="payments")
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    amount = _money()  # received, > 0
+    received_at = models.DateTimeField()
+    bank_reference = models.CharField(max_length=80)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "bank_reference"], name="payment_once_per_reference"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bank_reference} {self.currency} {self.amount}"
+
+
+class PaymentAllocation(models.Model):
+    """Part of a payment applied to one invoice; sums are checked under row locks."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="allocations")
+    amount = _money()  # applied, > 0
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_positive")
+        ]

@@ -1,8 +1,19 @@
-"""Pricing: what one billable event costs under a fee schedule. Pure functions."""
+"""Pricing: what one billable event costs under a fee schedule. Pure functions over plain
+data, no database: charging gathers the inputs (terms, tiers, the unit's number in the
+month, the auction bid) and stores the result.
+
+Volume tiers are **marginal**: a tier prices only the units of a fee kind beyond its
+threshold in the month; units below keep their price. The n-th unit's price depends only
+on n, so a month's total for n units is the same whatever order the events arrive in; a
+return or reversal credits exactly what its unit was charged.
+
+Revenue share is not a fee kind: partners report approvals, APR and funded principal but
+not the interest or fees they earn, so there is nothing honest to take a share of.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from billing.money import to_cents
@@ -12,26 +23,76 @@ EVENT_FEE_KIND = {"accepted": "cpl", "approved": "cpa", "funded": "cpf"}
 
 
 @dataclass(frozen=True)
+class Tier:
+    from_count: int  # prices units beyond this many in the month
+    cpl: Decimal | None = None
+    cpa: Decimal | None = None
+    cpf_rate: Decimal | None = None
+
+
+@dataclass(frozen=True)
 class FeeTerms:
     cpl: Decimal
     cpa: Decimal
     cpf_rate: Decimal
     cpf_min: Decimal
     cpf_max: Decimal | None
+    tiers: tuple[Tier, ...] = ()
 
 
-def price(kind: str, terms: FeeTerms, *, principal: Decimal | None = None) -> Decimal:
+def terms_for_unit(terms: FeeTerms, unit: int) -> FeeTerms:
+    """The terms that price the ``unit``-th unit (1-based) of the month: each tier whose
+    threshold it is beyond overrides the fees it names, lowest threshold first."""
+    effective = replace(terms, tiers=())
+    for tier in sorted(terms.tiers, key=lambda t: t.from_count):
+        if unit <= tier.from_count:
+            break
+        effective = replace(
+            effective,
+            cpl=tier.cpl if tier.cpl is not None else effective.cpl,
+            cpa=tier.cpa if tier.cpa is not None else effective.cpa,
+            cpf_rate=tier.cpf_rate if tier.cpf_rate is not None else effective.cpf_rate,
+        )
+    return effective
+
+
+def price(
+    kind: str,
+    terms: FeeTerms,
+    *,
+    principal: Decimal | None = None,
+    unit: int = 1,
+    bid: Decimal | None = None,
+) -> Decimal:
     """The fee for one event, rounded to cents. CPF is a share of the funded principal,
-    clamped to the per-loan minimum and maximum after rounding."""
+    clamped to the per-loan minimum and maximum after rounding. An auction lead's CPL is
+    its winning bid (tiers do not discount a price the partner bid itself)."""
+    if unit < 1:
+        raise ValueError("units are counted from 1")
+    if kind == "cpl" and bid is not None:
+        if bid < 0:
+            raise ValueError("a bid cannot be negative")
+        return to_cents(bid)
+    unit_terms = terms_for_unit(terms, unit)
     if kind == "cpl":
-        return to_cents(terms.cpl)
+        return to_cents(unit_terms.cpl)
     if kind == "cpa":
-        return to_cents(terms.cpa)
+        return to_cents(unit_terms.cpa)
     if kind == "cpf":
         if principal is None:
             raise ValueError("a CPF fee needs the funded principal")
-        fee = max(to_cents(principal * terms.cpf_rate), terms.cpf_min)
-        if terms.cpf_max is not None:
-            fee = min(fee, terms.cpf_max)
+        fee = max(to_cents(principal * unit_terms.cpf_rate), unit_terms.cpf_min)
+        if unit_terms.cpf_max is not None:
+            fee = min(fee, unit_terms.cpf_max)
         return to_cents(fee)
     raise ValueError(f"unknown fee kind {kind!r}")
+
+
+def month_total(
+    kind: str, terms: FeeTerms, units: int, *, principal: Decimal | None = None
+) -> Decimal:
+    """What ``units`` units of one kind cost in a month (for statements and tests)."""
+    return sum(
+        (price(kind, terms, principal=principal, unit=n) for n in range(1, units + 1)),
+        Decimal("0.00"),
+    )

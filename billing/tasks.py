@@ -10,8 +10,9 @@ from billing import charging, invoicing
 
 @shared_task
 def generate_last_month_invoices() -> int:
+    """Beat runs it on the 1st (and 2nd, 3rd): last month's invoices, issued."""
     period = invoicing.previous_period(timezone.now().date())
-    return len(invoicing.generate_invoices(period=period))
+    return len(invoicing.generate_invoices(period=period, issue=True))
 
 
 @shared_task

@@ -50,6 +50,9 @@ def disclose(
             .get(pk=grant_id)
         )
         now = timezone.now()
+        # Erasure withdraws every grant too; naming the erasure says more than the withdrawal.
+        if grant.subject.erased_at is not None:
+            raise DisclosureRefused("subject_erased", "the subject's data was erased")
         if ConsentWithdrawal.objects.filter(grant=grant).exists():
             raise DisclosureRefused("consent_withdrawn", "consent was withdrawn")
         if grant.expires_at <= now:
@@ -59,8 +62,6 @@ def disclose(
         if not grant.recipients.filter(pk=partner_id).exists():
             raise DisclosureRefused("partner_not_in_scope", "partner is not a consented recipient")
         subject = grant.subject
-        if subject.erased_at is not None:
-            raise DisclosureRefused("subject_erased", "the subject's data was erased")
         data = vault._decrypt(subject, fields)
         disclosure = Disclosure.objects.create(
             grant=grant,

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from consent import ledger
+from consent import deletion, ledger
 from consent.models import ConsentGrant, ConsentText, ConsentWithdrawal, GrantScope, Subject
 from partners.models import TrafficSource
 
@@ -166,26 +166,39 @@ def is_active(grant: ConsentGrant, at: datetime | None = None) -> bool:
 
 
 def withdraw(*, grant_id: uuid.UUID, channel: str, reason: str = "") -> ConsentWithdrawal:
-    """Withdraw consent at once; withdrawing again returns the original withdrawal."""
+    """Withdraw consent at once; withdrawing again returns the original withdrawal.
+
+    Every partner that already received the data gets a deletion request and a signed
+    ``consent.withdrawn`` webhook in the same transaction (see ``consent.deletion``).
+    """
     with transaction.atomic():
-        # The gate locks the same row, so a disclosure either finishes first or sees this.
+        # The gate locks the same row, so a disclosure either finishes first (and gets a
+        # deletion request below) or sees this withdrawal and refuses.
         grant = ConsentGrant.objects.select_for_update().get(pk=grant_id)
-        existing = ConsentWithdrawal.objects.filter(grant=grant).first()
-        if existing is not None:
-            return existing
-        withdrawal = ConsentWithdrawal.objects.create(
-            grant=grant, withdrawn_at=timezone.now(), channel=channel, reason=reason
-        )
-        ledger.append(
-            kind="consent.withdrawn",
-            data={
-                "receipt_id": str(grant.id),
-                "subject_id": str(grant.subject_id),
-                "channel": channel,
-                "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
-            },
-        )
-        return withdrawal
+        return withdraw_locked(grant=grant, channel=channel, reason=reason)
+
+
+def withdraw_locked(*, grant: ConsentGrant, channel: str, reason: str = "") -> ConsentWithdrawal:
+    """``withdraw`` for a caller that already holds the grant's row lock in its transaction."""
+    existing = ConsentWithdrawal.objects.filter(grant=grant).first()
+    if existing is not None:
+        return existing
+    withdrawal = ConsentWithdrawal.objects.create(
+        grant=grant, withdrawn_at=timezone.now(), channel=channel, reason=reason
+    )
+    requests = deletion.request_deletions(grant=grant, withdrawal=withdrawal)
+    ledger.append(
+        kind="consent.withdrawn",
+        data={
+            "withdrawal_id": withdrawal.id,
+            "receipt_id": str(grant.id),
+            "subject_id": str(grant.subject_id),
+            "channel": channel,
+            "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
+        },
+    )
+    deletion.log_deletion_requests(grant=grant, requests=requests)
+    return withdrawal
 
 
 def receipt(grant: ConsentGrant) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -46,8 +47,16 @@ class Subject(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     erased_at = models.DateTimeField(null=True, blank=True)
+    # Who erased it (staff username or "manage.py"), and the SHA-256 of the reason they gave:
+    # the reason is free text typed by staff and may name the person, so only its hash stays.
+    erased_by = models.CharField(max_length=150, blank=True)
+    erasure_reason_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
+        permissions = [
+            ("reveal_subject", "Can reveal a subject's decrypted personal data (with a reason)"),
+            ("erase_subject", "Can erase a subject (crypto-shredding)"),
+        ]
         constraints = [
             # One live vault record per person; an erased person may come back as new.
             models.UniqueConstraint(
@@ -145,6 +154,58 @@ class Disclosure(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["partner", "disclosed_at"])]
+
+
+class DeletionRequest(models.Model):
+    """A withdrawal's request to one partner that received the data: delete it, and say so.
+
+    One per (withdrawal, partner). The partner acknowledges through its API; the first
+    acknowledgement is kept. Outstanding past ``due_at`` means overdue.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    withdrawal = models.ForeignKey(
+        ConsentWithdrawal, on_delete=models.PROTECT, related_name="deletion_requests"
+    )
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    lead_ids = models.JSONField(default=list)  # the partner's leads that carried the data
+    requested_at = models.DateTimeField()
+    due_at = models.DateTimeField()  # requested_at + DELETION_ACK_DAYS
+    acknowledged_at = models.DateTimeField(null=True, blank=True)  # when we received it
+    # The time the partner says it deleted the data (its own clock, informational).
+    partner_acknowledged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["withdrawal", "partner"], name="deletion_request_once_per_partner"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["partner", "created_at"]),
+            models.Index(fields=["acknowledged_at", "due_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Deletion request {self.id}"
+
+
+class RevealRecord(models.Model):
+    """A staff member saw a subject's decrypted data: who, which fields, why, when."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="reveals")
+    fields = models.JSONField()
+    reason = models.TextField()
+    revealed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-revealed_at"]
+
+    def __str__(self) -> str:
+        return f"Reveal {self.id}"
 
 
 class LedgerEntry(models.Model):

@@ -104,7 +104,10 @@ def _decrypt(subject: Subject, fields: tuple[str, ...]) -> dict[str, str]:
 
 
 def find_subject_ids(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
-    """Look up subjects by blind index (compliance search); no decryption."""
+    """Look up subjects by blind index (compliance search); no decryption. Nothing to look
+    for finds nothing (never every subject)."""
+    if not crypto.normalise_phone(phone) and not crypto.normalise_national_id(national_id):
+        return []
     query = Subject.objects.all()
     if national_id:
         query = query.filter(

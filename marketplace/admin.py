@@ -2,13 +2,28 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from marketplace.models import DeliveryAttempt, Lead, LeadEvent, Referral
+from marketplace.models import (
+    Auction,
+    DeliveryAttempt,
+    Lead,
+    LeadEvent,
+    PingAttempt,
+    Referral,
+)
 from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
 
 
 class LeadInline(ReadOnlyInline):
     model = Lead
-    fields = ["partner", "product", "status", "delivery_mode", "is_sandbox", "delivered_at"]
+    fields = [
+        "partner",
+        "product",
+        "status",
+        "delivery_mode",
+        "bid_amount",
+        "is_sandbox",
+        "delivered_at",
+    ]
     readonly_fields = fields
 
 
@@ -21,7 +36,16 @@ class AttemptInline(ReadOnlyInline):
 
 class EventInline(ReadOnlyInline):
     model = LeadEvent
-    fields = ["type", "external_id", "occurred_at", "amount", "apr", "principal", "reason"]
+    fields = [
+        "type",
+        "external_id",
+        "occurred_at",
+        "amount",
+        "apr",
+        "principal",
+        "reason",
+        "reverses",
+    ]
     readonly_fields = fields
     fk_name = "lead"
 
@@ -56,6 +80,7 @@ class LeadAdmin(ReadOnlyAdmin):
         "product",
         "status",
         "delivery_mode",
+        "bid_amount",
         "is_sandbox",
         "delivery_attempts",
         "created_at",
@@ -65,6 +90,7 @@ class LeadAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     exclude = ["subject"]
     list_select_related = ["partner", "product"]
+    raw_id_fields = ["auction"]
     inlines = [AttemptInline, EventInline]
 
 
@@ -80,3 +106,42 @@ class LeadEventAdmin(ReadOnlyAdmin):
 class DeliveryAttemptAdmin(ReadOnlyAdmin):
     list_display = ["lead", "kind", "outcome", "http_status", "latency_ms", "reason", "started_at"]
     list_filter = ["outcome", "kind"]
+
+
+class PingInline(ReadOnlyInline):
+    model = PingAttempt
+    fields = [
+        "partner",
+        "product",
+        "outcome",
+        "reason",
+        "bid",
+        "rank",
+        "award",
+        "lead",
+        "http_status",
+        "latency_ms",
+        "started_at",
+    ]
+    readonly_fields = fields
+    show_change_link = False
+
+
+@admin.register(Auction)
+class AuctionAdmin(ReadOnlyAdmin):
+    # Anonymised: the referral's id, never the applicant; bids are the partners' prices.
+    list_display = [
+        "id",
+        "referral",
+        "mode",
+        "max_winners",
+        "status",
+        "budget_ms",
+        "wall_ms",
+        "created_at",
+    ]
+    list_filter = ["status", "mode"]
+    search_fields = ["=id", "=referral__id"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["referral"]
+    inlines = [PingInline]

@@ -262,6 +262,15 @@ class ReferralDetailView(generics.RetrieveAPIView):
 
 class LeadEventOutput(serializers.ModelSerializer):
     event_id = serializers.CharField(source="external_id")
+    reverses = serializers.CharField(
+        source="reverses.external_id",
+        allow_null=True,
+        default=None,
+        help_text="For a reversal: the event_id of the event it takes back",
+    )
+    reversed_by = serializers.SerializerMethodField(
+        help_text="The event_id of the reversal that took this event back, if any"
+    )
 
     class Meta:
         model = LeadEvent
@@ -275,7 +284,13 @@ class LeadEventOutput(serializers.ModelSerializer):
             "apr",
             "principal",
             "reason",
+            "reverses",
+            "reversed_by",
         ]
+
+    def get_reversed_by(self, event: LeadEvent) -> str | None:
+        reversal = getattr(event, "reversed_by", None)
+        return reversal.external_id if reversal is not None else None
 
 
 class PartnerLeadOutput(serializers.ModelSerializer):
@@ -400,8 +415,10 @@ class PartnerLeadDetailView(APIView):
         responses={200: PartnerLeadDetailOutput},
     )
     def get(self, request: Request, lead_id: uuid.UUID) -> Response:
+        events_with_reversals = LeadEvent.objects.select_related("reverses", "reversed_by")
         lead = generics.get_object_or_404(
-            partner_leads(request).prefetch_related("events"), pk=lead_id
+            partner_leads(request).prefetch_related(Prefetch("events", events_with_reversals)),
+            pk=lead_id,
         )
         unavailable = ""
         try:
@@ -447,6 +464,13 @@ class EventInput(serializers.Serializer):
         help_text="Funded principal",
     )
     reason = serializers.CharField(max_length=80, required=False, allow_blank=True)
+    reverses = serializers.CharField(
+        max_length=120,
+        required=False,
+        allow_blank=True,
+        help_text="For type reversal only: the event_id of your earlier event on this lead "
+        "that this one takes back (e.g. a cancelled funding)",
+    )
 
 
 class PartnerLeadEventView(APIView):
@@ -456,10 +480,38 @@ class PartnerLeadEventView(APIView):
         tags=["partner"],
         summary="Report an outcome on one of your leads",
         description="Idempotent by `event_id`: sending the same event again returns 200 with "
-        "the stored event. Events may arrive in any order.",
+        "the stored event. Events may arrive in any order.\n\n"
+        "A `reversal` takes back one of your earlier events on the same lead, named by its "
+        "`event_id` in `reverses`: the reversed event no longer counts, the lead's status is "
+        "recomputed from the events still standing (a reversed `funded` may be reported "
+        "again with a new event_id), and fees charged for it are credited. A reversal cannot "
+        "be reversed, and an event is reversed at most once (409 `already_reversed`); an "
+        "unknown `reverses` is 422 `reversed_event_not_found`.",
         request=EventInput,
-        responses={201: LeadEventOutput, 200: LeadEventOutput},
+        responses={
+            201: LeadEventOutput,
+            200: LeadEventOutput,
+            400: OpenApiResponse(description="Invalid fields"),
+            404: OpenApiResponse(description="Not your lead"),
+            409: OpenApiResponse(
+                description="event_id reused for another event, a second event of one type, "
+                "or an event already reversed"
+            ),
+            422: OpenApiResponse(
+                description="Valid JSON, but not applicable to this lead (the code says why)"
+            ),
+        },
         examples=[
+            OpenApiExample(
+                "Reversal of a funding",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-funding-cancelled",
+                    "type": "reversal",
+                    "occurred_at": "2026-11-23T09:00:00Z",
+                    "reverses": "loan-88412-funded",
+                },
+            ),
             OpenApiExample(
                 "Funded",
                 request_only=True,
@@ -469,7 +521,7 @@ class PartnerLeadEventView(APIView):
                     "occurred_at": "2026-11-22T10:00:00Z",
                     "principal": "8000.00",
                 },
-            )
+            ),
         ],
     )
     @idempotent
@@ -489,13 +541,14 @@ class PartnerLeadEventView(APIView):
             apr=data.get("apr"),
             principal=data.get("principal"),
             reason=data.get("reason", ""),
+            reverses=data.get("reverses", ""),
         )
         try:
             event, created = events.record_event(
                 lead_id=lead_id, partner_id=partner_id, report=report
             )
         except events.EventError as exc:
-            conflict = exc.code in {"event_id_conflict", "duplicate_event_type"}
+            conflict = exc.code in {"event_id_conflict", "duplicate_event_type", "already_reversed"}
             raise ApiError(
                 str(exc),
                 code=exc.code,

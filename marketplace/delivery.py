@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from consent.gate import DisclosureRefused, disclose
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
-from partners import webhooks
+from partners import outbound, webhooks
 from partners.urlsafety import UnsafeUrlError, check_partner_url
 
 # The purpose every referral consent must cover for a lead to be disclosed.
@@ -184,13 +184,32 @@ def _claim(lead_id: uuid.UUID) -> Lead | None:
 
 
 def _set_status(lead: Lead, status: str, *, reference: str = "") -> None:
-    fields: dict[str, Any] = {
-        "status": status,
-        "updated_at": timezone.now(),
-        "claim_expires_at": None,
-    }
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": status, "updated_at": now, "claim_expires_at": None}
     if status == LeadStatus.DELIVERED:
-        fields["delivered_at"] = timezone.now()
+        fields["delivered_at"] = now
         fields["partner_reference"] = reference
-    # Compare-and-set: only the claim we hold moves the lead on.
-    Lead.objects.filter(pk=lead.pk, status=LeadStatus.DELIVERING).update(**fields)
+    with transaction.atomic():
+        # Compare-and-set: only the claim we hold moves the lead on.
+        moved = Lead.objects.filter(pk=lead.pk, status=LeadStatus.DELIVERING).update(**fields)
+        if moved and status == LeadStatus.DELIVERED:
+            notify_delivered(lead=lead, delivered_at=now)
+
+
+def notify_delivered(*, lead: Lead, delivered_at: datetime) -> None:
+    """Queue the signed ``lead.delivered`` webhook, in the caller's transaction (so it is
+    sent if and only if the lead is delivered). Ids and times only: no personal data.
+    Once per lead: the dedupe key makes a second call a no-op."""
+    outbound.enqueue(
+        partner_id=lead.partner_id,
+        event_type="lead.delivered",
+        data={
+            "lead_id": str(lead.id),
+            "product_id": str(lead.product_id),
+            "delivered_at": delivered_at.isoformat(),
+            "mode": "sandbox" if lead.is_sandbox else "live",
+            "delivery_mode": lead.delivery_mode,
+        },
+        dedupe_key=f"lead.delivered:{lead.id}",
+        is_sandbox=lead.is_sandbox,
+    )

@@ -2,6 +2,13 @@
 
 A lead's status is derived from the set of its events (returned > funded > approved >
 accepted > rejected), never from the last one to arrive, so reordering changes nothing.
+
+A *reversal* takes back one earlier event of the same lead (a cancelled funding, a return
+sent by mistake): it names the partner's event_id in ``reverses``. The reversed event stays
+stored (the history is append-only) but no longer counts: the status and the latest
+outcome values are recomputed from the events still standing, and the same type may be
+reported again. A reversal cannot itself be reversed (report the event again instead), and
+an event is reversed at most once (a unique constraint decides races).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ class EventReport:
     apr: Decimal | None = None
     principal: Decimal | None = None
     reason: str = ""
+    reverses: str = ""  # for a reversal: the partner's event_id of the event taken back
 
 
 def _validate_shape(report: EventReport) -> None:
@@ -71,6 +79,18 @@ def _validate_shape(report: EventReport) -> None:
         raise EventError("a funded event needs principal", field="principal")
     if report.type in {EventType.REJECTED, EventType.RETURNED} and not report.reason:
         raise EventError(f"a {report.type} event needs a reason code", field="reason")
+    if report.type == EventType.REVERSAL:
+        if not report.reverses:
+            raise EventError(
+                "a reversal needs reverses: the event_id of the event it takes back",
+                field="reverses",
+            )
+        if report.reverses == report.external_id:
+            raise EventError("an event cannot reverse itself", field="reverses")
+        if any(getattr(report, name) is not None for name in ("amount", "apr", "principal")):
+            raise EventError("a reversal carries no amounts", field="reverses")
+    elif report.reverses:
+        raise EventError("only a reversal event may name reverses", field="reverses")
 
 
 def _same(event: LeadEvent, report: EventReport) -> bool:
@@ -81,10 +101,51 @@ def _same(event: LeadEvent, report: EventReport) -> bool:
         and event.apr == report.apr
         and event.principal == report.principal
         and event.reason == report.reason
+        and (event.reverses.external_id if event.reverses else "") == report.reverses
     )
 
 
+def standing(events: list[LeadEvent]) -> list[LeadEvent]:
+    """The outcome events that still count: not reversals, and not reversed."""
+    reversed_ids = {e.reverses_id for e in events if e.type == EventType.REVERSAL}
+    return [e for e in events if e.type != EventType.REVERSAL and e.id not in reversed_ids]
+
+
+def _reversed_event(lead: Lead, events: list[LeadEvent], report: EventReport) -> LeadEvent:
+    """The event a reversal takes back: the caller's, on this lead, standing."""
+    target = next((e for e in events if e.external_id == report.reverses), None)
+    if target is None:
+        raise EventError(
+            f"this lead has no event with event_id {report.reverses!r}",
+            field="reverses",
+            code="reversed_event_not_found",
+        )
+    if target.type == EventType.REVERSAL:
+        raise EventError(
+            "a reversal cannot be reversed; report the event again instead",
+            field="reverses",
+            code="cannot_reverse_a_reversal",
+        )
+    if any(e.reverses_id == target.id for e in events):
+        raise EventError(
+            f"event {report.reverses!r} was already reversed",
+            field="reverses",
+            code="already_reversed",
+        )
+    if report.occurred_at < target.occurred_at - CLOCK_SKEW:
+        raise EventError(
+            "a reversal cannot be dated before the event it reverses",
+            field="occurred_at",
+            code="reversal_before_event",
+        )
+    return target
+
+
 def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport) -> None:
+    """Against the events still standing (a reversed funding may be reported again)."""
+    if report.type == EventType.REVERSAL:
+        return
+    events = standing(events)
     approved = [e.amount for e in events if e.type == EventType.APPROVED and e.amount]
     funded = [e.principal for e in events if e.type == EventType.FUNDED and e.principal]
     principal, amount = report.principal, report.amount
@@ -136,6 +197,18 @@ def derive_status(types: set[str]) -> str | None:
     return None
 
 
+def _apply(lead: Lead, events: list[LeadEvent]) -> None:
+    """Status and latest outcome values from the standing events; with none standing (all
+    reversed) the lead is back to plain delivered."""
+    lead.status = derive_status({e.type for e in events}) or LeadStatus.DELIVERED
+    approved = [e for e in events if e.type == EventType.APPROVED]
+    funded = [e for e in events if e.type == EventType.FUNDED]
+    lead.approved_amount = approved[-1].amount if approved else None
+    lead.approved_apr = approved[-1].apr if approved else None
+    lead.funded_principal = funded[-1].principal if funded else None
+    lead.save()
+
+
 def record_event(
     *, lead_id: uuid.UUID, partner_id: uuid.UUID, report: EventReport
 ) -> tuple[LeadEvent, bool]:
@@ -144,9 +217,11 @@ def record_event(
     _validate_shape(report)
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead_id, partner_id=partner_id)
-        existing = LeadEvent.objects.filter(
-            partner_id=partner_id, external_id=report.external_id
-        ).first()
+        existing = (
+            LeadEvent.objects.filter(partner_id=partner_id, external_id=report.external_id)
+            .select_related("reverses")
+            .first()
+        )
         if existing is not None:
             if existing.lead_id != lead.id or not _same(existing, report):
                 raise EventError(
@@ -163,10 +238,14 @@ def record_event(
             )
         _check_dates(lead, report)
         events = list(lead.events.all())
+        target = None
+        if report.type == EventType.REVERSAL:
+            target = _reversed_event(lead, events, report)
         _check_consistency(lead, events, report)
         try:
             with transaction.atomic():
                 event = LeadEvent.objects.create(
+                    reverses=target,
                     lead=lead,
                     partner_id=partner_id,
                     external_id=report.external_id,
@@ -178,8 +257,19 @@ def record_event(
                     reason=report.reason,
                 )
         except IntegrityError:
-            # The same event id was stored by a concurrent request since we looked.
-            existing = LeadEvent.objects.get(partner_id=partner_id, external_id=report.external_id)
+            # The same event id was stored by a concurrent request since we looked (the
+            # lead lock makes that rare: only another lead's event with this id can race).
+            existing = (
+                LeadEvent.objects.filter(partner_id=partner_id, external_id=report.external_id)
+                .select_related("reverses")
+                .first()
+            )
+            if existing is None:  # not our event id: the reversed event's unique slot
+                raise EventError(
+                    f"event {report.reverses!r} was already reversed",
+                    field="reverses",
+                    code="already_reversed",
+                ) from None
             if existing.lead_id != lead.id or not _same(existing, report):
                 raise EventError(
                     "this event_id was already used for a different event",
@@ -188,12 +278,6 @@ def record_event(
                 ) from None
             return existing, False
         events.append(event)
-        new_status = derive_status({e.type for e in events}) or lead.status
-        lead.status = new_status
-        if report.type == EventType.APPROVED:
-            lead.approved_amount, lead.approved_apr = report.amount, report.apr
-        if report.type == EventType.FUNDED:
-            lead.funded_principal = report.principal
-        lead.save()
+        _apply(lead, standing(events))
         lead_event_recorded.send(sender=LeadEvent, event=event)
         return event, True

@@ -95,8 +95,8 @@ def create_referral(
                 raise DuplicateReferral(request.source_reference) from None
             raise
         if referral.status == ReferralStatus.NO_MATCH:
-            leads = routing.route(referral=referral, grant=grant)
-            if leads:
+            routed = routing.route(referral=referral, grant=grant)
+            if routed.leads or routed.auction:
                 referral.status = ReferralStatus.ROUTED
                 referral.save(update_fields=["status"])
         # Last: the ledger's sequence lock is held from here to commit, so the rest of the

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.gate import disclose
-from marketplace.delivery import REFERRAL_PURPOSE
+from marketplace.delivery import REFERRAL_PURPOSE, notify_delivered
 from marketplace.models import REPORTABLE_STATUSES, Lead, LeadStatus
 
 
@@ -26,8 +26,10 @@ def applicant_for_partner(*, lead: Lead) -> dict[str, str] | None:
         )
         if lead.status == LeadStatus.AVAILABLE:
             now = timezone.now()
-            Lead.objects.filter(pk=lead.pk, status=LeadStatus.AVAILABLE).update(
+            moved = Lead.objects.filter(pk=lead.pk, status=LeadStatus.AVAILABLE).update(
                 status=LeadStatus.DELIVERED, delivered_at=now, updated_at=now
             )
+            if moved:  # the first read only, whatever concurrent reads do
+                notify_delivered(lead=lead, delivered_at=now)
             lead.status, lead.delivered_at = LeadStatus.DELIVERED, now
     return disclosed.data

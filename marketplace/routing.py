@@ -1,10 +1,19 @@
 """From a referral to leads: match, respect consent scope, dedupe windows and caps, and
-order partners for the applicant (cheapest APR first), never by fee alone."""
+order partners for the applicant (cheapest APR first), never by fee alone.
+
+Exclusive or shared is decided by the applicant's first choice (the cheapest candidate):
+- exclusive and direct (or pull): that partner alone gets the lead;
+- exclusive and ping-post: an exclusive auction among the exclusive ping-post candidates;
+- otherwise shared: direct and pull partners get their leads at once (at most
+  MAX_PARTNERS_PER_REFERRAL), and the places left go to a shared auction among the
+  ping-post candidates (all pinged; the best bidders win, see marketplace.auctions).
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,8 +23,9 @@ from django.utils import timezone
 
 from consent import grants
 from consent.models import ConsentGrant
+from marketplace.auctions import open_auction
 from marketplace.matching import Application, CreditBox, match, product_index
-from marketplace.models import Lead, LeadStatus, Referral
+from marketplace.models import Auction, Lead, LeadStatus, Referral
 from marketplace.tasks import deliver_lead
 from partners.models import DeliveryMode, Product
 
@@ -89,25 +99,59 @@ def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
     allowed = grants.allowed_recipient_ids(grant)
     if allowed is not None:
         boxes = [box for box in boxes if box.partner_id in allowed]
-    # Ping-post auctions are not built yet (issue 3): those products are not routed to.
-    boxes = [box for box in boxes if box.delivery_mode != DeliveryMode.PING_POST]
     skip_partners = _recently_received(referral, _best_box_per_partner(boxes))
     boxes = [box for box in boxes if box.partner_id not in skip_partners]
     # Caps are per product: a partner whose cheapest product is full still gets the lead
     # on another product with room, so caps are applied before picking one per partner.
     full = _over_cap(boxes)
     candidates = _best_box_per_partner([box for box in boxes if box.product_id not in full])
-    if candidates and candidates[0].exclusive:
-        return candidates[:1]
+    if not candidates:
+        return []
+    if candidates[0].exclusive:
+        if not _pinged(candidates[0]):
+            return candidates[:1]
+        return [box for box in candidates if box.exclusive and _pinged(box)]
     shared = [box for box in candidates if not box.exclusive]
-    return shared[: settings.MAX_PARTNERS_PER_REFERRAL]
+    direct = [box for box in shared if not _pinged(box)][: settings.MAX_PARTNERS_PER_REFERRAL]
+    auctioned = [box for box in shared if _pinged(box)]
+    if len(direct) >= settings.MAX_PARTNERS_PER_REFERRAL:
+        auctioned = []
+    keep = {box.product_id for box in direct + auctioned}
+    return [box for box in shared if box.product_id in keep]
 
 
-def route(*, referral: Referral, grant: ConsentGrant) -> list[Lead]:
-    """Create the referral's leads and queue their delivery after commit."""
-    chosen = select_boxes(referral, grant)
+def _pinged(box: CreditBox) -> bool:
+    return box.delivery_mode == DeliveryMode.PING_POST
+
+
+@dataclass(frozen=True)
+class Routed:
+    leads: list[Lead]  # made now (direct post and pull)
+    auction: Auction | None  # ping-post candidates, auctioned after commit
+
+
+def route(*, referral: Referral, grant: ConsentGrant) -> Routed:
+    """Create the referral's direct and pull leads and queue their delivery after commit;
+    open an auction for its ping-post candidates."""
+    selected = select_boxes(referral, grant)
+    auctioned = [box for box in selected if _pinged(box)]
+    chosen = [box for box in selected if not _pinged(box)]
+    leads = _direct_leads(referral, grant, chosen)
+    auction = None
+    if auctioned:
+        # Opened last, so its on-commit task is queued after the direct posts.
+        auction = open_auction(
+            referral=referral,
+            boxes=auctioned,
+            max_winners=max(1, settings.MAX_PARTNERS_PER_REFERRAL - len(chosen)),
+        )
+    return Routed(leads, auction)
+
+
+def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBox]) -> list[Lead]:
     if not chosen:
         return []
+    # Auction winners become recipients only when they win: a ping discloses nothing.
     grants.add_matched_recipients(grant=grant, partner_ids=[box.partner_id for box in chosen])
     leads = [
         Lead(

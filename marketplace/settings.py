@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -190,6 +191,19 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Billing's covering index (INCLUDE columns) is PostgreSQL-only; SQLite ignores the extras.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
+# The cache holds API rate-limit counters: shared across processes through Redis when
+# CACHE_URL (or REDIS_URL) is set; per process otherwise (development and tests).
+CACHE_URL = env("CACHE_URL") or env("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -223,6 +237,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "partners.pagination.NewestFirstPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "partners.errors.exception_handler",
+    # Per API key (partners.throttling); 429 with Retry-After in the one error shape.
+    "DEFAULT_THROTTLE_CLASSES": ["partners.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
@@ -244,6 +260,13 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer"}},
     },
     "SECURITY": [{"ApiKey": []}],
+    "ENUM_NAME_OVERRIDES": {
+        "RiskTierEnum": "partners.models.RISK_TIERS",
+        "EmploymentTypeEnum": "partners.models.EMPLOYMENT_TYPES",
+        "PartnerStatusEnum": "partners.models.PartnerStatus",
+        "ChangeRequestStatusEnum": "partners.models.ChangeRequestStatus",
+        "WebhookMessageStatusEnum": "partners.models.MessageStatus",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------
@@ -259,6 +282,8 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ROUTES = {
     "marketplace.tasks.deliver_lead": {"queue": "post"},
+    "marketplace.tasks.run_auction": {"queue": "ping"},
+    "marketplace.tasks.post_leads": {"queue": "post"},
     "billing.tasks.*": {"queue": "billing"},
     "partners.tasks.deliver_webhook": {"queue": "webhooks"},
 }
@@ -266,7 +291,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
     "generate-monthly-invoices": {
         "task": "billing.tasks.generate_last_month_invoices",
-        "schedule": 6 * 3600.0,  # idempotent: reruns are no-ops, so a coarse period is fine
+        # The first of the month, retried on the 2nd and 3rd in case beat was down: reruns
+        # are no-ops.
+        "schedule": crontab(minute=30, hour=0, day_of_month="1-3"),
     },
     "dispatch-due-webhooks": {
         "task": "partners.tasks.dispatch_due_webhooks",
@@ -293,7 +320,15 @@ ALLOW_PRIVATE_PARTNER_URLS = envbool("ALLOW_PRIVATE_PARTNER_URLS", not PRODUCTIO
 POST_TIMEOUT_SECONDS = float(env("POST_TIMEOUT_SECONDS", "10"))
 DELIVERY_MAX_RETRIES = envint("DELIVERY_MAX_RETRIES", 5)
 API_KEY_PREFIX = env("API_KEY_PREFIX", "dm")
+# Requests per minute per partner API key unless the key sets its own limit.
+API_RATE_LIMIT_PER_MINUTE = envint("API_RATE_LIMIT_PER_MINUTE", 600)
 OPERATOR_NAME = env("OPERATOR_NAME", "Demo Operator Lending Co., Ltd.")
+# The operator's details printed on invoices and credit notes.
+OPERATOR_ADDRESS = env("OPERATOR_ADDRESS", "1 Example Road, Nanshan District, Shenzhen")
+OPERATOR_TAX_ID = env("OPERATOR_TAX_ID", "91440300EXAMPLE000X")
+OPERATOR_BANK_ACCOUNT = env("OPERATOR_BANK_ACCOUNT", "Example Bank Shenzhen Branch 0000 0000 0000")
+# Returns above this share of a partner's leads over 30 days wait for finance's approval.
+RETURN_RATE_CAP = envdecimal("RETURN_RATE_CAP", "0.15")
 
 LOGGING = {
     "version": 1,
@@ -309,10 +344,14 @@ LOGGING = {
         "kombu": {"level": "WARNING"},
     },
 }
+# Wall-clock budget of a whole ping-post auction; each ping also has its product's timeout.
+AUCTION_BUDGET_MS = envint("AUCTION_BUDGET_MS", 750)
 # Shared leads go to at most this many partners per referral.
 MAX_PARTNERS_PER_REFERRAL = envint("MAX_PARTNERS_PER_REFERRAL", 5)
 # Partners may return a lead (and get its fees credited) this many days after delivery.
 RETURN_WINDOW_DAYS = envint("RETURN_WINDOW_DAYS", 7)
+# Partners must confirm deleting a withdrawn applicant's data within this many days.
+DELETION_ACK_DAYS = envint("DELETION_ACK_DAYS", 7)
 
 # Django 6 behaviour now: URLs typed without a scheme are https.
 FORMS_URLFIELD_ASSUME_HTTPS = True

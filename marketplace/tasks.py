@@ -8,7 +8,8 @@ from celery import shared_task
 from celery.app.task import Task
 from django.conf import settings
 
-from marketplace import delivery
+from marketplace import auctions, delivery
+from marketplace.models import AttemptOutcome
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -19,4 +20,22 @@ def deliver_lead(self: Task, lead_id: str) -> str:
     if result.retryable:
         # Exponential backoff: 10 s, 20 s, 40 s, ... (ignored in eager mode).
         raise self.retry(countdown=10 * 2**retries)
+    if result.outcome in {AttemptOutcome.FAILURE, AttemptOutcome.ERROR}:
+        # An auction winner that rejected the post or could not take it: the next bidder
+        # (a no-op for leads that were not won at an auction, or were refused by consent).
+        auctions.fall_back(lead_id=uuid.UUID(lead_id))
     return result.outcome
+
+
+@shared_task(acks_late=True)
+def post_leads(lead_ids: list[str]) -> int:
+    # Auction winners: one message from the ping worker, one delivery task per lead here.
+    for lead_id in lead_ids:
+        deliver_lead.delay(lead_id)
+    return len(lead_ids)
+
+
+@shared_task(acks_late=True)
+def run_auction(auction_id: str) -> str:
+    # Routed to the "ping" queue: latency-sensitive, never behind slow posts.
+    return auctions.run(auction_id=uuid.UUID(auction_id))

@@ -4,7 +4,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing import api as billing_api
 from consent import api as consent_api
+from consent import ledger_api
 from marketplace import api
+from partners import api as partners_api
 
 api_v1 = [
     path("referrals", api.ReferralCreateView.as_view(), name="referral-create"),
@@ -20,6 +22,37 @@ api_v1 = [
         name="consent-withdraw",
     ),
     path("ledger/public-key", consent_api.LedgerPublicKeyView.as_view(), name="ledger-public-key"),
+    path(
+        "ledger/checkpoints",
+        ledger_api.CheckpointListView.as_view(),
+        name="ledger-checkpoint-list",
+    ),
+    path(
+        "ledger/checkpoints/latest",
+        ledger_api.CheckpointLatestView.as_view(),
+        name="ledger-checkpoint-latest",
+    ),
+    path("ledger/entries/<int:seq>", ledger_api.LedgerEntryView.as_view(), name="ledger-entry"),
+    path(
+        "ledger/consistency",
+        ledger_api.ConsistencyProofView.as_view(),
+        name="ledger-consistency",
+    ),
+    path(
+        "partner/consent-withdrawals",
+        consent_api.PartnerDeletionRequestListView.as_view(),
+        name="partner-deletion-request-list",
+    ),
+    path(
+        "partner/consent-withdrawals/<str:withdrawal_id>",
+        consent_api.PartnerDeletionRequestDetailView.as_view(),
+        name="partner-deletion-request-detail",
+    ),
+    path(
+        "partner/consent-withdrawals/<str:withdrawal_id>/ack",
+        consent_api.PartnerDeletionAckView.as_view(),
+        name="partner-deletion-ack",
+    ),
     path("partner/leads", api.PartnerLeadListView.as_view(), name="partner-lead-list"),
     path(
         "partner/leads/<uuid:lead_id>",
@@ -40,6 +73,59 @@ api_v1 = [
         "partner/invoices/<uuid:pk>",
         billing_api.PartnerInvoiceDetailView.as_view(),
         name="partner-invoice-detail",
+    ),
+    path(
+        "partner/invoices/<uuid:pk>/pdf",
+        billing_api.PartnerInvoicePdfView.as_view(),
+        name="partner-invoice-pdf",
+    ),
+    path(
+        "partner/invoices/<uuid:pk>/csv",
+        billing_api.PartnerInvoiceCsvView.as_view(),
+        name="partner-invoice-csv",
+    ),
+    path(
+        "partner/invoices/<uuid:pk>/html",
+        billing_api.PartnerInvoiceHtmlView.as_view(),
+        name="partner-invoice-html",
+    ),
+    path("partner/statement", billing_api.PartnerStatementView.as_view(), name="partner-statement"),
+    path("partner/me", partners_api.PartnerMeView.as_view(), name="partner-me"),
+    path("partner/products", partners_api.ProductListView.as_view(), name="partner-product-list"),
+    path(
+        "partner/products/<uuid:product_id>",
+        partners_api.ProductDetailView.as_view(),
+        name="partner-product-detail",
+    ),
+    path(
+        "partner/products/<uuid:product_id>/change-requests",
+        partners_api.ProductChangeRequestCreateView.as_view(),
+        name="partner-product-change-request-create",
+    ),
+    path(
+        "partner/change-requests",
+        partners_api.ChangeRequestListView.as_view(),
+        name="partner-change-request-list",
+    ),
+    path(
+        "partner/change-requests/<uuid:change_request_id>",
+        partners_api.ChangeRequestDetailView.as_view(),
+        name="partner-change-request-detail",
+    ),
+    path(
+        "partner/webhook-messages",
+        partners_api.WebhookMessageListView.as_view(),
+        name="partner-webhook-message-list",
+    ),
+    path(
+        "partner/webhook-messages/<str:message_id>",
+        partners_api.WebhookMessageDetailView.as_view(),
+        name="partner-webhook-message-detail",
+    ),
+    path(
+        "partner/webhook-messages/<str:message_id>/replay",
+        partners_api.WebhookMessageReplayView.as_view(),
+        name="partner-webhook-message-replay",
     ),
 ]
 

@@ -1,23 +1,35 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from guardian.admin import GuardedModelAdmin
+from django.utils.html import format_html, format_html_join
+from guardian.admin import ReinforcedGuardedModelAdmin
 
-from partners import outbound
-from partners.adminutils import ReadOnlyInline
+from partners import outbound, products
+from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.keys import issue_api_key, revoke_api_key
 from partners.models import (
     ApiKey,
+    ChangeRequestStatus,
     KeyMode,
     Partner,
     Product,
+    ProductChangeRequest,
     TrafficSource,
     WebhookAttempt,
     WebhookEndpoint,
     WebhookMessage,
 )
+from partners.permissions import partner_ids_for_user
+
+# Partner staff (partners.permissions) see only their partners' rows in every admin below;
+# they edit contacts and act (keys, replays, rotations) only for partners they manage, and
+# never change products (they propose changes through the API) nor decide change requests.
+PARTNER_FIELDS = admin.RelatedOnlyFieldListFilter  # filter lists name only reachable partners
 
 
 class ProductInline(admin.TabularInline):
@@ -49,16 +61,32 @@ class WebhookInline(ReadOnlyInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(GuardedModelAdmin):
+class PartnerAdmin(PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin):
+    # Reinforced: managing a partner does not let its staff grant permissions on it.
+    partner_field = "pk"
+    partner_staff_can_change = True
     list_display = ["name", "status", "licence_number", "contact_email", "created_at"]
     list_filter = ["status"]
     search_fields = ["name", "legal_name", "licence_number"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProductInline, ApiKeyInline, WebhookInline]
     actions = ["issue_live_key", "issue_sandbox_key"]
+    # What only the operator decides: identity, licence, status and holds.
+    operator_fields = ["name", "slug", "legal_name", "licence_number", "status", "routing_hold"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if partner_ids_for_user(request.user) is not None:
+            fields += [f for f in self.operator_fields if f not in fields]
+        return fields
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
+        if partner_ids_for_user(request.user) is not None:
+            return {}  # slug is read-only for partner staff
+        return dict(super().get_prepopulated_fields(request, obj))
 
     def _issue(self, request: HttpRequest, queryset: QuerySet[Partner], mode: str) -> None:
-        for partner in queryset:
+        for partner in self.manageable(request, queryset):
             issued = issue_api_key(partner=partner, mode=mode, name=f"admin:{request.user}")
             # Shown once: only the keyed hash is stored.
             self.message_user(
@@ -68,17 +96,17 @@ class PartnerAdmin(GuardedModelAdmin):
                 messages.WARNING,
             )
 
-    @admin.action(description="Issue a live API key (shown once)")
+    @admin.action(description="Issue a live API key (shown once)", permissions=["change"])
     def issue_live_key(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
         self._issue(request, queryset, KeyMode.LIVE)
 
-    @admin.action(description="Issue a sandbox API key (shown once)")
+    @admin.action(description="Issue a sandbox API key (shown once)", permissions=["change"])
     def issue_sandbox_key(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
         self._issue(request, queryset, KeyMode.SANDBOX)
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "partner",
@@ -90,7 +118,7 @@ class ProductAdmin(admin.ModelAdmin):
         "apr_max",
         "daily_cap",
     ]
-    list_filter = ["is_active", "delivery_mode", "partner"]
+    list_filter = ["is_active", "delivery_mode", ("partner", PARTNER_FIELDS)]
     search_fields = ["name", "partner__name"]
 
 
@@ -111,7 +139,8 @@ class TrafficSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    partner_staff_can_change = True  # revoke their own keys
     list_display = [
         "prefix",
         "kind",
@@ -121,6 +150,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
+        "rate_limit_per_minute",
     ]
     list_filter = ["kind", "mode", "revoked_at"]
     readonly_fields = [
@@ -139,9 +169,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are issued from the partner or source page, shown once
 
-    @admin.action(description="Revoke selected keys")
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if partner_ids_for_user(request.user) is not None:
+            fields.append("rate_limit_per_minute")  # the operator sets limits
+        return fields
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        for api_key in queryset:
+        for api_key in self.manageable(request, queryset):
             revoke_api_key(api_key=api_key)
 
 
@@ -153,7 +189,8 @@ class WebhookAttemptInline(ReadOnlyInline):
 
 
 @admin.register(WebhookMessage)
-class WebhookMessageAdmin(admin.ModelAdmin):
+class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    partner_staff_can_change = True  # replay their own messages
     list_display = [
         "id",
         "partner",
@@ -164,7 +201,7 @@ class WebhookMessageAdmin(admin.ModelAdmin):
         "delivered_at",
         "created_at",
     ]
-    list_filter = ["status", "event_type", "partner"]
+    list_filter = ["status", "event_type", "is_sandbox", ("partner", PARTNER_FIELDS)]
     search_fields = ["=id", "dedupe_key"]
     readonly_fields = [
         "id",
@@ -173,6 +210,7 @@ class WebhookMessageAdmin(admin.ModelAdmin):
         "event_type",
         "dedupe_key",
         "payload",
+        "is_sandbox",
         "status",
         "attempts",
         "next_attempt_at",
@@ -188,15 +226,19 @@ class WebhookMessageAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.action(description="Replay selected messages (send again from the start)")
+    @admin.action(
+        description="Replay selected messages (send again from the start)", permissions=["change"]
+    )
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
-        for message in queryset:
-            outbound.replay(message_id=message.id)
-        self.message_user(request, f"{queryset.count()} message(s) queued again.")
+        ids = list(self.manageable(request, queryset).values_list("id", flat=True))
+        for message_id in ids:
+            outbound.replay(message_id=message_id)
+        self.message_user(request, f"{len(ids)} message(s) queued again.")
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    partner_staff_can_change = True  # rotate secrets, re-enable after fixing the receiver
     list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
     list_filter = ["is_active"]
     fields = [
@@ -214,12 +256,106 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created with a secret shown once (partners.webhooks.create_endpoint)
 
-    @admin.action(description="Rotate the signing secret (old one signs 24 h more)")
+    @admin.action(
+        description="Rotate the signing secret (old one signs 24 h more)", permissions=["change"]
+    )
     def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        for endpoint in queryset:
+        for endpoint in self.manageable(request, queryset):
             secret = outbound.rotate_secret(endpoint_id=endpoint.pk)
             self.message_user(
                 request,
                 f"{endpoint}: new secret (copy it now, it is not shown again): {secret}",
                 messages.WARNING,
             )
+
+
+@admin.register(ProductChangeRequest)
+class ProductChangeRequestAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    """Partners' proposed product changes; approving applies one in a transaction."""
+
+    list_display = ["id", "partner", "product", "status", "requested_via", "created_at"]
+    list_filter = ["status", ("partner", PARTNER_FIELDS)]
+    search_fields = ["=id", "product__name", "partner__name"]
+    fields = [
+        "partner",
+        "product",
+        "status",
+        "proposed_changes",
+        "note",
+        "requested_via",
+        "decision_note",
+        "decided_by",
+        "decided_at",
+        "created_at",
+    ]
+    readonly_fields = [
+        "partner",
+        "product",
+        "status",
+        "proposed_changes",
+        "note",
+        "requested_via",
+        "decided_by",
+        "decided_at",
+        "created_at",
+    ]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # partners propose through the API
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.status != ChangeRequestStatus.PENDING:
+            fields.append("decision_note")  # a decision, once made, is a fact
+        return fields
+
+    @admin.display(description="Key")
+    def requested_via(self, obj: ProductChangeRequest) -> str:
+        key = obj.requested_by_key
+        return f"{key.mode} key {key.prefix}" if key else "-"
+
+    @admin.display(description="Changes (current → proposed)")
+    def proposed_changes(self, obj: ProductChangeRequest) -> str:
+        current = products.current_values(obj.product)
+        rows = (
+            (name, json.dumps(current.get(name), default=str), json.dumps(value, default=str))
+            for name, value in obj.changes.items()
+        )
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>→ {}</td></tr>", rows),
+        )
+
+    @admin.action(description="Approve and apply to the product", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[ProductChangeRequest]) -> None:
+        applied = 0
+        for change_request in queryset.filter(status=ChangeRequestStatus.PENDING):
+            try:
+                products.approve_change(
+                    change_request_id=change_request.pk,
+                    decided_by=request.user,
+                    note=change_request.decision_note,
+                )
+            except products.ChangeRequestError as exc:
+                problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())
+                self.message_user(
+                    request, f"{change_request.pk}: {exc} ({problems})", messages.ERROR
+                )
+            else:
+                applied += 1
+        self.message_user(request, f"{applied} change(s) applied.")
+
+    @admin.action(
+        description="Reject (the decision note is shown to the partner)", permissions=["change"]
+    )
+    def reject(self, request: HttpRequest, queryset: QuerySet[ProductChangeRequest]) -> None:
+        rejected = 0
+        for change_request in queryset.filter(status=ChangeRequestStatus.PENDING):
+            products.reject_change(
+                change_request_id=change_request.pk,
+                decided_by=request.user,
+                note=change_request.decision_note,
+            )
+            rejected += 1
+        self.message_user(request, f"{rejected} change(s) rejected.")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from partners.permissions import partner_ids_for_user, scope_queryset
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -31,3 +35,74 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class PartnerScopedAdminMixin:
+    """For any ModelAdmin whose rows carry a partner: partner staff (see
+    partners.permissions) see only the partners granted to them, never add or delete, and
+    change rows only of partners they manage, and only where ``partner_staff_can_change``.
+    Operator staff and superusers are unaffected. Use it first in the bases:
+    ``class LeadAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin)``; give any action that
+    acts on rows ``allowed_permissions=("change",)`` and scope its queryset with
+    ``self.manageable(request, queryset)``."""
+
+    partner_field = "partner"  # lookup path from a row to its Partner ("pk" on Partner)
+    partner_staff_can_change = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return scope_queryset(queryset, request.user, partner_field=self.partner_field)
+
+    def manageable(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows of ``queryset`` the user may act on (all of them for operator staff)."""
+        if partner_ids_for_user(request.user) is not None and not self.partner_staff_can_change:
+            return queryset.none()
+        return scope_queryset(queryset, request.user, partner_field=self.partner_field, manage=True)
+
+    def partner_id_of(self, obj: Any) -> uuid.UUID:
+        *path, last = self.partner_field.split("__")
+        for name in path:
+            obj = getattr(obj, name)
+        partner_id: uuid.UUID = obj.pk if last == "pk" else getattr(obj, f"{last}_id")
+        return partner_id
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed: bool = super().has_view_permission(request, obj)  # type: ignore[misc]
+        ids = partner_ids_for_user(request.user)
+        if ids is None or obj is None or not allowed:
+            return allowed
+        return self.partner_id_of(obj) in ids
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        ids = partner_ids_for_user(request.user, manage=True)
+        if ids is None:
+            return bool(super().has_change_permission(request, obj))  # type: ignore[misc]
+        if not self.partner_staff_can_change:
+            return False
+        return bool(ids) if obj is None else self.partner_id_of(obj) in ids
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        if partner_ids_for_user(request.user) is not None:
+            return False
+        return bool(super().has_add_permission(request, *args))  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if partner_ids_for_user(request.user) is not None:
+            return False
+        return bool(super().has_delete_permission(request, obj))  # type: ignore[misc]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        restricted = partner_ids_for_user(request.user) is not None
+        if restricted and self.partner_field == "partner" and "partner" not in fields:
+            fields.append("partner")  # partner staff never move a row to another partner
+        return fields
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        from partners.models import Partner
+
+        if db_field.related_model is Partner:
+            ids = partner_ids_for_user(request.user, manage=True)
+            if ids is not None:
+                kwargs["queryset"] = Partner.objects.filter(pk__in=ids)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]

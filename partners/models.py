@@ -5,11 +5,15 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 RISK_TIERS = [f"R{i}" for i in range(1, 9)]
+# Applicants' employment types, as intake accepts them (marketplace.api) and products list.
+EMPLOYMENT_TYPES = ["employed", "self_employed", "civil_servant", "student", "retired", "other"]
 
 
 class PartnerStatus(models.TextChoices):
@@ -160,6 +164,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Requests per minute for this key; NULL: settings.API_RATE_LIMIT_PER_MINUTE for partner
+    # keys, unlimited for source keys (the operator's intake runs at ~1,000/s at peak).
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -215,6 +222,8 @@ class WebhookMessage(models.Model):
     # the same event twice makes one message.
     dedupe_key = models.CharField(max_length=200)
     payload = models.JSONField(encoder=DjangoJSONEncoder)
+    # About sandbox traffic (e.g. a sandbox lead): sandbox keys see only these.
+    is_sandbox = models.BooleanField(default=False)
     status = models.CharField(
         max_length=10, choices=MessageStatus.choices, default=MessageStatus.PENDING
     )
@@ -267,3 +276,64 @@ class IdempotencyRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_per_api_key")
         ]
+
+
+class ChangeRequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending review"
+    APPROVED = "approved", "Approved and applied"
+    REJECTED = "rejected", "Rejected"
+
+
+class ProductChangeRequest(models.Model):
+    """A partner's proposed change to one of its products. Partners never edit products
+    directly: an operator approves (the change is applied in the same transaction) or
+    rejects it. ``changes`` holds only the proposed fields, validated on submission and
+    again on approval (the product may have changed in between)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The partner id is denormalised from the product so every partner-facing query is a
+    # plain filter on it, like every other row a partner can reach.
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="change_requests")
+    changes = models.JSONField(encoder=DjangoJSONEncoder)  # {"field": value}, as JSON
+    note = models.CharField(max_length=500, blank=True)  # the partner's reason
+    status = models.CharField(
+        max_length=10, choices=ChangeRequestStatus.choices, default=ChangeRequestStatus.PENDING
+    )
+    # The key that proposed it (keys are the partner's identities in the API).
+    requested_by_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)  # shown to the partner
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["partner", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="pending", decided_at__isnull=True)
+                | (~Q(status="pending") & Q(decided_at__isnull=False)),
+                name="change_request_decided_at_matches_status",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"change to {self.product_id} ({self.status})"
+
+
+# Object permissions on partners through direct foreign keys (django-guardian): an indexed
+# join instead of the generic (content type, text pk) table, so scoping every admin page of
+# a partner staff user stays cheap. See partners.permissions.
+
+
+class PartnerUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Partner, on_delete=models.CASCADE)
+
+
+class PartnerGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Partner, on_delete=models.CASCADE)

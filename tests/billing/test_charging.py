@@ -62,7 +62,8 @@ def test_an_accepted_event_makes_one_cpl_charge(leads: LeadBuilder) -> None:
     assert charge.product_id == lead.product_id
     assert charge.currency == "CNY"
     assert charge.occurred_at == at
-    assert charge.invoice is None
+    assert charge.period == at.date().replace(day=1)
+    assert charge.credit_note is None
 
 
 def test_an_approved_event_makes_one_cpa_charge(leads: LeadBuilder) -> None:

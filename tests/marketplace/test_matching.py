@@ -527,25 +527,31 @@ def test_matched_partner_consent_adds_the_matched_partners_as_recipients(
 
 
 @pytest.mark.django_db
-def test_ping_post_products_are_not_routed_yet(make_referral: Callable[..., Referral]) -> None:
-    product(delivery_mode=DeliveryMode.PING_POST, ping_url="http://127.0.0.1:9/ping")
+def test_ping_post_products_are_auctioned_not_given_leads_at_intake(
+    make_referral: Callable[..., Referral],
+) -> None:
+    ping = product(delivery_mode=DeliveryMode.PING_POST, ping_url="http://127.0.0.1:9/ping")
 
     referral = make_referral()
 
-    assert referral.status == ReferralStatus.NO_MATCH
+    assert referral.status == ReferralStatus.ROUTED
+    assert not referral.leads.exists()
+    assert referral.auction.candidate_product_ids == [str(ping.id)]
 
 
 @pytest.mark.django_db
-def test_partner_with_a_ping_post_and_a_direct_product_gets_the_direct_one(
+def test_partner_with_a_ping_post_and_a_direct_product_is_offered_the_cheaper_one(
     make_referral: Callable[..., Referral],
 ) -> None:
     partner = PartnerFactory()
-    product(partner=partner, delivery_mode=DeliveryMode.PING_POST, apr_min=Decimal("0.1000"))
-    direct = product(partner=partner)
+    ping = product(partner=partner, delivery_mode=DeliveryMode.PING_POST, apr_min=Decimal("0.1"))
+    product(partner=partner)
 
     referral = make_referral()
 
-    assert referral.leads.get().product_id == direct.id
+    # One product per partner, the applicant's cheapest: here the ping-post one.
+    assert not referral.leads.exists()
+    assert referral.auction.candidate_product_ids == [str(ping.id)]
 
 
 @pytest.mark.django_db

@@ -14,8 +14,9 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from billing.demo import synthetic_referral, var_path
+from billing.demo_traffic import pay_some_invoices, post_corrections
 from billing.invoicing import Period, generate_invoices
-from billing.models import Charge
+from billing.models import Charge, CreditNote
 from billing.money import to_cents
 from consent import ledger
 from marketplace.loopback import PlatformServer
@@ -79,15 +80,28 @@ class Command(BaseCommand):
                 statuses[response.status_code] += 1
             self.stdout.write("Waiting for partners to report outcomes ...")
             simulator_idle = simulator.wait_idle(timeout=180)
-        elapsed = time.monotonic() - started
-        if not simulator_idle:
-            self.stderr.write("Some partner postbacks were still pending at the end.")
-        self._report(statuses, elapsed)
-        if options["invoice"]:
-            invoices = generate_invoices(
-                period=Period(timezone.now().date().replace(day=1)), issue=True
+            elapsed = time.monotonic() - started
+            if not simulator_idle:
+                self.stderr.write("Some partner postbacks were still pending at the end.")
+            # Some partners return leads and reverse fundings before the month is invoiced
+            # (they net on the invoice) and some after (credit notes).
+            before = post_corrections(
+                client, config.lenders, rng, return_share=0.05, reversal_share=0.05, tag="a"
             )
-            self.stdout.write(f"Invoices issued: {len(invoices)}")
+            self.stdout.write(f"Returns and reversals before invoicing: {dict(before)}")
+            self._report(statuses, elapsed)
+            if options["invoice"]:
+                period = Period(timezone.now().date().replace(day=1))
+                invoices = generate_invoices(period=period, issue=True)
+                self.stdout.write(f"Invoices issued: {len(invoices)}")
+                after = post_corrections(
+                    client, config.lenders, rng, return_share=0.03, reversal_share=0.03, tag="b"
+                )
+                generate_invoices(period=period, issue=True)  # credit notes for those
+                notes = CreditNote.objects.filter(issued_at__date=timezone.now().date()).count()
+                self.stdout.write(f"Returns and reversals after invoicing: {dict(after)}")
+                self.stdout.write(f"Credit notes issued today: {notes}")
+                self.stdout.write(f"Payments: {dict(pay_some_invoices(rng))}")
         checkpoint = ledger.make_checkpoint()
         self.stdout.write(f"Consent ledger checkpoint signed at size {checkpoint.tree_size}.")
 

@@ -1,0 +1,241 @@
+"""Fee schedules: validated, versioned, never overlapping in one scope.
+
+A scope is a partner and one of its products, or the partner as a whole (``product`` NULL).
+Within a scope at most one schedule is in force at any instant, so an event's price never
+depends on which of two schedules a query happens to pick; a change of fees is a new
+version from a date on, the previous one closed at that date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Max, Q
+
+from billing.models import Currency, FeeSchedule, FeeTier
+from partners.models import Partner, Product
+
+CENT_PLACES = 2
+RATE_PLACES = 4
+
+
+class FeeScheduleError(ValueError):
+    """Bad schedule input; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_amount(value: object, *, field: str, places: int = CENT_PLACES) -> Decimal:
+    """A non-negative decimal from a string, int or Decimal (never a float: 0.1 is not
+    exact in binary), with at most ``places`` decimals."""
+    if isinstance(value, bool | float):
+        raise FeeScheduleError(f"{field} must be given as a decimal string", field=field)
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise FeeScheduleError(f"{field} must be a number, got {value!r}", field=field) from None
+    if not amount.is_finite():
+        raise FeeScheduleError(f"{field} must be a finite number", field=field)
+    if amount < 0:
+        raise FeeScheduleError(f"{field} cannot be negative ({amount})", field=field)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise FeeScheduleError(f"{field} has more than {places} decimals ({amount})", field=field)
+    if amount >= Decimal(10) ** (11 if places == CENT_PLACES else 2):
+        raise FeeScheduleError(f"{field} is too large ({amount})", field=field)
+    return amount
+
+
+def check_currency(currency: str) -> str:
+    if currency not in Currency.values:
+        known = ", ".join(Currency.values)
+        raise FeeScheduleError(
+            f"unknown currency {currency!r}; we bill in {known}", field="currency"
+        )
+    return currency
+
+
+def describe(schedule: FeeSchedule) -> str:
+    until = f"{schedule.effective_to:%Y-%m-%d %H:%M}" if schedule.effective_to else "open-ended"
+    scope = f"product {schedule.product.name}" if schedule.product else "all products"
+    return (
+        f"schedule #{schedule.pk} v{schedule.version} for {schedule.partner.name} ({scope}), "
+        f"from {schedule.effective_from:%Y-%m-%d %H:%M} to {until}"
+    )
+
+
+def overlapping(
+    *,
+    partner_id: Any,
+    product_id: Any,
+    effective_from: datetime,
+    effective_to: datetime | None,
+    exclude_id: int | None = None,
+) -> FeeSchedule | None:
+    """The first schedule of the same scope whose span meets [from, to)."""
+    same_scope = FeeSchedule.objects.filter(partner_id=partner_id).select_related(
+        "partner", "product"
+    )
+    same_scope = (
+        same_scope.filter(product_id=product_id)
+        if product_id
+        else same_scope.filter(product__isnull=True)
+    )
+    clash = same_scope.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=effective_from))
+    if effective_to is not None:
+        clash = clash.filter(effective_from__lt=effective_to)
+    if exclude_id is not None:
+        clash = clash.exclude(pk=exclude_id)
+    return clash.order_by("effective_from").first()
+
+
+def check_no_overlap(
+    *,
+    partner: Partner,
+    product: Product | None,
+    effective_from: datetime,
+    effective_to: datetime | None,
+    exclude_id: int | None = None,
+) -> None:
+    if effective_to is not None and effective_to <= effective_from:
+        raise FeeScheduleError("effective_to must be after effective_from", field="effective_to")
+    clash = overlapping(
+        partner_id=partner.pk,
+        product_id=product.pk if product else None,
+        effective_from=effective_from,
+        effective_to=effective_to,
+        exclude_id=exclude_id,
+    )
+    if clash is not None:
+        new = FeeSchedule(
+            partner=partner,
+            product=product,
+            version=0,
+            effective_from=effective_from,
+            effective_to=effective_to,
+        )
+        raise FeeScheduleError(
+            f"the new {describe(new).replace('#None v0 ', '')} overlaps {describe(clash)}",
+            field="effective_from",
+        )
+
+
+@dataclass(frozen=True)
+class TierInput:
+    from_count: int
+    cpl: object = None
+    cpa: object = None
+    cpf_rate: object = None
+
+
+def create_fee_schedule(
+    *,
+    partner: Partner,
+    effective_from: datetime,
+    product: Product | None = None,
+    effective_to: datetime | None = None,
+    currency: str = Currency.CNY,
+    cpl: object = "0",
+    cpa: object = "0",
+    cpf_rate: object = "0",
+    cpf_min: object = "0",
+    cpf_max: object = None,
+    tiers: Sequence[TierInput | Mapping[str, Any]] = (),
+    close_previous: bool = False,
+) -> FeeSchedule:
+    """A new schedule version. ``close_previous`` ends an open-ended schedule of the same
+    scope at ``effective_from`` (a fee change from a date on); anything else overlapping is
+    refused with a message naming both schedules."""
+    if product is not None and product.partner_id != partner.pk:
+        raise FeeScheduleError("the product belongs to another partner", field="product")
+    check_currency(currency)
+    rate = parse_amount(cpf_rate, field="cpf_rate", places=RATE_PLACES)
+    low = parse_amount(cpf_min, field="cpf_min")
+    high = None if cpf_max in (None, "") else parse_amount(cpf_max, field="cpf_max")
+    if rate > 1:
+        raise FeeScheduleError("cpf_rate is a fraction of principal (0.03 = 3%)", field="cpf_rate")
+    if high is not None and high < low:
+        raise FeeScheduleError("cpf_max is below cpf_min", field="cpf_max")
+    fees: dict[str, Decimal | None] = {
+        "cpl": parse_amount(cpl, field="cpl"),
+        "cpa": parse_amount(cpa, field="cpa"),
+        "cpf_rate": rate,
+        "cpf_min": low,
+        "cpf_max": high,
+    }
+    tier_rows = [_tier(t) for t in tiers]
+    if len({t.from_count for t in tier_rows}) != len(tier_rows):
+        raise FeeScheduleError("two tiers start at the same count", field="tiers")
+    with transaction.atomic():
+        # Serialise schedule changes per partner: two concurrent creations would each
+        # miss the other's overlap.
+        Partner.objects.select_for_update().get(pk=partner.pk)
+        if close_previous:
+            _close_open_ended(partner=partner, product=product, at=effective_from)
+        check_no_overlap(
+            partner=partner,
+            product=product,
+            effective_from=effective_from,
+            effective_to=effective_to,
+        )
+        scope = FeeSchedule.objects.filter(partner=partner, product=product)
+        version = (scope.aggregate(v=Max("version"))["v"] or 0) + 1
+        schedule = FeeSchedule.objects.create(
+            partner=partner,
+            product=product,
+            version=version,
+            currency=currency,
+            effective_from=effective_from,
+            effective_to=effective_to,
+            **fees,
+        )
+        for tier in tier_rows:
+            tier.schedule = schedule
+        FeeTier.objects.bulk_create(tier_rows)
+        return schedule
+
+
+def _tier(spec: TierInput | Mapping[str, Any]) -> FeeTier:
+    data = spec if isinstance(spec, Mapping) else spec.__dict__
+    try:
+        from_count = int(data["from_count"])
+    except (KeyError, TypeError, ValueError):
+        raise FeeScheduleError("a tier needs a whole from_count", field="tiers") from None
+    if from_count < 1:
+        raise FeeScheduleError("a tier's from_count is at least 1", field="tiers")
+
+    def fee(name: str, places: int = CENT_PLACES) -> Decimal | None:
+        value = data.get(name)
+        return (
+            None
+            if value in (None, "")
+            else parse_amount(value, field=f"tiers.{name}", places=places)
+        )
+
+    return FeeTier(
+        from_count=from_count,
+        cpl=fee("cpl"),
+        cpa=fee("cpa"),
+        cpf_rate=fee("cpf_rate", RATE_PLACES),
+    )
+
+
+def _close_open_ended(*, partner: Partner, product: Product | None, at: datetime) -> None:
+    open_ended = FeeSchedule.objects.filter(
+        partner=partner, product=product, effective_to__isnull=True, effective_from__lt=at
+    )
+    for schedule in open_ended:
+        if schedule.charges.filter(occurred_at__gte=at).exists():
+            raise FeeScheduleError(
+                f"{describe(schedule)} already priced events after {at:%Y-%m-%d %H:%M}",
+                field="effective_from",
+            )
+        schedule.effective_to = at
+        schedule.save(update_fields=["effective_to"])

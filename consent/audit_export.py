@@ -1,0 +1,180 @@
+"""Audit bundles: the ledger entries about one subject (or a time range), the latest signed
+checkpoint, an inclusion proof per entry and a standalone verifier, for offline checking.
+
+Ledger entries hold ids and hashes only (never personal data), so the bundle holds none.
+``entries.jsonl`` has one entry per line, each line exactly the canonical bytes that were
+hashed into the tree; ``proofs.json`` has the proofs in the same order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from django.db.models import Q
+
+from consent import ledger, proofs
+from consent.models import Checkpoint, ConsentGrant, LedgerEntry
+
+VERIFIER = Path(__file__).with_name("verify_bundle.py")
+BUNDLE_FILES = (
+    "entries.jsonl",
+    "checkpoint.json",
+    "public_key.txt",
+    "proofs.json",
+    "README.txt",
+    "verify_bundle.py",
+)
+
+
+class ExportError(ValueError):
+    """The bundle cannot be written as asked (plain message, no personal data)."""
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    entries: int
+    tree_size: int
+    not_yet_checkpointed: int  # matching entries after the checkpoint: not in the bundle
+
+
+def _subject_entries(subject_id: uuid.UUID) -> list[tuple[int, str, str]]:
+    """Entries whose data names the subject, or one of the subject's receipts."""
+    grants = ConsentGrant.objects.filter(subject_id=subject_id)
+    receipts = {str(r) for r in grants.values_list("id", flat=True)}
+    # A cheap text prefilter, then the exact match on the parsed entry.
+    needles = Q(canonical__contains=str(subject_id))
+    for receipt in receipts:
+        needles |= Q(canonical__contains=receipt)
+    found = []
+    rows = (
+        LedgerEntry.objects.filter(needles)
+        .order_by("seq")
+        .values_list("seq", "canonical", "leaf_hash")
+    )
+    for seq, canonical, stored_hash in rows.iterator(chunk_size=2_000):
+        data = json.loads(canonical).get("data")
+        if isinstance(data, dict) and (
+            data.get("subject_id") == str(subject_id) or data.get("receipt_id") in receipts
+        ):
+            found.append((seq, canonical, stored_hash))
+    return found
+
+
+def _range_entries(since: datetime, until: datetime) -> list[tuple[int, str, str]]:
+    rows = (
+        LedgerEntry.objects.filter(created_at__gte=since, created_at__lt=until)
+        .order_by("seq")
+        .values_list("seq", "canonical", "leaf_hash")
+    )
+    return list(rows.iterator(chunk_size=2_000))
+
+
+def _readme(summary: ExportSummary, selection: str) -> str:
+    return f"""Consent ledger audit bundle
+===========================
+
+Selection: {selection}
+Entries: {summary.entries}, proved against the signed checkpoint of tree size
+{summary.tree_size}.
+
+Files
+  entries.jsonl    one ledger entry per line: the exact canonical JSON (UTF-8) that was
+                   hashed into the ledger's Merkle tree. Ids and hashes, no personal data.
+  checkpoint.json  the signed checkpoint: tree_size, root_hash (base64; also hex), signed_at,
+                   signature (base64 Ed25519) and signed_body, the exact text signed:
+                   origin "\\n" tree_size "\\n" base64(root) "\\n" signed_at "\\n"
+  public_key.txt   the platform's Ed25519 checkpoint key (base64, raw 32 bytes). Compare it
+                   with the key the operator publishes (GET /api/v1/ledger/public-key)
+                   rather than trusting the copy in this bundle.
+  proofs.json      one RFC 9162 inclusion proof per entry, in the same order:
+                   leaf_index (= the entry's seq), leaf_hash (hex), hashes (hex, leaf upwards).
+  verify_bundle.py the verifier: Python 3 standard library plus the "cryptography" package.
+
+Verify
+  pip install cryptography
+  python verify_bundle.py . --public-key <the operator's published base64 key>
+
+It checks (1) the checkpoint signature over the body rebuilt from its fields, (2) each
+entry's leaf hash = SHA-256(0x00 || line bytes), (3) each inclusion proof against the signed
+root with the algorithm of RFC 9162 section 2.1.3.2. It prints OK and exits 0, or FAIL with
+the first item that did not verify and exits 1. The script is short: read it.
+"""
+
+
+def export_bundle(
+    *,
+    out_dir: Path,
+    subject_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ExportSummary:
+    """Write an audit bundle into ``out_dir`` (created; must be empty if it exists)."""
+    if (subject_id is None) == (since is None or until is None):
+        raise ExportError("give either a subject or a time range (since and until)")
+    if since is not None and until is not None and since >= until:
+        raise ExportError("since must be before until")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportError(f"{out_dir} exists and is not an empty directory")
+    checkpoint = Checkpoint.objects.order_by("-signed_at", "-id").first()
+    if checkpoint is None:
+        raise ExportError("the ledger has no signed checkpoint yet: run checkpoint_ledger first")
+    if subject_id is not None:
+        matching, selection = _subject_entries(subject_id), f"subject {subject_id}"
+    else:
+        assert since is not None and until is not None
+        matching = _range_entries(since, until)
+        selection = f"entries recorded from {since.isoformat()} until {until.isoformat()}"
+    covered = [row for row in matching if row[0] < checkpoint.tree_size]
+    try:
+        paths = proofs.entry_inclusion_proofs(
+            seqs=[seq for seq, _, _ in covered], tree_size=checkpoint.tree_size
+        )
+    except proofs.ProofUnavailable as exc:
+        raise ExportError(f"cannot prove entries: {exc}; run verify_consent_ledger") from None
+    summary = ExportSummary(
+        entries=len(covered),
+        tree_size=checkpoint.tree_size,
+        not_yet_checkpointed=len(matching) - len(covered),
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "entries.jsonl").open("wb") as entries:
+        for _, canonical, _ in covered:
+            entries.write(canonical.encode() + b"\n")
+    document = {
+        "origin": ledger.CHECKPOINT_ORIGIN,
+        "tree_size": checkpoint.tree_size,
+        "root_hash": base64.b64encode(bytes.fromhex(checkpoint.root_hash)).decode(),
+        "root_hash_hex": checkpoint.root_hash,
+        "signed_at": checkpoint.signed_at.isoformat(),
+        "algorithm": "Ed25519",
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "signed_body": ledger.checkpoint_body(
+            checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_at
+        ).decode(),
+    }
+    (out_dir / "checkpoint.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out_dir / "public_key.txt").write_text(
+        base64.b64encode(ledger.public_key_bytes()).decode() + "\n"
+    )
+    proof_documents = [
+        {
+            "leaf_index": proof.leaf_index,
+            "leaf_hash": stored_hash,
+            "hashes": [h.hex() for h in proof.hashes],
+        }
+        for proof, (_, _, stored_hash) in zip(paths, covered, strict=True)
+    ]
+    (out_dir / "proofs.json").write_text(
+        json.dumps({"tree_size": checkpoint.tree_size, "proofs": proof_documents}, indent=1) + "\n"
+    )
+    (out_dir / "README.txt").write_text(_readme(summary, selection))
+    shutil.copyfile(VERIFIER, out_dir / "verify_bundle.py")
+    return summary

@@ -1,0 +1,166 @@
+"""What a compliance officer sees: a subject's consent history, and revealing data on purpose.
+
+``find_subjects`` matches a typed phone number or ID number through the blind index (no
+decryption). ``subject_history`` gathers everything recorded about a subject without any of
+its personal data: grants (with the text version and hash), withdrawals, disclosures,
+deletion requests and acknowledgements, erasure and earlier reveals. ``reveal`` is the one
+way staff see decrypted data: it needs the ``consent.reveal_subject`` permission and a
+reason, and records a ``RevealRecord`` and a ``data.revealed`` ledger entry in the same
+transaction as the decryption.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from consent import deletion, ledger, vault
+from consent.models import (
+    PII_FIELDS,
+    ConsentGrant,
+    ConsentWithdrawal,
+    DeletionRequest,
+    Disclosure,
+    RevealRecord,
+    Subject,
+)
+
+REVEAL_PERMISSION = "consent.reveal_subject"
+MIN_REASON_LENGTH = 10
+
+
+class RevealRefused(ValueError):
+    """A reveal that cannot be done; ``code`` says why (no personal data in the message)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DeletionRequestView:
+    request: DeletionRequest
+    status: str
+
+
+@dataclass(frozen=True)
+class GrantHistory:
+    grant: ConsentGrant
+    status: str
+    withdrawal: ConsentWithdrawal | None
+    disclosures: list[Disclosure] = field(default_factory=list)
+    deletion_requests: list[DeletionRequestView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SubjectHistory:
+    subject: Subject
+    grants: list[GrantHistory]
+    reveals: list[RevealRecord]
+
+
+def find_subjects(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
+    """Subjects whose blind index matches; an empty query finds nobody."""
+    if not phone.strip() and not national_id.strip():
+        return []
+    return vault.find_subject_ids(phone=phone.strip(), national_id=national_id.strip())
+
+
+def subject_history(*, subject_id: uuid.UUID) -> SubjectHistory:
+    """The full consent history of one subject, without any of its personal data."""
+    subject = Subject.objects.only("id", "key_id", "created_at", "erased_at", "erased_by").get(
+        pk=subject_id
+    )
+    subject_grants = list(
+        ConsentGrant.objects.filter(subject_id=subject_id)
+        .select_related("text", "source")
+        .prefetch_related("recipients")
+        .order_by("collected_at", "id")
+    )
+    withdrawals = {
+        w.grant_id: w for w in ConsentWithdrawal.objects.filter(grant__in=subject_grants)
+    }
+    disclosures: dict[uuid.UUID, list[Disclosure]] = {}
+    for disclosure in (
+        Disclosure.objects.filter(subject_id=subject_id)
+        .select_related("partner")
+        .order_by("disclosed_at")
+    ):
+        disclosures.setdefault(disclosure.grant_id, []).append(disclosure)
+    requests: dict[uuid.UUID, list[DeletionRequestView]] = {}
+    now = timezone.now()
+    for request in (
+        DeletionRequest.objects.filter(withdrawal__grant__subject_id=subject_id)
+        .select_related("partner", "withdrawal")
+        .order_by("requested_at", "partner__name")
+    ):
+        requests.setdefault(request.withdrawal.grant_id, []).append(
+            DeletionRequestView(request=request, status=deletion.status_of(request, now))
+        )
+    history = []
+    for grant in subject_grants:
+        withdrawal = withdrawals.get(grant.id)
+        if withdrawal is not None:
+            status = "withdrawn"
+        elif grant.expires_at <= now:
+            status = "expired"
+        else:
+            status = "active"
+        history.append(
+            GrantHistory(
+                grant=grant,
+                status=status,
+                withdrawal=withdrawal,
+                disclosures=disclosures.get(grant.id, []),
+                deletion_requests=requests.get(grant.id, []),
+            )
+        )
+    reveals = list(RevealRecord.objects.filter(subject_id=subject_id).select_related("user"))
+    return SubjectHistory(subject=subject, grants=history, reveals=reveals)
+
+
+def reveal(
+    *, subject_id: uuid.UUID, user: User, fields: tuple[str, ...], reason: str
+) -> dict[str, str]:
+    """Decrypt a subject's fields for a staff member, logging who, what and why first."""
+    if not user.has_perm(REVEAL_PERMISSION):
+        raise PermissionDenied("revealing personal data needs the reveal_subject permission")
+    reason = reason.strip()
+    if len(reason) < MIN_REASON_LENGTH:
+        raise RevealRefused(
+            "reason_required", f"give a reason of at least {MIN_REASON_LENGTH} characters"
+        )
+    if not fields:
+        raise RevealRefused("no_fields", "choose at least one field to reveal")
+    unknown = set(fields) - set(PII_FIELDS)
+    if unknown:
+        raise RevealRefused("unknown_fields", f"unknown fields: {sorted(unknown)}")
+    ordered = tuple(name for name in PII_FIELDS if name in fields)
+    with transaction.atomic():
+        # Locked: an erasure running now either finishes first (and we refuse) or waits.
+        subject = Subject.objects.select_for_update().get(pk=subject_id)
+        if subject.erased_at is not None or subject.wrapped_key is None:
+            raise RevealRefused("subject_erased", "the subject's data was erased")
+        data = vault._decrypt(subject, ordered)
+        now = timezone.now()
+        record = RevealRecord.objects.create(
+            user=user, subject=subject, fields=list(ordered), reason=reason, revealed_at=now
+        )
+        ledger.append(
+            kind="data.revealed",
+            data={
+                "reveal_id": str(record.id),
+                "subject_id": str(subject.id),
+                "user_id": user.pk,
+                "fields": list(ordered),
+                "reason_sha256": hashlib.sha256(reason.encode()).hexdigest(),
+            },
+            at=now,
+        )
+    return data

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consent import erasure, vault
+from consent.models import Subject
+
+
+class Command(BaseCommand):
+    help = (
+        "Erase one applicant by crypto-shredding (destroy the data key): nothing can be "
+        "decrypted afterwards, open consents are withdrawn and partners asked to delete. "
+        "Referrals, billing and the ledger remain."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--subject", help="vault subject id (UUID)")
+        which.add_argument("--national-id", help="ID number, matched through the blind index")
+        which.add_argument("--phone", help="phone number, matched through the blind index")
+        parser.add_argument("--reason", required=True, help="why (only its SHA-256 is kept)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        reason = (options["reason"] or "").strip()
+        if not reason:
+            raise CommandError("--reason must not be empty")
+        subject_id = self._subject_id(options)
+        result = erasure.erase_subject(
+            subject_id=subject_id, reason=reason, erased_by="manage.py erase_subject"
+        )
+        erased_at = result.subject.erased_at
+        assert erased_at is not None
+        if not result.erased:
+            self.stdout.write(
+                f"subject {subject_id} was already erased at {erased_at.isoformat()}: nothing to do"
+            )
+            return
+        self.stdout.write(
+            f"erased subject {subject_id} at {erased_at.isoformat()}; "
+            f"{len(result.withdrawals)} open consent(s) withdrawn"
+        )
+
+    def _subject_id(self, options: dict[str, Any]) -> uuid.UUID:
+        # Messages never repeat the typed number: it is personal data.
+        if options["subject"]:
+            try:
+                subject_id = uuid.UUID(options["subject"])
+            except ValueError:
+                raise CommandError("--subject is not a UUID") from None
+            if not Subject.objects.filter(pk=subject_id).exists():
+                raise CommandError(f"no subject {subject_id}")
+            return subject_id
+        if options["national_id"]:
+            what, ids = "ID number", vault.find_subject_ids(national_id=options["national_id"])
+        else:
+            what, ids = "phone number", vault.find_subject_ids(phone=options["phone"] or "")
+        if not ids:
+            raise CommandError(f"no subject matches that {what} (or it was erased already)")
+        if len(ids) > 1:
+            listed = ", ".join(sorted(str(i) for i in ids))
+            raise CommandError(
+                f"{len(ids)} subjects match that {what}: {listed}; choose one with --subject <id>"
+            )
+        return ids[0]

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from consent.crypto import VaultKeyError
+from consent.keys import BATCH_SIZE, RotationRefused, RotationReport, rotate_subject_keys
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-wrap every subject's data key under the active (first) master key of "
+        "VAULT_MASTER_KEYS, in small batches, while the platform keeps running. Idempotent. "
+        "Afterwards the older keys can be removed from VAULT_MASTER_KEYS."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        def progress(report: RotationReport) -> None:
+            if options["verbosity"] >= 2:
+                self.stdout.write(f"  batch {report.batches}: {report.rewrapped} re-wrapped")
+
+        try:
+            report = rotate_subject_keys(batch_size=options["batch_size"], progress=progress)
+        except (RotationRefused, VaultKeyError) as exc:
+            raise CommandError(f"key rotation refused: {exc}") from None
+        before = ", ".join(f"{k!r}: {n}" for k, n in sorted(report.before.items())) or "none"
+        if report.nothing_to_do:
+            self.stdout.write(
+                f"nothing to do: every subject's key is already wrapped under the active "
+                f"master key {report.active_key_id!r} (subjects per key: {before})"
+            )
+            return
+        self.stdout.write(
+            f"re-wrapped {report.rewrapped} subject key(s) under {report.active_key_id!r} in "
+            f"{report.batches} batch(es); before: {before}. Keys other than "
+            f"{report.active_key_id!r} can now be removed from VAULT_MASTER_KEYS."
+        )

@@ -1,0 +1,289 @@
+"""Ping-post auctions: who gets a referral when partners bid for it.
+
+1. Intake (``routing.route``) opens an :class:`Auction` for the referral's ping-post
+   candidates and queues :func:`run` on the ``ping`` queue after commit; intake never
+   waits on a partner.
+2. :func:`run` loads the auction and its candidates with their signing secrets (two
+   queries), checks every ping URL (SSRF), then pings all candidates at once
+   (``marketplace.pings``): anonymised bands only, each ping under its product's timeout
+   and all under the auction's budget.
+3. The answers are written in one batch (a :class:`PingAttempt` each: outcome, reason,
+   bid, latency, HTTP status) in the transaction that awards the auction: bidders ranked by
+   bid, ties to the applicant's cheaper product (consumer order), exclusive -> the best,
+   shared -> the best ``max_winners``. Winners become leads carrying their bid and are
+   posted by the ordinary direct-post path (``delivery.deliver``, the only disclosure).
+4. A winner whose post is rejected, or fails for good after its retries, falls back
+   (:func:`fall_back`): the next bidders get new leads until the auction has its winners
+   again or no bidder is left.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from consent import grants
+from marketplace import pings
+from marketplace.matching import CreditBox
+from marketplace.models import (
+    AttemptOutcome,
+    Auction,
+    AuctionMode,
+    AuctionStatus,
+    Lead,
+    LeadStatus,
+    PingAttempt,
+    PingAward,
+    Referral,
+    ReferralStatus,
+)
+from partners import secretbox
+from partners.models import DeliveryMode, PartnerStatus, Product, WebhookEndpoint
+from partners.urlsafety import UnsafeUrlError, check_partner_url
+
+# All an auction reads of its products (fewer columns: a cheaper load before the pings).
+CANDIDATE_FIELDS = (
+    "id",
+    "partner_id",
+    "is_active",
+    "delivery_mode",
+    "ping_url",
+    "ping_timeout_ms",
+    "partner__id",
+    "partner__status",
+    "partner__routing_hold",
+)
+# Lead statuses after which a winner's post will not be tried again.
+POST_LOST = {LeadStatus.POST_REJECTED, LeadStatus.DELIVERY_FAILED}
+
+
+def open_auction(*, referral: Referral, boxes: Sequence[CreditBox], max_winners: int) -> Auction:
+    """Store the auction (inside the intake's transaction) and queue it after commit."""
+    exclusive = any(box.exclusive for box in boxes)
+    auction = Auction.objects.create(
+        referral=referral,
+        mode=AuctionMode.EXCLUSIVE if exclusive else AuctionMode.SHARED,
+        max_winners=1 if exclusive else max_winners,
+        budget_ms=settings.AUCTION_BUDGET_MS,
+        candidate_product_ids=[str(box.product_id) for box in boxes],
+    )
+    from marketplace.tasks import run_auction
+
+    auction_id = str(auction.id)
+    transaction.on_commit(lambda: run_auction.delay(auction_id))
+    return auction
+
+
+def _candidates(auction: Auction) -> list[Product]:
+    """The auction's products in consumer order, each with its partner and the partner's
+    current signing secret (``sealed_secret``, as ``webhooks.signing_secret`` picks it:
+    the newest active endpoint's), in one query."""
+    newest_secret = (
+        WebhookEndpoint.objects.filter(partner_id=OuterRef("partner_id"), is_active=True)
+        .order_by("-created_at")
+        .values("secret_encrypted")[:1]
+    )
+    products = {
+        str(p.id): p
+        for p in Product.objects.filter(id__in=auction.candidate_product_ids)
+        .select_related("partner")
+        .only(*CANDIDATE_FIELDS)
+        .annotate(sealed_secret=Subquery(newest_secret))
+    }
+    ordered = [products[pid] for pid in auction.candidate_product_ids if pid in products]
+    # Routable when the auction opened, but a partner may have been paused since.
+    return [
+        p
+        for p in ordered
+        if p.is_active
+        and p.delivery_mode == DeliveryMode.PING_POST
+        and p.partner.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
+        and not p.partner.routing_hold
+    ]
+
+
+def _target(product: Product) -> pings.PingTarget | str:
+    """Where and how to ping this product, or why it cannot be pinged."""
+    ping_id = f"ping_{uuid.uuid4().hex}"
+    if not product.ping_url:
+        return "product has no ping URL"
+    try:
+        check_partner_url(product.ping_url)
+    except UnsafeUrlError as exc:
+        return str(exc)
+    sealed = product.sealed_secret  # type: ignore[attr-defined]
+    if not sealed:
+        return "partner has no active signing secret"
+    secret = _unseal(bytes(sealed))
+    return pings.PingTarget(ping_id, product.ping_url, secret, product.ping_timeout_ms)
+
+
+@functools.lru_cache(maxsize=1024)
+def _unseal(sealed: bytes) -> str:
+    # A sealed secret never changes (rotation seals a new one): decrypt each once per
+    # process instead of once per ping.
+    return secretbox.unseal(sealed)
+
+
+def run(*, auction_id: uuid.UUID) -> str:
+    """Ping, rank, award. Returns the auction's status (or "skipped")."""
+    began = time.monotonic()  # pings.fan_out's clock
+    started_at = timezone.now()
+    # No claim before the pings (it would be one more round trip on the latency path): a
+    # duplicate run (a redelivered task) may ping again, which discloses nothing, and only
+    # one of them can award (compare-and-set in _award).
+    auction = (
+        Auction.objects.select_related("referral__grant")
+        .filter(pk=auction_id, status=AuctionStatus.PENDING)
+        .first()
+    )
+    if auction is None:
+        return "skipped"
+    referral = auction.referral
+    products = _candidates(auction)
+    sends: list[tuple[pings.PingTarget, bytes]] = []
+    planned: list[tuple[Product, pings.PingTarget | pings.PingResult]] = []
+    payload = pings.ping_payload(referral, ping_id="")
+    for product in products:
+        target = _target(product)
+        if isinstance(target, str):
+            planned.append((product, pings.error_result(f"ping_{uuid.uuid4().hex}", target)))
+            continue
+        planned.append((product, target))
+        sends.append((target, pings.encode({**payload, "ping_id": target.ping_id})))
+    # The budget is the whole auction's: counted from the claim, not from the first ping.
+    deadline = began + auction.budget_ms / 1000
+    answers = {r.ping_id: r for r in pings.fan_out(sends, deadline=deadline)}
+    rows = [
+        _ping_row(
+            auction, product, answers[item.ping_id] if isinstance(item, pings.PingTarget) else item
+        )
+        for product, item in planned
+    ]
+    return _award(auction, rows, began, started_at)
+
+
+def _ping_row(auction: Auction, product: Product, result: pings.PingResult) -> PingAttempt:
+    return PingAttempt(
+        auction=auction,
+        partner=product.partner,
+        product=product,
+        ping_id=result.ping_id,
+        url=product.ping_url[:500],
+        started_at=result.started_at,
+        latency_ms=result.latency_ms,
+        http_status=result.http_status,
+        outcome=result.outcome,
+        reason=result.reason,
+        bid=result.bid,
+    )
+
+
+def _rank(rows: list[PingAttempt]) -> list[PingAttempt]:
+    """Bidders best first: the highest bid, then accepts at the fee schedule; a tie goes to
+    the applicant's cheaper product (rows come in consumer order, and sort is stable)."""
+    bidders = [row for row in rows if row.outcome == AttemptOutcome.SUCCESS]
+    bidders.sort(key=lambda row: (row.bid is None, -(row.bid or 0)))
+    for place, row in enumerate(bidders, start=1):
+        row.rank = place
+    return bidders
+
+
+def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: datetime) -> str:
+    bidders = _rank(rows)
+    status = AuctionStatus.AWARDED if bidders else AuctionStatus.NO_BIDS
+    with transaction.atomic():
+        # Compare-and-set first: the row lock makes a concurrent duplicate wait, then skip.
+        awarded = Auction.objects.filter(pk=auction.pk, status=AuctionStatus.PENDING).update(
+            status=status,
+            started_at=started_at,
+            finished_at=timezone.now(),
+            wall_ms=int((time.monotonic() - began) * 1000),
+        )
+        if not awarded:
+            return "skipped"
+        winners = _make_leads(auction, bidders[: auction.max_winners])
+        PingAttempt.objects.bulk_create(rows)
+        if not winners:
+            # No bidder and no direct lead: the referral went nowhere after all.
+            Referral.objects.filter(pk=auction.referral_id, status=ReferralStatus.ROUTED).exclude(
+                leads__isnull=False
+            ).update(status=ReferralStatus.NO_MATCH, status_reason="no ping-post partner bid")
+    return status
+
+
+def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
+    """Leads for these winning pings (set on the rows), made recipients of the applicant's
+    'matched partners' consent, and posted after commit."""
+    if not winners:
+        return []
+    referral = auction.referral
+    leads = []
+    for row in winners:
+        lead = Lead(
+            referral=referral,
+            partner_id=row.partner_id,
+            product_id=row.product_id,
+            subject_id=referral.subject_id,
+            is_sandbox=referral.is_sandbox or row.partner.status == PartnerStatus.SANDBOX,
+            delivery_mode=DeliveryMode.PING_POST,
+            status=LeadStatus.MATCHED,
+            bid_amount=row.bid,
+            auction=auction,
+        )
+        row.lead, row.award = lead, PingAward.WON
+        leads.append(lead)
+    assert referral.grant is not None
+    grants.add_matched_recipients(
+        grant=referral.grant, partner_ids=[lead.partner_id for lead in leads]
+    )
+    Lead.objects.bulk_create(leads)
+    _post_after_commit(leads)
+    return leads
+
+
+def _post_after_commit(leads: Sequence[Lead]) -> None:
+    from marketplace.tasks import post_leads
+
+    ids = [str(lead.id) for lead in leads]
+    # One message for all the winners: publishing costs the ping worker ~1 ms of CPU per
+    # message; the post worker queues each lead's own (retried) delivery task.
+    transaction.on_commit(lambda: post_leads.delay(ids))
+
+
+def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
+    """A winner's post was rejected or failed for good: give the lead to the next bidders
+    until the auction has its winners again. Safe to run twice (it only ever fills the
+    auction up to ``max_winners``). Not for consent refusals: the next bidder would be
+    refused too, and nothing more may be disclosed."""
+    with transaction.atomic():
+        lead = Lead.objects.filter(pk=lead_id).only("auction_id", "status").first()
+        if lead is None or lead.auction_id is None or lead.status not in POST_LOST:
+            return []
+        # The auction row serialises fallbacks of its winners (shared auctions have several).
+        auction = (
+            Auction.objects.select_for_update(of=("self",))
+            .select_related("referral__grant")
+            .get(pk=lead.auction_id)
+        )
+        PingAttempt.objects.filter(lead_id=lead_id, award=PingAward.WON).update(
+            award=PingAward.POST_FAILED
+        )
+        rows = list(
+            auction.pings.filter(rank__isnull=False).select_related("partner").order_by("rank")
+        )
+        alive = sum(1 for row in rows if row.award == PingAward.WON)
+        waiting = [row for row in rows if row.award == PingAward.NONE]
+        nexts = waiting[: max(0, auction.max_winners - alive)]
+        leads = _make_leads(auction, nexts)
+        for row in nexts:
+            PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)
+        return leads

@@ -1,0 +1,231 @@
+"""Anonymised pings: build them, send them in parallel, parse the answers.
+
+No database here. The auction (``marketplace.auctions``) loads everything it needs first,
+calls :func:`fan_out`, and writes the results in one batch, so nothing but the partners
+themselves stands between the first ping and the last answer.
+
+A ping carries no personal data, only the bands a partner prices on (``PING_FIELDS``):
+that is what lets us ask every candidate, and disclose the applicant to the winners only
+(FTC v. ITMedia: a lead seller was fined for showing buyers unmasked applications).
+
+Each ping is bounded by its product's ``ping_timeout_ms`` *and* by what is left of the
+auction's budget (counted from when the worker took the auction, so our own preparation
+is inside it), as a total (connect, send, wait, read), not per socket operation. The
+event loop and the HTTP client (with its keep-alive connections to partners) live as long
+as the worker thread, so an auction pays for neither a new loop nor new TCP handshakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import certifi
+import httpx
+
+from marketplace.bands import age_band_label, income_band_label
+from marketplace.models import AttemptOutcome, Referral
+from partners.webhooks import signed_headers
+
+logger = logging.getLogger(__name__)
+
+# Everything a ping may say about an applicant. Tests assert the payload is exactly this.
+PING_FIELDS = (
+    "risk_tier",
+    "amount",
+    "currency",
+    "term_months",
+    "region",
+    "age_band",
+    "income_band",
+    "purpose",
+)
+# A bid above this is a typo or an attack, not a price for one lead (CNY).
+MAX_BID = Decimal("100000")
+ACCEPTED = "accept"  # decision of a partner that takes the lead at its fee schedule's price
+
+
+@dataclass(frozen=True, slots=True)
+class PingTarget:
+    ping_id: str  # also the Standard Webhooks ``webhook-id``
+    url: str
+    secret: str  # the partner's whsec_ signing secret
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    ping_id: str
+    started_at: datetime
+    latency_ms: int
+    http_status: int | None
+    outcome: str  # AttemptOutcome
+    reason: str = ""
+    bid: Decimal | None = None  # None with outcome success: an accept at the fee schedule
+
+
+def ping_payload(referral: Referral, ping_id: str) -> dict[str, Any]:
+    """The ping for one partner: bands from marketplace.bands, never exact values."""
+    return {
+        "type": "lead.ping",
+        "ping_id": ping_id,
+        "risk_tier": referral.risk_tier,
+        "amount": str(referral.amount),
+        "currency": referral.currency,
+        "term_months": referral.term_months,
+        "region": referral.region,
+        "age_band": age_band_label(referral.age),
+        "income_band": income_band_label(referral.income_band_floor),
+        "purpose": referral.purpose,
+    }
+
+
+def parse_bid(raw: object) -> Decimal | None:
+    """A bid as money (two places), or None when it is not a sane positive amount."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        return None
+    try:
+        bid = Decimal(str(raw))
+    except InvalidOperation:
+        return None
+    if not bid.is_finite() or bid <= 0 or bid > MAX_BID or bid != bid.quantize(Decimal("0.01")):
+        return None
+    return bid.quantize(Decimal("0.01"))
+
+
+def parse_ping_response(response: httpx.Response) -> tuple[str, str, Decimal | None]:
+    """(outcome, reason, bid) from a partner's answer to a ping. Anything but a well-formed
+    bid, accept or reject is an *error* with a reason a human can act on."""
+    if response.is_redirect:
+        return AttemptOutcome.ERROR, f"redirect {response.status_code} not followed", None
+    if response.status_code != 200:
+        return AttemptOutcome.ERROR, f"http {response.status_code}", None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return AttemptOutcome.ERROR, "response is not JSON", None
+    if not isinstance(body, dict):
+        return AttemptOutcome.ERROR, "response is not a JSON object", None
+    decision = body.get("decision")
+    if decision == "bid":
+        bid = parse_bid(body.get("bid"))
+        if bid is None:
+            return AttemptOutcome.ERROR, f"bid is not an amount between 0 and {MAX_BID}", None
+        return AttemptOutcome.SUCCESS, "", bid
+    if decision == ACCEPTED:
+        return AttemptOutcome.SUCCESS, "accepted at the fee schedule", None
+    if decision == "reject":
+        return AttemptOutcome.FAILURE, str(body.get("reason") or "rejected")[:200], None
+    return AttemptOutcome.ERROR, "response has no decision bid/accept/reject", None
+
+
+def error_result(ping_id: str, reason: str) -> PingResult:
+    """A ping we did not send (e.g. an unsafe URL): recorded like any other error."""
+    return PingResult(ping_id, datetime.now(tz=UTC), 0, None, AttemptOutcome.ERROR, reason[:200])
+
+
+async def _ping(target: PingTarget, body: bytes, deadline: float) -> PingResult:
+    started_at = datetime.now(tz=UTC)
+    started = time.monotonic()
+    own = target.timeout_ms / 1000
+    left = deadline - started
+    limit = min(own, left)
+
+    def result(
+        status: int | None, outcome: str, reason: str, bid: Decimal | None = None
+    ) -> PingResult:
+        latency = int((time.monotonic() - started) * 1000)
+        return PingResult(target.ping_id, started_at, latency, status, outcome, reason[:200], bid)
+
+    if limit <= 0:
+        return result(None, AttemptOutcome.ERROR, "auction budget spent before the ping")
+    try:
+        headers = signed_headers(target.secret, body, msg_id=target.ping_id)
+        client = _runner.client(target.url)
+        # wait_for bounds the whole exchange; httpx's own timeout is per socket operation.
+        response = await asyncio.wait_for(
+            client.post(target.url, content=body, headers=headers, timeout=limit + 1),
+            timeout=limit,
+        )
+    except (TimeoutError, httpx.TimeoutException):
+        which = f"ping timeout {target.timeout_ms} ms" if own <= left else "auction budget"
+        return result(None, AttemptOutcome.ERROR, f"timed out ({which})")
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+        # InvalidURL and UnicodeError are the partner's bad URL, not our crash.
+        return result(None, AttemptOutcome.ERROR, type(exc).__name__)
+    except Exception as exc:
+        # Whatever one partner does must not sink the auction for the others (a crashed
+        # task would leave it running until its claim goes stale).
+        logger.warning("ping %s failed unexpectedly: %s", target.ping_id, type(exc).__name__)
+        return result(None, AttemptOutcome.ERROR, f"unexpected {type(exc).__name__}")
+    outcome, reason, bid = parse_ping_response(response)
+    return result(response.status_code, outcome, reason, bid)
+
+
+async def _fan_out(
+    targets: Sequence[tuple[PingTarget, bytes]], deadline: float
+) -> list[PingResult]:
+    return list(await asyncio.gather(*(_ping(target, body, deadline) for target, body in targets)))
+
+
+class _Runner(threading.local):
+    """One event loop per worker thread and one HTTP client per ping URL, i.e. per partner
+    (per process, too: a forked Celery child must not reuse its parent's sockets). A client
+    per partner keeps each connection pool tiny: httpcore scans its whole pool on every
+    request, so one pool for every partner would cost O(partners²) per auction."""
+
+    pid = 0
+    loop: asyncio.AbstractEventLoop
+    clients: dict[str, httpx.AsyncClient]
+    tls: ssl.SSLContext
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        if self.pid != os.getpid():
+            self.loop = asyncio.new_event_loop()
+            self.clients = {}
+            # Loading the CA bundle takes tens of milliseconds: once, not per partner.
+            self.tls = ssl.create_default_context(cafile=certifi.where())
+            self.pid = os.getpid()
+        return self.loop
+
+    def client(self, url: str) -> httpx.AsyncClient:
+        client = self.clients.get(url)
+        if client is None:
+            if len(self.clients) >= MAX_CLIENTS:
+                # Partners come and go: forget the oldest (its sockets close when collected).
+                self.clients.pop(next(iter(self.clients)))
+            client = httpx.AsyncClient(
+                verify=self.tls,
+                follow_redirects=False,
+                limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60),
+            )
+            self.clients[url] = client
+        return client
+
+
+_runner = _Runner()
+MAX_CLIENTS = 512
+
+
+def fan_out(targets: Sequence[tuple[PingTarget, bytes]], *, deadline: float) -> list[PingResult]:
+    """Send every (target, body) at once; results in the same order. Returns by the
+    deadline (``time.monotonic()``; plus the time to cancel stragglers), whatever the
+    partners do."""
+    if not targets:
+        return []
+    loop = _runner.get()
+    return loop.run_until_complete(_fan_out(targets, deadline))
+
+
+def encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()

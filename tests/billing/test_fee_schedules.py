@@ -1,0 +1,139 @@
+"""Fee schedules: validated, versioned, never overlapping; tiers, bids; pure pricing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing.fees import FeeScheduleError, create_fee_schedule
+from billing.pricing import FeeTerms, Tier, month_total, price
+from tests.billing.builders import LeadBuilder, ledger, post, report
+from tests.factories import PartnerFactory, ProductFactory
+
+pytestmark = pytest.mark.django_db
+TERMS = FeeTerms(Decimal("40"), Decimal("250"), Decimal("0.03"), Decimal("50"), Decimal("2000"))
+
+
+def test_an_overlapping_schedule_is_refused_naming_both() -> None:
+    partner = PartnerFactory(name="Acme Lending")
+    start = timezone.now() - timedelta(days=30)
+    first = create_fee_schedule(partner=partner, effective_from=start, cpl="40")
+
+    with pytest.raises(FeeScheduleError) as refused:
+        create_fee_schedule(partner=partner, effective_from=start + timedelta(days=1), cpl="50")
+
+    message = str(refused.value)
+    assert f"schedule #{first.pk} v1" in message
+    assert "Acme Lending (all products)" in message and "overlaps" in message
+
+
+def test_a_product_schedule_may_overlap_the_partner_wide_one() -> None:
+    product = ProductFactory()
+    start = timezone.now() - timedelta(days=30)
+    create_fee_schedule(partner=product.partner, effective_from=start)
+
+    own = create_fee_schedule(partner=product.partner, product=product, effective_from=start)
+
+    assert own.version == 1
+
+
+def test_close_previous_makes_the_next_version() -> None:
+    partner = PartnerFactory()
+    start = timezone.now() - timedelta(days=30)
+    first = create_fee_schedule(partner=partner, effective_from=start, cpl="40")
+    switch = start + timedelta(days=10)
+
+    second = create_fee_schedule(
+        partner=partner, effective_from=switch, cpl="45", close_previous=True
+    )
+
+    first.refresh_from_db()
+    assert (first.effective_to, second.version, second.cpl) == (switch, 2, Decimal("45"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"cpl": "-1"}, "cpl"),
+        ({"cpa": "ten"}, "cpa"),
+        ({"cpl": 0.1}, "cpl"),
+        ({"cpl": "NaN"}, "cpl"),
+        ({"cpf_rate": "1.5"}, "cpf_rate"),
+        ({"cpf_min": "100", "cpf_max": "50"}, "cpf_max"),
+        ({"currency": "XYZ"}, "currency"),
+        ({"cpl": "1.234"}, "cpl"),
+    ],
+)
+def test_bad_fees_are_clear_errors(fields: dict[str, object], field: str) -> None:
+    with pytest.raises(FeeScheduleError) as refused:
+        create_fee_schedule(partner=PartnerFactory(), effective_from=timezone.now(), **fields)  # type: ignore[arg-type]
+    assert refused.value.field == field
+
+
+def test_tiers_are_marginal() -> None:
+    terms = FeeTerms(
+        Decimal("40"),
+        Decimal("250"),
+        Decimal("0.03"),
+        Decimal("0"),
+        None,
+        (Tier(2, cpl=Decimal("30")), Tier(4, cpl=Decimal("20"))),
+    )
+
+    prices = [price("cpl", terms, unit=n) for n in range(1, 7)]
+
+    assert prices == [Decimal("40.00")] * 2 + [Decimal("30.00")] * 2 + [Decimal("20.00")] * 2
+
+
+def test_a_bid_is_the_cpl_of_an_auction_lead() -> None:
+    assert price("cpl", TERMS, bid=Decimal("66.50"), unit=500) == Decimal("66.50")
+    assert price("cpa", TERMS, bid=Decimal("66.50")) == Decimal("250.00")
+
+
+@given(
+    units=st.integers(min_value=0, max_value=60),
+    thresholds=st.lists(st.integers(1, 50), max_size=3, unique=True),
+    order=st.randoms(use_true_random=False),
+)
+def test_a_months_tiered_total_does_not_depend_on_arrival_order(
+    units: int, thresholds: list[int], order: object
+) -> None:
+    tiers = tuple(Tier(t, cpl=Decimal(40 - 5 * i)) for i, t in enumerate(sorted(thresholds)))
+    terms = FeeTerms(Decimal("40"), Decimal("0"), Decimal("0"), Decimal("0"), None, tiers)
+    arrivals = list(range(units))
+    order.shuffle(arrivals)  # type: ignore[attr-defined]
+    # Whatever lead arrives n-th is priced as the n-th unit: the month's total is the same.
+    total = sum((price("cpl", terms, unit=n + 1) for n, _ in enumerate(arrivals)), Decimal(0))
+    assert total == month_total("cpl", terms, units)
+
+
+def test_tiered_schedule_prices_later_units_of_the_month_lower(leads: LeadBuilder) -> None:
+    product = ProductFactory()
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=timezone.now() - timedelta(days=400),
+        cpl="40",
+        tiers=[{"from_count": 1, "cpl": "25"}],
+    )
+    first, second = leads.lead(product=product), leads.lead(product=product)
+    at = timezone.now() - timedelta(hours=1)
+
+    post(first, report("accepted", at))
+    post(second, report("accepted", at))
+
+    assert {ledger(first)[0][2], ledger(second)[0][2]} == {Decimal("40.00"), Decimal("25.00")}
+
+
+def test_an_auction_lead_is_charged_its_bid(leads: LeadBuilder) -> None:
+    lead = leads.billed_lead()
+    lead.bid_amount = Decimal("72.00")
+    lead.save(update_fields=["bid_amount"])
+
+    post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
+
+    assert ledger(lead) == [("cpl", "charge", Decimal("72.00"))]

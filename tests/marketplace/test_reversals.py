@@ -1,0 +1,300 @@
+"""Reversals on the events API: a partner takes back one of its earlier events; the lead's
+status is recomputed from the events still standing; bad reversals are 4xx with a reason."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from marketplace.models import EventType, Lead, LeadEvent, LeadStatus
+from marketplace.signals import lead_event_recorded
+from partners.models import Partner
+from tests.conftest import partner_client
+from tests.factories import PartnerFactory, ProductFactory, referral_payload
+from tests.marketplace.conftest import create_referral, set_lead_status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def partner() -> Partner:
+    partner = PartnerFactory()
+    ProductFactory(partner=partner)
+    return partner
+
+
+@pytest.fixture
+def client(partner: Partner) -> APIClient:
+    return partner_client(partner)
+
+
+@pytest.fixture
+def delivered(source: Any, consent_text: object) -> Callable[[Partner], Lead]:
+    def make(partner: Partner) -> Lead:
+        referral = create_referral(source, referral_payload())
+        return set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
+
+    return make
+
+
+def report(client: APIClient, lead: Lead, event_type: str, event_id: str, **fields: Any) -> Any:
+    body = {"event_id": event_id, "type": event_type, "occurred_at": timezone.now().isoformat()}
+    body.update(fields)
+    return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
+
+
+def error(response: Any) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()["error"]
+    return body
+
+
+def funded_lead(client: APIClient, lead: Lead) -> Lead:
+    for event_type, event_id, fields in [
+        ("accepted", "e-acc", {}),
+        ("approved", "e-app", {"amount": "8000.00", "apr": "0.1800"}),
+        ("funded", "e-fund", {"principal": "7500.00"}),
+    ]:
+        assert report(client, lead, event_type, event_id, **fields).status_code == 201
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.FUNDED
+    return lead
+
+
+def test_reversing_a_funding_moves_the_lead_back_to_approved(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+
+    response = report(client, lead, "reversal", "e-rev", reverses="e-fund")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["type"] == "reversal"
+    assert response.json()["reverses"] == "e-fund"
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.APPROVED
+    assert lead.funded_principal is None
+    assert lead.approved_amount == Decimal("8000.00")
+    stored = LeadEvent.objects.get(external_id="e-rev")
+    assert stored.reverses == LeadEvent.objects.get(external_id="e-fund")
+
+
+def test_a_reversed_type_may_be_reported_again_with_a_new_event_id(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+
+    again = report(client, lead, "funded", "e-fund-2", principal="7000.00")
+
+    assert again.status_code == 201, again.content
+    lead.refresh_from_db()
+    assert (lead.status, lead.funded_principal) == (LeadStatus.FUNDED, Decimal("7000.00"))
+
+
+def test_reversing_every_event_leaves_the_lead_delivered(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = delivered(partner)
+    report(client, lead, "accepted", "e-acc")
+
+    assert report(client, lead, "reversal", "e-rev", reverses="e-acc").status_code == 201
+
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.DELIVERED
+
+
+def test_reversing_a_return_restores_the_status_below_it(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = delivered(partner)
+    report(client, lead, "accepted", "e-acc")
+    report(client, lead, "returned", "e-ret", reason="duplicate")
+
+    assert report(client, lead, "reversal", "e-rev", reverses="e-ret").status_code == 201
+
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.ACCEPTED
+
+
+def test_the_same_reversal_again_is_200_and_stores_nothing_new(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    sent: list[LeadEvent] = []
+
+    def receiver(sender: Any, *, event: LeadEvent, **kwargs: Any) -> None:
+        sent.append(event)
+
+    at = timezone.now().isoformat()
+    lead_event_recorded.connect(receiver)
+    try:
+        first = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+        again = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+    finally:
+        lead_event_recorded.disconnect(receiver)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert LeadEvent.objects.filter(type=EventType.REVERSAL).count() == 1
+    # Billing books its negative entry from this signal: exactly once.
+    assert [e.external_id for e in sent] == ["e-rev"]
+
+
+def test_same_reversal_id_naming_another_event_is_409(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    at = timezone.now().isoformat()
+    report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+
+    response = report(client, lead, "reversal", "e-rev", reverses="e-app", occurred_at=at)
+
+    assert response.status_code == 409
+    assert error(response)["code"] == "event_id_conflict"
+
+
+def test_reversing_an_event_twice_is_409_already_reversed(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+
+    response = report(client, lead, "reversal", "e-rev-2", reverses="e-fund")
+
+    assert response.status_code == 409
+    assert error(response)["code"] == "already_reversed"
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.APPROVED
+
+
+def test_reversing_a_reversal_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+
+    response = report(client, lead, "reversal", "e-rev-2", reverses="e-rev")
+
+    assert response.status_code == 422
+    assert error(response)["code"] == "cannot_reverse_a_reversal"
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.APPROVED
+
+
+def test_reversing_an_unknown_event_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+
+    response = report(client, lead, "reversal", "e-rev", reverses="no-such-event")
+
+    assert response.status_code == 422
+    assert error(response)["code"] == "reversed_event_not_found"
+    assert "reverses" in error(response)["details"]
+
+
+def test_reversing_an_event_of_another_lead_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    first = funded_lead(client, delivered(partner))
+    second = delivered(partner)
+
+    response = report(client, second, "reversal", "e-rev", reverses="e-fund")
+
+    assert response.status_code == 422
+    assert error(response)["code"] == "reversed_event_not_found"
+    first.refresh_from_db()
+    assert first.status == LeadStatus.FUNDED
+
+
+def test_reversing_another_partners_event_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead], source: Any
+) -> None:
+    other = PartnerFactory()
+    ProductFactory(partner=other, apr_min=Decimal("0.1600"))
+    referral = create_referral(source, referral_payload())
+    theirs = set_lead_status(referral.leads.get(partner=other), LeadStatus.DELIVERED)
+    ours = set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
+    assert report(partner_client(other), theirs, "accepted", "shared-id").status_code == 201
+
+    response = report(client, ours, "reversal", "e-rev", reverses="shared-id")
+
+    assert response.status_code == 422
+    assert error(response)["code"] == "reversed_event_not_found"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({}, "reverses"),
+        ({"reverses": ""}, "reverses"),
+        ({"reverses": "e-fund", "principal": "100.00"}, "reverses"),
+        ({"reverses": "e-rev"}, "reverses"),  # itself
+    ],
+)
+def test_malformed_reversal_is_422_naming_reverses(
+    client: APIClient,
+    partner: Partner,
+    delivered: Callable[[Partner], Lead],
+    fields: dict[str, str],
+    field: str,
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+
+    response = report(client, lead, "reversal", "e-rev", **fields)
+
+    assert response.status_code == 422, response.content
+    assert field in error(response)["details"]
+    assert not LeadEvent.objects.filter(type=EventType.REVERSAL).exists()
+
+
+def test_reverses_on_an_ordinary_event_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = delivered(partner)
+
+    response = report(client, lead, "accepted", "e-acc", reverses="whatever")
+
+    assert response.status_code == 422
+    assert "reverses" in error(response)["details"]
+
+
+def test_reversal_dated_before_the_event_it_reverses_is_422(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    early = (timezone.now() - timedelta(hours=1)).isoformat()
+
+    response = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=early)
+
+    assert response.status_code == 422
+    assert error(response)["code"] in {"reversal_before_event", "occurred_before_delivery"}
+
+
+def test_lead_detail_shows_which_event_reversed_which(
+    client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
+) -> None:
+    lead = funded_lead(client, delivered(partner))
+    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+
+    events = client.get(f"/api/v1/partner/leads/{lead.id}").json()["events"]
+
+    by_id = {e["event_id"]: e for e in events}
+    assert by_id["e-fund"]["reversed_by"] == "e-rev"
+    assert by_id["e-rev"]["reverses"] == "e-fund"
+    assert by_id["e-acc"]["reverses"] is None and by_id["e-acc"]["reversed_by"] is None
+
+
+def test_reversal_is_in_the_openapi_schema() -> None:
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/json").content.decode()
+
+    assert "reverses" in schema
+    assert "already_reversed" in schema
+    assert str(uuid.UUID(int=0)) not in schema  # sanity: the schema rendered, not an error
