@@ -40,6 +40,9 @@ def broker() -> Iterator[str]:
     previous = (celery_app.conf.task_always_eager, celery_app.conf.broker_url)
     celery_app.conf.task_always_eager = False
     celery_app.conf.broker_url = BROKER_URL
+    # Earlier (eager) tests may have built producer pools for the old URL: start afresh.
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
     with celery_app.connection_for_write() as conn:
         for queue in ("post", "default"):
             conn.default_channel.queue_purge(queue) if _queue_exists(conn, queue) else None
