@@ -1,13 +1,15 @@
 """Webhook delivery rate: ``partners.outbound`` against a raw httpx POST loop, same
 loopback receiver, same concurrency, same run.
 
-Outbound does everything a real delivery does per message: claims it under a row lock
-(reserving the next retry slot), decrypts the endpoint's secret, signs per Standard
-Webhooks, POSTs, logs the attempt and marks the message delivered. N messages are enqueued
-first (through ``outbound.enqueue``, delivery tasks held back), then CONCURRENCY threads
-call ``outbound.attempt`` on them, as that many Celery worker threads would. The baseline
-is the same number of POSTs of the same body from the same number of threads, each with a
-keep-alive ``httpx.Client``. ``webhooks_vs_raw_post`` = delivered/s / raw POSTs/s.
+The production path, as a Celery worker runs it: N messages are enqueued first through
+``outbound.enqueue`` in one transaction; the ``deliver_webhooks`` tasks it queues at commit
+(batches of ids) are captured instead of sent to the broker, and worker threads then call
+the task (``deliver_webhooks(batch)``, as a worker does) on each. Per batch that claims
+every message with one compare-and-set UPDATE, reads the endpoint, decrypts its secret,
+signs per Standard Webhooks, POSTs ``outbound.POST_CONCURRENCY`` at a time, logs every
+attempt and marks them delivered. Workers x POST_CONCURRENCY = CONCURRENCY POSTs in flight.
+The baseline is the same number of POSTs of the same body from CONCURRENCY threads, each
+with a keep-alive ``httpx.Client``. ``webhooks_vs_raw_post`` = delivered/s / raw POSTs/s.
 """
 
 from __future__ import annotations
@@ -65,30 +67,32 @@ def _setup(url: str) -> Any:
     return partner
 
 
-def _enqueue(partner: Any, n: int) -> tuple[list[str], float]:
+def _enqueue(partner: Any, n: int) -> tuple[list[list[str]], float]:
     from partners import outbound
-    from partners.tasks import deliver_webhook
+    from partners.tasks import deliver_webhooks
 
     started = time.perf_counter()
-    ids: list[str] = []
-    # Delivery tasks are held back: the threads below are the workers.
-    with mock.patch.object(deliver_webhook, "delay"), transaction.atomic():
+    batches: list[list[str]] = []
+    # The tasks enqueue queues at commit are captured: the threads below are the workers.
+    with (
+        mock.patch.object(deliver_webhooks, "delay", side_effect=batches.append),
+        transaction.atomic(),
+    ):
         for _ in range(n):
-            made = outbound.enqueue(
+            outbound.enqueue(
                 partner_id=partner.id,
                 event_type="lead.delivered",
                 data={"lead_id": str(uuid.uuid4()), "status": "delivered"},
                 dedupe_key=f"bench:{uuid.uuid4()}",
             )
-            ids.extend(m.id for m in made)
-    return ids, time.perf_counter() - started
+    return batches, time.perf_counter() - started
 
 
 CPU_SECONDS: dict[str, float] = {}  # this process's CPU per phase (the receiver excluded)
 
 
-def _threads(work: Any, phase: str) -> float:
-    threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
+def _threads(work: Any, phase: str, count: int = CONCURRENCY) -> float:
+    threads = [threading.Thread(target=work) for _ in range(count)]
     cpu, began = time.process_time(), time.perf_counter()
     for thread in threads:
         thread.start()
@@ -98,12 +102,20 @@ def _threads(work: Any, phase: str) -> float:
     return time.perf_counter() - began
 
 
-def _deliver(ids: list[str]) -> tuple[float, int]:
+def _workers() -> int:
     from partners import outbound
 
-    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-    for message_id in ids:
-        todo.put(message_id)
+    workers, rest = divmod(CONCURRENCY, outbound.POST_CONCURRENCY)
+    assert workers and not rest, "CONCURRENCY must be a multiple of POST_CONCURRENCY"
+    return workers
+
+
+def _deliver(batches: list[list[str]]) -> tuple[float, int]:
+    from partners.tasks import deliver_webhooks
+
+    todo: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+    for batch in batches:
+        todo.put(batch)
     delivered = 0
     lock = threading.Lock()
 
@@ -113,18 +125,18 @@ def _deliver(ids: list[str]) -> tuple[float, int]:
         try:
             while True:
                 try:
-                    message_id = todo.get_nowait()
+                    batch = todo.get_nowait()
                 except queue.Empty:
                     break
-                if outbound.attempt(message_id) == "delivered":
-                    done += 1
+                statuses = deliver_webhooks(batch)
+                done += sum(status == "delivered" for status in statuses.values())
         finally:
             close_old_connections()
             with lock:
                 delivered += done
 
-    elapsed = _threads(worker, "webhooks")
-    return delivered / elapsed, len(ids) - delivered
+    elapsed = _threads(worker, "webhooks", _workers())
+    return delivered / elapsed, sum(map(len, batches)) - delivered
 
 
 def _raw(url: str, n: int, body: bytes) -> tuple[float, int]:
@@ -152,6 +164,8 @@ def _raw(url: str, n: int, body: bytes) -> tuple[float, int]:
 
 
 def run() -> dict[str, dict[str, Any]]:
+    from partners import outbound
+
     url = f"http://127.0.0.1:{PORT}/hooks"
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(PORT)])
     try:
@@ -171,9 +185,9 @@ def run() -> dict[str, dict[str, Any]]:
             rate, failed = _raw(url, MESSAGES, body)
             raw_rates.append(rate)
             errors += failed
-            ids, enqueue_seconds = _enqueue(partner, MESSAGES)
-            enqueue_rates.append(len(ids) / enqueue_seconds)
-            rate, failed = _deliver(ids)
+            batches, enqueue_seconds = _enqueue(partner, MESSAGES)
+            enqueue_rates.append(sum(map(len, batches)) / enqueue_seconds)
+            rate, failed = _deliver(batches)
             hook_rates.append(rate)
             errors += failed
     finally:
@@ -195,8 +209,9 @@ def run() -> dict[str, dict[str, Any]]:
             "value": round(hooks / raw, 3),
             "goal": f">= {GOAL}",
             "baseline": f"raw httpx POST loop (keep-alive client per thread) to the same "
-            f"loopback receiver: {raw:.0f}/s; outbound.attempt (claim, sign, POST, log, "
-            f"settle) {hooks:.0f}/s; {CONCURRENCY} threads, {MESSAGES} messages x {ROUNDS}",
+            f"loopback receiver: {raw:.0f}/s; deliver_webhooks task (batch claim, sign, POST, "
+            f"log, settle) {hooks:.0f}/s; {CONCURRENCY} POSTs in flight ({_workers()} "
+            f"worker(s) x {outbound.POST_CONCURRENCY}), {MESSAGES} messages x {ROUNDS}",
             "enqueue_per_s": round(enqueue),
             "cpu_ms_per_delivery": round(cpu_hook, 2),
             "cpu_ms_per_raw_post": round(cpu_raw, 2),

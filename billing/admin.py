@@ -43,6 +43,7 @@ class FeeScheduleForm(forms.ModelForm):
             "cpf_rate",
             "cpf_min",
             "cpf_max",
+            "revshare_rate",
             "effective_from",
             "effective_to",
         ]
@@ -84,6 +85,7 @@ class FeeScheduleAdmin(admin.ModelAdmin):
         "cpf_rate",
         "cpf_min",
         "cpf_max",
+        "revshare_rate",
         "effective_from",
         "effective_to",
     ]

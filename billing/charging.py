@@ -2,12 +2,17 @@
 
 - A billable event (accepted, approved, funded) makes one charge by the schedule in force
   at the event's time; an auction lead's CPL is its winning bid.
+- A revenue event (the partner's revenue on a funded loan for one period) makes one
+  ``revshare`` charge per event: the schedule's ``revshare_rate`` times its amount, never
+  tiered. A lead may have several (one per period); each is corrected on its own.
 - A partner's reversal of an earlier event makes a ``reversal`` entry, the exact negative
   of what that event was charged.
 - A return inside the window credits every charge on the lead with its reason code,
-  unless it waits for finance's approval (``billing.returns``).
+  unless it waits for finance's approval (``billing.returns``) -- revenue share charges
+  included, like every other charge on the lead (also those reported after the return).
 - A lead has at most one correction per fee kind (a return or a reversal, whichever came
-  first), so credits never exceed charges.
+  first), so credits never exceed charges; a revenue share charge has at most one
+  correction of its own.
 
 Whichever arrives first, the other catches up: a charge stored after its event was
 reversed, or after the lead's creditable return, is corrected at once. Everything runs in
@@ -49,6 +54,7 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
         cpf_rate=schedule.cpf_rate,
         cpf_min=schedule.cpf_min,
         cpf_max=schedule.cpf_max,
+        revshare_rate=schedule.revshare_rate,
         tiers=tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in schedule.tiers.all()),
     )
 
@@ -122,10 +128,17 @@ def _price_event(event: LeadEvent, lead: Lead, kind: str) -> Charge | None:
             _unit_number(
                 schedule=schedule, partner_id=lead.partner_id, kind=kind, at=event.occurred_at
             )
-            if terms.tiers and bid is None
+            if terms.tiers and bid is None and kind != "revshare"
             else 1
         )
-        amount = price(kind, terms, principal=event.principal, unit=unit, bid=bid)
+        amount = price(
+            kind,
+            terms,
+            principal=event.principal,
+            unit=unit,
+            bid=bid,
+            revenue=event.amount if kind == "revshare" else None,
+        )
         currency = schedule.currency
     return Charge(
         partner_id=lead.partner_id,

@@ -51,6 +51,8 @@ DATA_CATEGORIES = ["name", "phone", "national_id", "birth_date", "income", "empl
 PARTNERS: list[dict[str, Any]] = [
     dict(
         name="Huaxia Consumer Finance",
+        mode=DeliveryMode.PING_POST,
+        bid=("25.00", "60.00"),
         tiers="R3-R6",
         amount=(3000, 50000),
         term=(6, 24),
@@ -81,6 +83,8 @@ PARTNERS: list[dict[str, Any]] = [
     ),
     dict(
         name="Yangtze Credit Technology",
+        mode=DeliveryMode.PING_POST,
+        bid=("25.00", "60.00"),
         tiers="R3-R6",
         amount=(2000, 40000),
         term=(3, 24),
@@ -92,6 +96,8 @@ PARTNERS: list[dict[str, Any]] = [
     ),
     dict(
         name="Northern Star Lending",
+        mode=DeliveryMode.PING_POST,
+        bid=("25.00", "60.00"),
         tiers="R4-R7",
         amount=(1000, 15000),
         term=(3, 12),
@@ -341,6 +347,9 @@ def _seed_partner(spec: dict[str, Any], simulator_url: str) -> dict[str, Any]:
         garbage_rate=garbage,
         apr_min=spec["apr"][0],
         apr_max=spec["apr"][1],
+        bid_min=spec.get("bid", ("10.00", "50.00"))[0],
+        bid_max=spec.get("bid", ("10.00", "50.00"))[1],
+        ping_reject_rate=0.1,
     )
 
 

@@ -147,6 +147,7 @@ def create_fee_schedule(
     cpf_rate: object = "0",
     cpf_min: object = "0",
     cpf_max: object = None,
+    revshare_rate: object = "0",
     tiers: Sequence[TierInput | Mapping[str, Any]] = (),
     close_previous: bool = False,
 ) -> FeeSchedule:
@@ -161,6 +162,11 @@ def create_fee_schedule(
     high = None if cpf_max in (None, "") else parse_amount(cpf_max, field="cpf_max")
     if rate > 1:
         raise FeeScheduleError("cpf_rate is a fraction of principal (0.03 = 3%)", field="cpf_rate")
+    share = parse_amount(revshare_rate, field="revshare_rate", places=RATE_PLACES)
+    if share > 1:
+        raise FeeScheduleError(
+            "revshare_rate is a fraction of reported revenue (0.10 = 10%)", field="revshare_rate"
+        )
     if high is not None and high < low:
         raise FeeScheduleError("cpf_max is below cpf_min", field="cpf_max")
     fees: dict[str, Decimal | None] = {
@@ -169,6 +175,7 @@ def create_fee_schedule(
         "cpf_rate": rate,
         "cpf_min": low,
         "cpf_max": high,
+        "revshare_rate": share,
     }
     tier_rows = [_tier(t) for t in tiers]
     if len({t.from_count for t in tier_rows}) != len(tier_rows):

@@ -66,6 +66,10 @@ class FeeSchedule(models.Model):
     cpf_rate = models.DecimalField(max_digits=6, decimal_places=4, default=0)
     cpf_min = _money(default=0)
     cpf_max = _money(null=True, blank=True)
+    # Revenue share: fraction of the revenue a partner reports on a funded loan (a
+    # ``revenue`` event: interest and fees collected in a period), 0.1000 = 10%, per event,
+    # rounded to cents; no minimum, maximum or volume tiers. 0: no revenue share.
+    revshare_rate = models.DecimalField(max_digits=6, decimal_places=4, default=0)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True)  # exclusive; NULL: open-ended
     created_at = models.DateTimeField(auto_now_add=True)
@@ -79,6 +83,10 @@ class FeeSchedule(models.Model):
                 & Q(cpf_rate__lte=1)
                 & Q(cpf_min__gte=0),
                 name="fee_schedule_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(revshare_rate__gte=0) & Q(revshare_rate__lte=1),
+                name="fee_schedule_revshare_rate",
             ),
             models.CheckConstraint(
                 condition=Q(cpf_max__isnull=True) | Q(cpf_max__gte=F("cpf_min")),
@@ -131,6 +139,8 @@ class FeeKind(models.TextChoices):
     CPL = "cpl", "Per accepted lead"
     CPA = "cpa", "Per approval"
     CPF = "cpf", "Share of funded principal"
+    # One per revenue event (several per lead: one per period the partner reports).
+    REVSHARE = "revshare", "Revenue share"
 
 
 class EntryType(models.TextChoices):
@@ -190,14 +200,29 @@ class Charge(models.Model):
         constraints = [
             # Exactly once: one entry per lead, fee kind and entry type ...
             models.UniqueConstraint(
-                fields=["lead", "kind", "entry_type"], name="charge_once_per_lead_kind"
+                fields=["lead", "kind", "entry_type"],
+                condition=~Q(kind="revshare"),
+                name="charge_once_per_lead_kind",
             ),
             # ... and at most one correction per lead and kind, whether a return or a
             # reversal came first: credits on a lead never exceed its charges.
             models.UniqueConstraint(
                 fields=["lead", "kind"],
-                condition=~Q(entry_type="charge"),
+                condition=~Q(entry_type="charge") & ~Q(kind="revshare"),
                 name="charge_one_correction_per_lead_kind",
+            ),
+            # Revenue share is charged per revenue event (a lead has one per period): one
+            # charge per event ...
+            models.UniqueConstraint(
+                fields=["event", "kind", "entry_type"],
+                condition=Q(kind="revshare", entry_type="charge"),
+                name="charge_revshare_once_per_event",
+            ),
+            # ... and at most one correction (return credit or reversal) per such charge.
+            models.UniqueConstraint(
+                fields=["corrects"],
+                condition=Q(kind="revshare") & ~Q(entry_type="charge"),
+                name="charge_revshare_one_correction",
             ),
             models.CheckConstraint(
                 condition=(Q(entry_type="charge") & Q(amount__gte=0) & Q(corrects__isnull=True))

@@ -7,8 +7,10 @@ threshold in the month; units below keep their price. The n-th unit's price depe
 on n, so a month's total for n units is the same whatever order the events arrive in; a
 return or reversal credits exactly what its unit was charged.
 
-Revenue share is not a fee kind: partners report approvals, APR and funded principal but
-not the interest or fees they earn, so there is nothing honest to take a share of.
+Revenue share is a share of the revenue a partner reports on a funded loan (a ``revenue``
+event per period: interest and fees actually collected), one fee per event, rounded to
+cents. Volume tiers do not apply to it: the share of a period's revenue depends only on
+that revenue and the schedule's rate.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from decimal import Decimal
 from billing.money import to_cents
 
 # Which partner-reported event makes which fee.
-EVENT_FEE_KIND = {"accepted": "cpl", "approved": "cpa", "funded": "cpf"}
+EVENT_FEE_KIND = {"accepted": "cpl", "approved": "cpa", "funded": "cpf", "revenue": "revshare"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class FeeTerms:
     cpf_min: Decimal
     cpf_max: Decimal | None
     tiers: tuple[Tier, ...] = ()
+    # Fraction of reported revenue (0.1000 = 10%); never tiered.
+    revshare_rate: Decimal = Decimal(0)
 
 
 def terms_for_unit(terms: FeeTerms, unit: int) -> FeeTerms:
@@ -63,16 +67,24 @@ def price(
     principal: Decimal | None = None,
     unit: int = 1,
     bid: Decimal | None = None,
+    revenue: Decimal | None = None,
 ) -> Decimal:
     """The fee for one event, rounded to cents. CPF is a share of the funded principal,
     clamped to the per-loan minimum and maximum after rounding. An auction lead's CPL is
-    its winning bid (tiers do not discount a price the partner bid itself)."""
+    its winning bid (tiers do not discount a price the partner bid itself). Revenue share
+    is ``revenue`` times the schedule's rate, rounded once to cents, whatever the unit."""
     if unit < 1:
         raise ValueError("units are counted from 1")
     if kind == "cpl" and bid is not None:
         if bid < 0:
             raise ValueError("a bid cannot be negative")
         return to_cents(bid)
+    if kind == "revshare":
+        if revenue is None:
+            raise ValueError("a revenue share needs the reported revenue")
+        if revenue < 0:
+            raise ValueError("revenue cannot be negative")
+        return to_cents(revenue * terms.revshare_rate)
     unit_terms = terms_for_unit(terms, unit)
     if kind == "cpl":
         return to_cents(unit_terms.cpl)

@@ -4,14 +4,46 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from billing import budgets
 from billing.charging import charge_for_event
 from marketplace.models import LeadEvent
 from marketplace.signals import lead_event_recorded
+from partners.models import Partner, Product
+
+# Saves that only move a hold (partners.holds) never change a budget.
+HOLD_FIELDS = frozenset({"routing_hold", "updated_at"})
 
 
 @receiver(lead_event_recorded)
 def charge_event(sender: Any, *, event: LeadEvent, **kwargs: Any) -> None:
     # Runs in the transaction that stored the event: no event is ever left unbilled.
-    charge_for_event(event=event)
+    made = charge_for_event(event=event)
+    if made:
+        # Same transaction: a charge that reaches a budget holds routing with it.
+        budgets.evaluate_budgets(
+            partner_id=event.lead.partner_id, product_ids={charge.product_id for charge in made}
+        )
+
+
+@receiver(post_save, sender=Partner)
+def partner_saved(
+    sender: Any, *, instance: Partner, update_fields: frozenset[str] | None, **kwargs: Any
+) -> None:
+    # A budget raised (or lowered) in the admin takes effect at once.
+    if kwargs.get("raw") or (update_fields is not None and set(update_fields) <= HOLD_FIELDS):
+        return
+    if instance.monthly_budget is not None or instance.routing_hold == budgets.HOLD_REASON:
+        budgets.evaluate_budgets(partner_id=instance.pk)
+
+
+@receiver(post_save, sender=Product)
+def product_saved(
+    sender: Any, *, instance: Product, update_fields: frozenset[str] | None, **kwargs: Any
+) -> None:
+    if kwargs.get("raw") or (update_fields is not None and set(update_fields) <= HOLD_FIELDS):
+        return
+    if instance.monthly_budget is not None or instance.routing_hold == budgets.HOLD_REASON:
+        budgets.evaluate_budgets(partner_id=instance.partner_id, product_ids=[instance.pk])

@@ -6,6 +6,9 @@ charges of a month not invoiced yet) and reports as a *difference* anything else
 billable event without a charge, a correction that is not the exact negative of its
 charge, an uncredited return or reversal, an invoice whose lines do not sum its charges or
 whose total is not subtotal + tax, a credit note likewise, payments above what is due.
+
+Billable events are those of ``pricing.EVENT_FEE_KIND``: accepted, approved, funded and
+revenue (one revenue share charge per revenue event).
 """
 
 from __future__ import annotations

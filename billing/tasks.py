@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from billing import charging, invoicing
+from billing import budgets, charging, invoicing
 
 
 @shared_task
@@ -18,3 +18,10 @@ def generate_last_month_invoices() -> int:
 @shared_task
 def charge_unbilled_events() -> int:
     return charging.charge_unbilled_events()
+
+
+@shared_task
+def sweep_budgets() -> int:
+    """Beat runs it hourly: monthly budget holds follow this month's spend (a new month
+    lifts last month's holds)."""
+    return budgets.sweep_budgets()

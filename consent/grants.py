@@ -234,3 +234,35 @@ def receipt(grant: ConsentGrant) -> dict[str, Any]:
         else ("expired" if grant.expires_at <= timezone.now() else "active"),
         "withdrawn_at": withdrawal.withdrawn_at.isoformat() if withdrawal else None,
     }
+
+
+def record_expiries(*, now: datetime | None = None, batch: int = 500) -> int:
+    """Write ``consent.expired`` to the ledger, once, for every grant whose time ran out
+    without a withdrawal. Expiry needs no action to take effect (the gate checks the time);
+    this makes it part of the auditable history. Returns how many were recorded."""
+    now = now or timezone.now()
+    recorded = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                ConsentGrant.objects.select_for_update(skip_locked=True)
+                .filter(expires_at__lte=now, expiry_logged_at__isnull=True)
+                .order_by("expires_at")[:batch]
+            )
+            if not due:
+                return recorded
+            withdrawn = set(
+                ConsentWithdrawal.objects.filter(grant__in=due).values_list("grant_id", flat=True)
+            )
+            for grant in due:
+                if grant.id not in withdrawn:
+                    ledger.append(
+                        kind="consent.expired",
+                        data={
+                            "receipt_id": str(grant.id),
+                            "subject_id": str(grant.subject_id),
+                            "expired_at": grant.expires_at.isoformat(),
+                        },
+                    )
+                    recorded += 1
+            ConsentGrant.objects.filter(pk__in=[g.pk for g in due]).update(expiry_logged_at=now)

@@ -121,10 +121,19 @@ class ConsentGrant(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     expires_at = models.DateTimeField()
+    # When the expiry was written to the ledger (once, by a scheduled sweep).
+    expiry_logged_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["subject", "created_at"])]
+        indexes = [
+            models.Index(fields=["subject", "created_at"]),
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(expiry_logged_at__isnull=True),
+                name="grant_expiry_pending",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Consent {self.id}"

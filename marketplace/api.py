@@ -268,6 +268,11 @@ class LeadEventOutput(serializers.ModelSerializer):
         default=None,
         help_text="For a reversal: the event_id of the event it takes back",
     )
+    period = serializers.CharField(
+        source="revenue_period",
+        read_only=True,
+        help_text="For a revenue event: the month the revenue was earned, YYYY-MM",
+    )
     reversed_by = serializers.SerializerMethodField(
         help_text="The event_id of the reversal that took this event back, if any"
     )
@@ -286,6 +291,7 @@ class LeadEventOutput(serializers.ModelSerializer):
             "reason",
             "reverses",
             "reversed_by",
+            "period",
         ]
 
     def get_reversed_by(self, event: LeadEvent) -> str | None:
@@ -443,7 +449,8 @@ class EventInput(serializers.Serializer):
         max_value=events.MAX_AMOUNT,
         required=False,
         allow_null=True,
-        help_text="Approved amount",
+        help_text="Approved amount; for type revenue, the revenue earned in the period "
+        "(interest and fees actually collected, CNY), at most the funded principal",
     )
     apr = serializers.DecimalField(
         max_digits=5,
@@ -471,6 +478,13 @@ class EventInput(serializers.Serializer):
         help_text="For type reversal only: the event_id of your earlier event on this lead "
         "that this one takes back (e.g. a cancelled funding)",
     )
+    period = serializers.RegexField(
+        r"^\d{4}-(0[1-9]|1[0-2])$",
+        required=False,
+        allow_blank=True,
+        help_text="For type revenue only: the month the revenue was earned, YYYY-MM "
+        "(default: the month of occurred_at); one revenue event per lead and period",
+    )
 
 
 class PartnerLeadEventView(APIView):
@@ -486,7 +500,14 @@ class PartnerLeadEventView(APIView):
         "recomputed from the events still standing (a reversed `funded` may be reported "
         "again with a new event_id), and fees charged for it are credited. A reversal cannot "
         "be reversed, and an event is reversed at most once (409 `already_reversed`); an "
-        "unknown `reverses` is 422 `reversed_event_not_found`.",
+        "unknown `reverses` is 422 `reversed_event_not_found`.\n\n"
+        "A `revenue` event reports what you earned on a funded loan in one month (interest "
+        "and fees actually collected, CNY) in `amount`, with the month in `period` "
+        "(YYYY-MM, default the month of `occurred_at`); the revenue share of your fee "
+        "schedule is charged on it. Only on a funded lead (422 `lead_not_funded`), at most "
+        "the funded principal, one per lead and period (409 `duplicate_revenue_period`; "
+        "reverse it to correct it). It does not change the lead's status; a funding with "
+        "revenue reported cannot be reversed (422 `revenue_reported`).",
         request=EventInput,
         responses={
             201: LeadEventOutput,
@@ -495,13 +516,24 @@ class PartnerLeadEventView(APIView):
             404: OpenApiResponse(description="Not your lead"),
             409: OpenApiResponse(
                 description="event_id reused for another event, a second event of one type, "
-                "or an event already reversed"
+                "a second revenue event for one period, or an event already reversed"
             ),
             422: OpenApiResponse(
                 description="Valid JSON, but not applicable to this lead (the code says why)"
             ),
         },
         examples=[
+            OpenApiExample(
+                "Revenue earned in a month",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-revenue-2026-12",
+                    "type": "revenue",
+                    "occurred_at": "2027-01-03T09:00:00Z",
+                    "amount": "142.60",
+                    "period": "2026-12",
+                },
+            ),
             OpenApiExample(
                 "Reversal of a funding",
                 request_only=True,
@@ -542,13 +574,19 @@ class PartnerLeadEventView(APIView):
             principal=data.get("principal"),
             reason=data.get("reason", ""),
             reverses=data.get("reverses", ""),
+            period=data.get("period", ""),
         )
         try:
             event, created = events.record_event(
                 lead_id=lead_id, partner_id=partner_id, report=report
             )
         except events.EventError as exc:
-            conflict = exc.code in {"event_id_conflict", "duplicate_event_type", "already_reversed"}
+            conflict = exc.code in {
+                "event_id_conflict",
+                "duplicate_event_type",
+                "already_reversed",
+                "duplicate_revenue_period",
+            }
             raise ApiError(
                 str(exc),
                 code=exc.code,

@@ -57,6 +57,8 @@ CANDIDATE_FIELDS = (
     "delivery_mode",
     "ping_url",
     "ping_timeout_ms",
+    "routing_hold",
+    "max_shared_partners",
     "partner__id",
     "partner__status",
     "partner__routing_hold",
@@ -107,6 +109,7 @@ def _candidates(auction: Auction) -> list[Product]:
         and p.delivery_mode == DeliveryMode.PING_POST
         and p.partner.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
         and not p.partner.routing_hold
+        and not p.routing_hold
     ]
 
 
@@ -210,7 +213,7 @@ def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: 
         )
         if not awarded:
             return "skipped"
-        winners = _make_leads(auction, bidders[: auction.max_winners])
+        winners = _make_leads(auction, _winners(auction, bidders, alive=[]))
         PingAttempt.objects.bulk_create(rows)
         if not winners:
             # No bidder and no direct lead: the referral went nowhere after all.
@@ -218,6 +221,37 @@ def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: 
                 leads__isnull=False
             ).update(status=ReferralStatus.NO_MATCH, status_reason="no ping-post partner bid")
     return status
+
+
+def _winners(
+    auction: Auction, ranked: Sequence[PingAttempt], *, alive: Sequence[PingAttempt]
+) -> list[PingAttempt]:
+    """The next winners among ``ranked`` (best first) next to the ``alive`` ones: up to
+    ``max_winners`` in all and, in a shared auction, greedily only while the whole shared
+    set (the referral's direct leads, the alive winners and the kept ones) stays within
+    every member product's ``max_shared_partners`` (routing already bounded
+    ``max_winners`` by the direct products' limits)."""
+    room = auction.max_winners - len(alive)
+    if room <= 0:
+        return []
+    members = [*alive, *ranked]
+    if auction.mode != AuctionMode.SHARED or all(
+        row.product.max_shared_partners is None for row in members
+    ):
+        return list(ranked[:room])
+    direct = Lead.objects.filter(referral_id=auction.referral_id, auction__isnull=True).count()
+    limits = [r.product.max_shared_partners for r in alive if r.product.max_shared_partners]
+    limit = min([direct + auction.max_winners, *limits])
+    kept: list[PingAttempt] = []
+    for row in ranked:
+        if len(kept) >= room:
+            break
+        own = row.product.max_shared_partners
+        row_limit = limit if own is None else min(limit, own)
+        if direct + len(alive) + len(kept) + 1 <= row_limit:
+            kept.append(row)
+            limit = row_limit
+    return kept
 
 
 def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
@@ -278,11 +312,13 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
             award=PingAward.POST_FAILED
         )
         rows = list(
-            auction.pings.filter(rank__isnull=False).select_related("partner").order_by("rank")
+            auction.pings.filter(rank__isnull=False)
+            .select_related("partner", "product")
+            .order_by("rank")
         )
-        alive = sum(1 for row in rows if row.award == PingAward.WON)
+        alive = [row for row in rows if row.award == PingAward.WON]
         waiting = [row for row in rows if row.award == PingAward.NONE]
-        nexts = waiting[: max(0, auction.max_winners - alive)]
+        nexts = _winners(auction, waiting, alive=alive)
         leads = _make_leads(auction, nexts)
         for row in nexts:
             PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)

@@ -9,13 +9,25 @@ stored (the history is append-only) but no longer counts: the status and the lat
 outcome values are recomputed from the events still standing, and the same type may be
 reported again. A reversal cannot itself be reversed (report the event again instead), and
 an event is reversed at most once (a unique constraint decides races).
+
+A *revenue* event reports what the partner earned on a funded loan over one period
+(interest and fees actually collected, CNY, in ``amount``; the month in ``period``,
+"YYYY-MM", by default the month of ``occurred_at``); billing charges the schedule's revenue
+share on it. Rules: the lead must have a standing funded event (422 ``lead_not_funded``);
+0 < amount <= the funded principal (``REVENUE_PRINCIPAL_BOUND`` times it: a sanity bound,
+a year's interest and fees on a consumer loan stay well below its principal); several per
+lead, at most one standing per period (409 ``duplicate_revenue_period``; reverse it and
+report it again to correct it); it never changes the lead's status. A funding cannot be
+reversed while revenue reported on it stands (422 ``revenue_reported``): reverse the
+revenue events first.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -31,6 +43,10 @@ MAX_APR = Decimal("1")
 CLOCK_SKEW = timedelta(minutes=5)
 # A return dated inside the window may reach us a little later (partner batch jobs).
 RETURN_REPORTING_GRACE = timedelta(days=1)
+# A revenue event's amount is at most this multiple of the funded principal: a sanity
+# bound against typos (cents as yuan, principal reported as revenue), not a business rule.
+REVENUE_PRINCIPAL_BOUND = Decimal("1")
+PERIOD_FORMAT = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 STATUS_RANK = [
     (EventType.RETURNED, LeadStatus.RETURNED),
@@ -60,6 +76,18 @@ class EventReport:
     principal: Decimal | None = None
     reason: str = ""
     reverses: str = ""  # for a reversal: the partner's event_id of the event taken back
+    period: str = ""  # for a revenue event: the month earned, "YYYY-MM"
+
+
+def month_of(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m}"
+
+
+def _normalised(report: EventReport) -> EventReport:
+    """A revenue event without a period is the revenue of the month it occurred in."""
+    if report.type == EventType.REVENUE and not report.period:
+        return replace(report, period=month_of(report.occurred_at))
+    return report
 
 
 def _validate_shape(report: EventReport) -> None:
@@ -77,6 +105,17 @@ def _validate_shape(report: EventReport) -> None:
         raise EventError("an approved event needs amount and apr", field="amount")
     if report.type == EventType.FUNDED and report.principal is None:
         raise EventError("a funded event needs principal", field="principal")
+    if report.type == EventType.REVENUE:
+        if report.amount is None:
+            raise EventError("a revenue event needs amount: the revenue earned", field="amount")
+        if report.apr is not None or report.principal is not None:
+            raise EventError("a revenue event carries only amount and period", field="amount")
+        if report.period and not PERIOD_FORMAT.match(report.period):
+            raise EventError("period is a month, YYYY-MM (e.g. 2026-11)", field="period")
+        if report.period and report.period > month_of(report.occurred_at):
+            raise EventError("period is after the month of occurred_at", field="period")
+    elif report.period:
+        raise EventError("only a revenue event may name a period", field="period")
     if report.type in {EventType.REJECTED, EventType.RETURNED} and not report.reason:
         raise EventError(f"a {report.type} event needs a reason code", field="reason")
     if report.type == EventType.REVERSAL:
@@ -101,6 +140,7 @@ def _same(event: LeadEvent, report: EventReport) -> bool:
         and event.apr == report.apr
         and event.principal == report.principal
         and event.reason == report.reason
+        and event.revenue_period == report.period
         and (event.reverses.external_id if event.reverses else "") == report.reverses
     )
 
@@ -138,7 +178,42 @@ def _reversed_event(lead: Lead, events: list[LeadEvent], report: EventReport) ->
             field="occurred_at",
             code="reversal_before_event",
         )
+    if target.type == EventType.FUNDED and any(
+        e.type == EventType.REVENUE for e in standing(events)
+    ):
+        raise EventError(
+            "revenue was reported on this funding: reverse the revenue events first",
+            field="reverses",
+            code="revenue_reported",
+        )
     return target
+
+
+def _check_revenue(events: list[LeadEvent], report: EventReport) -> None:
+    """Against the standing events: a funded loan, a bounded amount, one per period."""
+    funded = [e for e in events if e.type == EventType.FUNDED and e.principal]
+    if not funded:
+        raise EventError(
+            "revenue can be reported only on a funded lead",
+            field="type",
+            code="lead_not_funded",
+        )
+    principal = funded[-1].principal
+    assert principal is not None and report.amount is not None
+    if report.amount > principal * REVENUE_PRINCIPAL_BOUND:
+        raise EventError(
+            f"revenue {report.amount} is above the funded principal {principal}",
+            field="amount",
+        )
+    if report.period < month_of(funded[-1].occurred_at):
+        raise EventError("period is before the loan was funded", field="period")
+    if any(e.type == EventType.REVENUE and e.revenue_period == report.period for e in events):
+        raise EventError(
+            f"revenue for period {report.period} was already reported on this lead; "
+            "reverse it to report it again",
+            field="period",
+            code="duplicate_revenue_period",
+        )
 
 
 def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport) -> None:
@@ -146,6 +221,9 @@ def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport)
     if report.type == EventType.REVERSAL:
         return
     events = standing(events)
+    if report.type == EventType.REVENUE:
+        _check_revenue(events, report)
+        return
     approved = [e.amount for e in events if e.type == EventType.APPROVED and e.amount]
     funded = [e.principal for e in events if e.type == EventType.FUNDED and e.principal]
     principal, amount = report.principal, report.amount
@@ -191,6 +269,7 @@ def _check_dates(lead: Lead, report: EventReport) -> None:
 
 
 def derive_status(types: set[str]) -> str | None:
+    """The status the outcome types rank to; revenue (and reversal) events rank nowhere."""
     for event_type, status in STATUS_RANK:
         if event_type in types:
             return status
@@ -215,6 +294,7 @@ def record_event(
     """Store the event (or return the one already stored with that id) and apply it.
     Returns (event, created)."""
     _validate_shape(report)
+    report = _normalised(report)
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead_id, partner_id=partner_id)
         existing = (
@@ -255,6 +335,7 @@ def record_event(
                     apr=report.apr,
                     principal=report.principal,
                     reason=report.reason,
+                    revenue_period=report.period,
                 )
         except IntegrityError:
             # The same event id was stored by a concurrent request since we looked (the

@@ -42,6 +42,8 @@ class CreditBox:
     daily_cap: int | None
     monthly_cap: int | None
     partner_sandbox: bool
+    # Shared products: the most partners a shared lead may go to with this one among them.
+    max_shared: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ def box_from_product(product: Product) -> CreditBox:
         daily_cap=product.daily_cap,
         monthly_cap=product.monthly_cap,
         partner_sandbox=product.partner.status == PartnerStatus.SANDBOX,
+        max_shared=product.max_shared_partners,
     )
 
 
@@ -122,6 +125,7 @@ class ProductIndex:
             is_active=True,
             partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
             partner__routing_hold="",
+            routing_hold="",  # a product held by itself (e.g. its monthly budget reached)
         )
         stats = query.aggregate(n=Count("id"), p=Max("updated_at"), q=Max("partner__updated_at"))
         version = (stats["n"], stats["p"], stats["q"])

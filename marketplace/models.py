@@ -246,6 +246,10 @@ class EventType(models.TextChoices):
     # The partner takes back one of its earlier events (e.g. a funding that was cancelled);
     # ``reverses`` names it. Billing books a negative entry for what it charged.
     REVERSAL = "reversal", "Reversal of an earlier event"
+    # Revenue the partner recognised on a funded loan for one period (interest and fees
+    # actually collected, CNY) in ``amount``; billing charges the revenue share on it. Does
+    # not change the lead's status; at most one standing per lead and ``revenue_period``.
+    REVENUE = "revenue", "Revenue earned on a funded loan"
 
 
 class LeadEvent(models.Model):
@@ -262,6 +266,10 @@ class LeadEvent(models.Model):
     apr = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     principal = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     reason = models.CharField(max_length=80, blank=True)
+    # For a revenue event: the month the revenue was earned in, "YYYY-MM" (the month of
+    # occurred_at when the partner did not say); one standing per lead and period. Empty
+    # for other events.
+    revenue_period = models.CharField(max_length=7, blank=True, default="")
     reverses = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
     )

@@ -5,7 +5,8 @@ Exclusive or shared is decided by the applicant's first choice (the cheapest can
 - exclusive and direct (or pull): that partner alone gets the lead;
 - exclusive and ping-post: an exclusive auction among the exclusive ping-post candidates;
 - otherwise shared: direct and pull partners get their leads at once (at most
-  MAX_PARTNERS_PER_REFERRAL), and the places left go to a shared auction among the
+  MAX_PARTNERS_PER_REFERRAL, and never more than any chosen product's
+  ``max_shared_partners``), and the places left go to a shared auction among the
   ping-post candidates (all pinged; the best bidders win, see marketplace.auctions).
 """
 
@@ -112,12 +113,41 @@ def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
             return candidates[:1]
         return [box for box in candidates if box.exclusive and _pinged(box)]
     shared = [box for box in candidates if not box.exclusive]
-    direct = [box for box in shared if not _pinged(box)][: settings.MAX_PARTNERS_PER_REFERRAL]
-    auctioned = [box for box in shared if _pinged(box)]
-    if len(direct) >= settings.MAX_PARTNERS_PER_REFERRAL:
-        auctioned = []
+    direct = limit_shared([box for box in shared if not _pinged(box)])
+    # The auction fills the places left; a ping-post product that does not allow a set of
+    # the direct leads plus itself is not pinged (winners are cut again at the award).
+    places = shared_set_limit(direct) - len(direct)
+    auctioned = [
+        box for box in shared if _pinged(box) and places > 0 and _allows(box, len(direct) + 1)
+    ]
     keep = {box.product_id for box in direct + auctioned}
     return [box for box in shared if box.product_id in keep]
+
+
+def _allows(box: CreditBox, size: int) -> bool:
+    return box.max_shared is None or size <= box.max_shared
+
+
+def shared_set_limit(boxes: Sequence[CreditBox]) -> int:
+    """The most partners a shared lead may go to with all these products among them."""
+    limits = [box.max_shared for box in boxes if box.max_shared is not None]
+    return min([settings.MAX_PARTNERS_PER_REFERRAL, *limits])
+
+
+def limit_shared(boxes: Sequence[CreditBox], *, already: int = 0) -> list[CreditBox]:
+    """Greedy in the given (consumer) order: keep a product only while the set (``already``
+    partners plus the kept ones plus it) stays within every member's ``max_shared`` and
+    MAX_PARTNERS_PER_REFERRAL. ``already`` counts partners chosen before (their limits are
+    the caller's to apply)."""
+    kept: list[CreditBox] = []
+    limit = settings.MAX_PARTNERS_PER_REFERRAL
+    for box in boxes:
+        size = already + len(kept) + 1
+        box_limit = limit if box.max_shared is None else min(limit, box.max_shared)
+        if size <= box_limit:
+            kept.append(box)
+            limit = box_limit
+    return kept
 
 
 def _pinged(box: CreditBox) -> bool:
@@ -143,7 +173,7 @@ def route(*, referral: Referral, grant: ConsentGrant) -> Routed:
         auction = open_auction(
             referral=referral,
             boxes=auctioned,
-            max_winners=max(1, settings.MAX_PARTNERS_PER_REFERRAL - len(chosen)),
+            max_winners=max(1, shared_set_limit(chosen) - len(chosen)),
         )
     return Routed(leads, auction)
 

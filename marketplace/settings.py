@@ -270,8 +270,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ------------------------------------------------------------------------------
-CELERY_BROKER_URL = env("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# No broker configured: tasks run eagerly in-process, and the in-memory transport keeps
+# kombu from looking for a broker on localhost.
+CELERY_TASK_ALWAYS_EAGER = not env("CELERY_BROKER_URL")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -286,6 +288,7 @@ CELERY_TASK_ROUTES = {
     "marketplace.tasks.post_leads": {"queue": "post"},
     "billing.tasks.*": {"queue": "billing"},
     "partners.tasks.deliver_webhook": {"queue": "webhooks"},
+    "partners.tasks.deliver_webhooks": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
@@ -299,6 +302,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partners.tasks.dispatch_due_webhooks",
         "schedule": 30.0,
     },
+    "record-consent-expiries": {
+        "task": "consent.tasks.record_expiries",
+        "schedule": 3600.0,
+    },
     "checkpoint-consent-ledger": {
         "task": "consent.tasks.checkpoint_ledger",
         "schedule": 3600.0,
@@ -306,6 +313,12 @@ CELERY_BEAT_SCHEDULE = {
     "charge-unbilled-events": {
         "task": "billing.tasks.charge_unbilled_events",
         "schedule": 300.0,
+    },
+    # Monthly budget holds: lifted just after midnight UTC on the 1st (and re-checked
+    # hourly, in case beat was down or another hold was lifted meanwhile).
+    "sweep-monthly-budgets": {
+        "task": "billing.tasks.sweep_budgets",
+        "schedule": crontab(minute=1),
     },
 }
 

@@ -65,8 +65,16 @@ class PartnerAdmin(PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin):
     # Reinforced: managing a partner does not let its staff grant permissions on it.
     partner_field = "pk"
     partner_staff_can_change = True
-    list_display = ["name", "status", "licence_number", "contact_email", "created_at"]
-    list_filter = ["status"]
+    list_display = [
+        "name",
+        "status",
+        "routing_hold",
+        "monthly_budget",
+        "licence_number",
+        "contact_email",
+        "created_at",
+    ]
+    list_filter = ["status", ("monthly_budget", admin.EmptyFieldListFilter)]
     search_fields = ["name", "legal_name", "licence_number"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProductInline, ApiKeyInline, WebhookInline]
@@ -117,8 +125,19 @@ class ProductAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "apr_min",
         "apr_max",
         "daily_cap",
+        "monthly_budget",
+        "exclusive",
+        "max_shared_partners",
+        "routing_hold",
     ]
-    list_filter = ["is_active", "delivery_mode", ("partner", PARTNER_FIELDS)]
+    list_filter = [
+        "is_active",
+        "delivery_mode",
+        "exclusive",
+        ("monthly_budget", admin.EmptyFieldListFilter),
+        ("max_shared_partners", admin.EmptyFieldListFilter),
+        ("partner", PARTNER_FIELDS),
+    ]
     search_fields = ["name", "partner__name"]
 
 

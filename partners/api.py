@@ -82,6 +82,7 @@ class PartnerProfileOutput(serializers.ModelSerializer):
             "licence_number",
             "status",
             "routing_hold",
+            "monthly_budget",
             "contact_name",
             "contact_email",
             "key",
@@ -119,7 +120,9 @@ class PartnerMeView(APIView):
         tags=TAGS,
         summary="Your partner profile, status and the calling key's mode",
         description="`status` is onboarding, sandbox, live, paused or offboarded; "
-        "`routing_hold` says why leads are held although you are live (empty when not). "
+        "`routing_hold` says why leads are held although you are live (empty when not), "
+        "e.g. `monthly budget reached` once this month's charges net of credits reach "
+        "`monthly_budget` (CNY, null: no cap; lifted at the start of the next UTC month). "
         "`key.mode` is the mode of the key you called with: sandbox keys see sandbox "
         "traffic only. `key.rate_limit_per_minute` is the key's rate limit (null: none); "
         "over it every call answers 429 with a `Retry-After` header (seconds).",
@@ -135,6 +138,7 @@ class PartnerMeView(APIView):
                     "licence_number": "CF-2019-0042",
                     "status": "live",
                     "routing_hold": "",
+                    "monthly_budget": None,
                     "contact_name": "Integration desk",
                     "contact_email": "api@example.com",
                     "key": {
@@ -165,6 +169,9 @@ class ProductOutput(serializers.ModelSerializer):
             "name",
             "is_active",
             *[name for name in products.CHANGEABLE_FIELDS if name not in {"name", "is_active"}],
+            "max_shared_partners",
+            "monthly_budget",
+            "routing_hold",
             "created_at",
             "updated_at",
         ]
@@ -198,6 +205,9 @@ PRODUCT_EXAMPLE = {
     "monthly_cap": 12000,
     "dedupe_days": 30,
     "exclusive": False,
+    "max_shared_partners": 3,
+    "monthly_budget": "200000.00",
+    "routing_hold": "",
     "created_at": "2026-10-01T08:00:00Z",
     "updated_at": "2026-11-02T08:00:00Z",
 }

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
@@ -39,12 +40,22 @@ class Partner(models.Model):
     # Why routing to this partner is held although its status is live (e.g. "over credit
     # limit", set by billing); empty when not held. Matching skips held partners.
     routing_hold = models.CharField(max_length=200, blank=True)
+    # Monthly budget cap in CNY: once this UTC month's charges net of credits reach it,
+    # billing holds routing ("monthly budget reached") until the next month or a higher
+    # budget (billing.budgets). NULL: no cap.
+    monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Any change bumps it, so per-process product indexes notice (marketplace.matching).
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_budget__isnull=True) | Q(monthly_budget__gte=0),
+                name="partner_budget_non_negative",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -98,7 +109,19 @@ class Product(models.Model):
     monthly_cap = models.PositiveIntegerField(null=True, blank=True)
     dedupe_days = models.PositiveSmallIntegerField(default=30)
     exclusive = models.BooleanField(default=False)
+    # Shared products only: the most partners a shared lead may go to when this product is
+    # one of them (itself included). NULL: settings.MAX_PARTNERS_PER_REFERRAL alone.
+    max_shared_partners = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    # Monthly budget cap of this product in CNY, like Partner.monthly_budget: routing skips
+    # the product once this UTC month's charges on it reach the budget. NULL: no cap.
+    monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    # Why routing to this product is held (e.g. "monthly budget reached", set by billing);
+    # empty when not held. Matching skips held products (partners.holds).
+    routing_hold = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Any change bumps it, so per-process product indexes notice (marketplace.matching).
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -118,6 +141,11 @@ class Product(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(max_age__gte=F("min_age")), name="product_age_range"
+            ),
+            models.CheckConstraint(
+                condition=(Q(max_shared_partners__isnull=True) | Q(max_shared_partners__gte=1))
+                & (Q(monthly_budget__isnull=True) | Q(monthly_budget__gte=0)),
+                name="product_sharing_and_budget",
             ),
         ]
 

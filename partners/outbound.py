@@ -4,8 +4,12 @@
 queues its first attempt after commit. ``attempt`` signs and POSTs it (``webhook-id`` is the
 message id, the same on every retry); a 2xx delivers it, a 410 disables the endpoint, any
 other answer or none schedules the next attempt on an exponential schedule that spans about
-three days. A beat task (``dispatch_due``) picks up due retries, so no task sleeps on a
-long countdown in the broker. Every attempt is logged; the admin can replay a message.
+three days. A beat task (``dispatch_due_webhooks``) picks up due retries, so no task sleeps
+on a long countdown in the broker. Every attempt is logged; the admin can replay a message.
+
+Delivery is batched (``attempt_many``): a batch of up to BATCH_SIZE messages is claimed with
+one statement, POSTed concurrently, and logged and settled with a few more, so the database
+costs a fraction of a round trip per message; ``attempt`` is a batch of one.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,11 +114,45 @@ def enqueue(
             continue  # already queued for this endpoint
         made.append(message)
     if made:
-        from partners.tasks import deliver_webhook
-
-        ids = [m.id for m in made]
-        transaction.on_commit(lambda: [deliver_webhook.delay(i) for i in ids])
+        _queue_at_commit([m.id for m in made])
     return made
+
+
+class _QueueAtCommit:
+    """An on-commit callback queuing the ids gathered by every enqueue of one transaction."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def __call__(self) -> None:
+        queue_deliveries(list(dict.fromkeys(self.ids)))
+
+
+def _queue_at_commit(ids: list[str]) -> None:
+    """Queue the first attempt of ids after commit, batched with the other messages enqueued
+    in the same transaction. An id added under a savepoint that rolls back stays in the
+    batch: the task skips an id with no pending message, so that costs only a lookup. A
+    transaction that rolls back drops its callback and with it the whole batch."""
+    if connection.in_atomic_block:
+        for entry in connection.run_on_commit:  # (savepoint ids, callback, robust)
+            callback = entry[1]
+            if isinstance(callback, _QueueAtCommit):
+                callback.ids.extend(ids)
+                return
+    batch = _QueueAtCommit()
+    batch.ids.extend(ids)
+    transaction.on_commit(batch)
+
+
+def queue_deliveries(message_ids: list[str]) -> int:
+    """Queue delivery tasks for message_ids in batches of BATCH_SIZE (task args are ids only);
+    returns the number of tasks queued."""
+    from partners.tasks import deliver_webhooks
+
+    batches = [message_ids[i : i + BATCH_SIZE] for i in range(0, len(message_ids), BATCH_SIZE)]
+    for batch in batches:
+        deliver_webhooks.delay(batch)
+    return len(batches)
 
 
 def signing_secrets(endpoint: WebhookEndpoint, at: datetime) -> list[str]:
@@ -144,14 +184,32 @@ def _relaxed_commit() -> Iterator[None]:
         yield
 
 
-# The delivery loop's four statements (read, claim, log, delivered) are plain SQL: through
-# the ORM, compiling each costs about ten times running it, and this loop bounds delivery
-# throughput (bench/bench_webhooks.py). Portable SQL for PostgreSQL and SQLite; the rarer
-# paths (410, giving up, replay) use the ORM.
+# The delivery loop's statements are plain SQL: through the ORM, compiling each costs about
+# ten times running it, and this loop bounds delivery throughput (bench/bench_webhooks.py).
+# Portable SQL for PostgreSQL and SQLite (RETURNING needs SQLite >= 3.35; older SQLite
+# claims row by row). The rarer paths (410, giving up, replay) use the ORM.
+#
+# A batch costs a fixed handful of round trips whatever its size: one compare-and-set UPDATE
+# claims every due message of the batch (reserving each one's next retry slot, so a crash
+# after the POST re-sends, never loses), one SELECT reads their endpoints, then one INSERT
+# logs every attempt and one UPDATE per outcome settles them, in one commit.
+_CLAIM = """
+UPDATE partners_webhookmessage
+SET attempts = attempts + 1,
+    next_attempt_at = CASE attempts {cases} ELSE %s END
+WHERE id IN ({ids}) AND status = 'pending'
+  AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+RETURNING id, attempts, payload, endpoint_id
+"""
+_ENDPOINTS = """
+SELECT id, url, secret_encrypted,
+       CASE WHEN previous_secret_expires_at > %s THEN previous_secret_encrypted END
+FROM partners_webhookendpoint WHERE id IN ({ids})
+"""
+# Fallback for SQLite < 3.35 (no RETURNING): read, then compare-and-set on the attempts read.
 _READ = """
-SELECT m.attempts, m.payload, e.id, e.url, e.secret_encrypted,
-       CASE WHEN e.previous_secret_expires_at > %s THEN e.previous_secret_encrypted END
-FROM partners_webhookmessage m JOIN partners_webhookendpoint e ON e.id = m.endpoint_id
+SELECT m.attempts, m.payload, m.endpoint_id
+FROM partners_webhookmessage m
 WHERE m.id = %s AND m.status = 'pending'
   AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %s)
 """
@@ -162,13 +220,18 @@ WHERE id = %s AND status = 'pending' AND attempts = %s
 """
 _LOG = """
 INSERT INTO partners_webhookattempt (message_id, attempted_at, http_status, latency_ms, error)
-VALUES (%s, %s, %s, %s, %s)
+VALUES {rows}
 """
 _DELIVERED = """
 UPDATE partners_webhookmessage SET status = 'delivered', delivered_at = %s,
        next_attempt_at = NULL
-WHERE id = %s
+WHERE id IN ({ids})
 """
+
+# POSTs in flight at once within one batch (the batch's DB work is done by the calling
+# thread; these threads only sign and POST).
+POST_CONCURRENCY = 2
+BATCH_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -181,34 +244,92 @@ class _Claimed:
     secrets: list[str]
 
 
-def _claim(message_id: str) -> _Claimed | None:
-    """Take the message for one attempt, or None if it is not due (or not pending)."""
+@dataclass(frozen=True)
+class _Outcome:
+    claimed: _Claimed
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str
+
+
+def _placeholders(n: int) -> str:
+    return ", ".join(["%s"] * n)
+
+
+def _can_return() -> bool:
+    return connection.vendor != "sqlite" or sqlite3.sqlite_version_info >= (3, 35)
+
+
+def _claim_rows(message_ids: list[str], now: datetime) -> list[tuple[str, int, Any, int]]:
+    """(id, attempts including this one, payload, endpoint id) of the messages taken."""
+    adapt = connection.ops.adapt_datetimefield_value
+    at = adapt(now)
+    if _can_return():
+        # One compare-and-set for the whole batch. On PostgreSQL a concurrent claimer of the
+        # same row waits for the row lock and then re-checks the WHERE against the committed
+        # row, whose next_attempt_at is now in the future: each message is taken once.
+        cases, params = [], []
+        for seen in range(len(RETRY_SCHEDULE)):
+            cases.append("WHEN %s THEN %s")
+            params += [seen, adapt(now + _delay_after(seen + 1))]
+        params.append(adapt(now + RETRY_SCHEDULE[-1]))
+        sql = _CLAIM.format(cases=" ".join(cases), ids=_placeholders(len(message_ids)))
+        with _relaxed_commit(), connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *message_ids, at])
+            return [tuple(row) for row in cursor.fetchall()]
+    rows = []
+    for message_id in message_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(_READ, [message_id, at])
+            row = cursor.fetchone()
+        if row is None:
+            continue
+        seen, payload, endpoint_id = row
+        reserve = adapt(now + _delay_after(seen + 1))
+        with _relaxed_commit(), connection.cursor() as cursor:
+            cursor.execute(_TAKE, [seen + 1, reserve, message_id, seen, at])
+            if cursor.rowcount == 1:
+                rows.append((message_id, seen + 1, payload, endpoint_id))
+    return rows
+
+
+def _claim_many(message_ids: list[str]) -> list[_Claimed]:
+    """Take the due, pending messages among message_ids for one attempt each."""
     now = timezone.now()
-    at = connection.ops.adapt_datetimefield_value(now)
+    rows = _claim_rows(message_ids, now)
+    if not rows:
+        return []
+    endpoint_ids = sorted({row[3] for row in rows})
     with connection.cursor() as cursor:
-        cursor.execute(_READ, [at, message_id, at])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    seen, payload, endpoint_id, url, secret, previous_secret = row
-    attempts = seen + 1
-    # Reserve the next slot now: a crash mid-attempt is retried, not lost. Compare-and-set
-    # on the attempts we read: of two workers that read the same row, one wins, one skips.
-    reserve = connection.ops.adapt_datetimefield_value(now + _delay_after(attempts))
-    with _relaxed_commit(), connection.cursor() as cursor:
-        cursor.execute(_TAKE, [attempts, reserve, message_id, seen, at])
-        if cursor.rowcount != 1:
-            return None
-    if not isinstance(payload, str):  # a driver that decodes JSON itself
-        payload = json.dumps(payload)
-    return _Claimed(
-        message_id=message_id,
-        attempts=attempts,
-        body=json.dumps(json.loads(payload), separators=(",", ":")).encode(),
-        endpoint_id=endpoint_id,
-        url=url,
-        secrets=[_unseal(bytes(s)) for s in (secret, previous_secret) if s is not None],
-    )
+        cursor.execute(
+            _ENDPOINTS.format(ids=_placeholders(len(endpoint_ids))),
+            [connection.ops.adapt_datetimefield_value(now), *endpoint_ids],
+        )
+        endpoints = {
+            endpoint_id: (
+                url,
+                [_unseal(bytes(s)) for s in (secret, previous) if s is not None],
+            )
+            for endpoint_id, url, secret, previous in cursor.fetchall()
+        }
+    order = {message_id: i for i, message_id in enumerate(message_ids)}
+    claimed = []
+    for message_id, attempts, payload, endpoint_id in sorted(rows, key=lambda r: order[r[0]]):
+        if not isinstance(payload, str):  # a driver that decodes JSON itself
+            payload = json.dumps(payload)
+        url, secrets = endpoints[endpoint_id]
+        claimed.append(
+            _Claimed(
+                message_id=message_id,
+                attempts=attempts,
+                body=json.dumps(json.loads(payload), separators=(",", ":")).encode(),
+                endpoint_id=endpoint_id,
+                url=url,
+                secrets=secrets,
+            )
+        )
+    return claimed
 
 
 @functools.lru_cache(maxsize=1024)
@@ -222,18 +343,15 @@ def _delay_after(attempts: int) -> timedelta:
     return RETRY_SCHEDULE[min(attempts - 1, len(RETRY_SCHEDULE) - 1)]
 
 
-def attempt(message_id: str) -> str:
-    """One delivery attempt; returns the message's status afterwards."""
-    claimed = _claim(message_id)
-    if claimed is None:
-        return "skipped"
+def _post(claimed: _Claimed) -> _Outcome:
+    """Sign and POST one claimed message (no database access: runs in any thread)."""
     started = time.monotonic()
     now = timezone.now()
     status_code: int | None = None
     error = ""
     try:
         check_partner_url(claimed.url)
-        headers = signed_headers(claimed.secrets, claimed.body, message_id, now)
+        headers = signed_headers(claimed.secrets, claimed.body, claimed.message_id, now)
         response = _http_client().post(claimed.url, content=claimed.body, headers=headers)
         status_code = response.status_code
         if not 200 <= status_code < 300:
@@ -245,35 +363,84 @@ def attempt(message_id: str) -> str:
     except httpx.HTTPError as exc:
         error = type(exc).__name__
     latency_ms = int((time.monotonic() - started) * 1000)
-    # The attempt's log line and its outcome commit together (one commit, not two).
+    return _Outcome(claimed, now, status_code, latency_ms, error[:200])
+
+
+def attempt(message_id: str) -> str:
+    """One delivery attempt; returns the message's status afterwards (or "skipped")."""
+    return attempt_many([message_id])[message_id]
+
+
+def attempt_many(message_ids: list[str], *, concurrency: int | None = None) -> dict[str, str]:
+    """One delivery attempt for each due, pending message among message_ids, POSTed up to
+    ``concurrency`` (default POST_CONCURRENCY) at a time; returns each id's status afterwards
+    ("skipped" if it was not due, not pending, or taken by another worker). At-least-once:
+    each message's next attempt is reserved when it is claimed, so a crash between POST and
+    settle re-sends it later with the same webhook-id, never loses it."""
+    ids = list(dict.fromkeys(message_ids))
+    result = dict.fromkeys(ids, "skipped")
+    for start in range(0, len(ids), BATCH_SIZE):
+        claimed = _claim_many(ids[start : start + BATCH_SIZE])
+        if not claimed:
+            continue
+        workers = max(1, min(concurrency or POST_CONCURRENCY, len(claimed)))
+        if workers == 1:
+            outcomes = [_post(c) for c in claimed]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                outcomes = list(pool.map(_post, claimed))
+        result.update(_settle_many(outcomes))
+    return result
+
+
+def _settle_many(outcomes: list[_Outcome]) -> dict[str, str]:
+    """Log every attempt and settle every outcome in one commit."""
+    adapt = connection.ops.adapt_datetimefield_value
+    status: dict[str, str] = {}
+    delivered, gave_up, gone = [], [], set()
+    for o in outcomes:
+        message_id = o.claimed.message_id
+        if not o.error:
+            delivered.append(message_id)
+            status[message_id] = MessageStatus.DELIVERED
+        elif o.status_code == 410:
+            # The partner says the endpoint is gone for good: stop sending anything to it.
+            gone.add(o.claimed.endpoint_id)
+            status[message_id] = MessageStatus.FAILED
+        elif o.claimed.attempts > len(RETRY_SCHEDULE):
+            gave_up.append(message_id)
+            status[message_id] = MessageStatus.FAILED
+        else:
+            status[message_id] = MessageStatus.PENDING  # next attempt reserved at claim
+    log_params: list[Any] = []
+    for o in outcomes:
+        log_params += [o.claimed.message_id, adapt(o.attempted_at), o.status_code]
+        log_params += [o.latency_ms, o.error]
     with _relaxed_commit():
         with connection.cursor() as cursor:
-            attempted_at = connection.ops.adapt_datetimefield_value(now)
-            cursor.execute(_LOG, [message_id, attempted_at, status_code, latency_ms, error[:200]])
-        return _settle(claimed, status_code, error)
-
-
-def _settle(claimed: _Claimed, status_code: int | None, error: str) -> str:
-    if not error:
-        with connection.cursor() as cursor:
-            delivered_at = connection.ops.adapt_datetimefield_value(timezone.now())
-            cursor.execute(_DELIVERED, [delivered_at, claimed.message_id])
-        return MessageStatus.DELIVERED
-    if status_code == 410:
-        # The partner says the endpoint is gone for good: stop sending anything to it.
-        WebhookEndpoint.objects.filter(pk=claimed.endpoint_id).update(
-            is_active=False, disabled_reason="answered 410 Gone"
-        )
-        WebhookMessage.objects.filter(
-            endpoint_id=claimed.endpoint_id, status=MessageStatus.PENDING
-        ).update(status=MessageStatus.FAILED, next_attempt_at=None)
-        return MessageStatus.FAILED
-    if claimed.attempts > len(RETRY_SCHEDULE):
-        WebhookMessage.objects.filter(pk=claimed.message_id).update(
-            status=MessageStatus.FAILED, next_attempt_at=None
-        )
-        return MessageStatus.FAILED
-    return MessageStatus.PENDING
+            rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(outcomes))
+            cursor.execute(_LOG.format(rows=rows), log_params)
+            if delivered:
+                cursor.execute(
+                    _DELIVERED.format(ids=_placeholders(len(delivered))),
+                    [adapt(timezone.now()), *delivered],
+                )
+        if gave_up:
+            WebhookMessage.objects.filter(pk__in=gave_up).update(
+                status=MessageStatus.FAILED, next_attempt_at=None
+            )
+        if gone:
+            WebhookEndpoint.objects.filter(pk__in=gone).update(
+                is_active=False, disabled_reason="answered 410 Gone"
+            )
+            WebhookMessage.objects.filter(
+                endpoint_id__in=gone, status=MessageStatus.PENDING
+            ).update(status=MessageStatus.FAILED, next_attempt_at=None)
+            # A message of a gone endpoint that failed otherwise in this batch is failed too.
+            for o in outcomes:
+                if o.claimed.endpoint_id in gone and status[o.claimed.message_id] == "pending":
+                    status[o.claimed.message_id] = MessageStatus.FAILED
+    return status
 
 
 def due_message_ids(limit: int = 500) -> list[str]:
@@ -294,9 +461,7 @@ def replay(*, message_id: str) -> None:
         next_attempt_at=timezone.now(),
         delivered_at=None,
     )
-    from partners.tasks import deliver_webhook
-
-    transaction.on_commit(lambda: deliver_webhook.delay(message_id))
+    transaction.on_commit(lambda: queue_deliveries([message_id]))
 
 
 def rotate_secret(*, endpoint_id: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -39,7 +40,7 @@ def test_admin_lists_and_details_render_without_personal_data(
         obj = model_admin.get_queryset(response.wsgi_request).first()
         if obj is not None:
             detail = staff_client.get(
-                reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+                reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[quote(obj.pk)])
             )
             assert detail.status_code == 200, meta.label
             assert not any(secret in detail.content.decode() for secret in secrets), meta.label

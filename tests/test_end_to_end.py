@@ -4,6 +4,7 @@ partner API -> charges -> monthly invoice read by the partner through the API.""
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import httpx
@@ -18,7 +19,8 @@ from partners.keys import issue_api_key
 from tests.factories import TrafficSourceFactory, published_consent_text, referral_payload
 
 
-def test_referral_becomes_lead_events_charges_and_invoice(live_server, simulator_factory):
+def test_referral_becomes_lead_events_charges_and_invoice(live_server, simulator_factory, caplog):
+    caplog.set_level(logging.DEBUG)  # everything any logger emits, in every thread
     published_consent_text()
     source_key = issue_api_key(source=TrafficSourceFactory()).plaintext
     sim = simulator_factory(
@@ -82,3 +84,8 @@ def test_referral_becomes_lead_events_charges_and_invoice(live_server, simulator
 
     assert LedgerEntry.objects.filter(kind="data.disclosed").count() == 1
     assert verify_ledger().ok
+    # No personal value reached any log line on the way.
+    personal = [str(v) for v in payload["applicant"].values()]
+    assert caplog.records, "logging was captured"
+    leaked = [v for v in personal if v in caplog.text]
+    assert leaked == []

@@ -69,7 +69,7 @@ def test_cpf_without_a_principal_is_refused() -> None:
 
 def test_an_unknown_fee_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown fee kind"):
-        price("revshare", TERMS)
+        price("bogus", TERMS)
 
 
 principals = st.decimals(

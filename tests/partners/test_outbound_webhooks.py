@@ -8,13 +8,15 @@ import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from partners import outbound
-from partners.models import MessageStatus, WebhookEndpoint, WebhookMessage
+from partners import outbound, tasks
+from partners.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from partners.webhooks import create_endpoint
 from tests.factories import PartnerFactory
 
@@ -22,7 +24,8 @@ from tests.factories import PartnerFactory
 class Receiver:
     """A partner's webhook receiver on loopback answering a scripted status per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, default: int = 204) -> None:
+        self.default = default
         self.statuses: list[int] = []
         self.requests: list[tuple[dict[str, str], bytes]] = []
         receiver = self
@@ -31,7 +34,7 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses.pop(0) if receiver.statuses else 204
+                status = receiver.statuses.pop(0) if receiver.statuses else receiver.default
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -181,3 +184,142 @@ def test_rotation_signs_with_both_secrets_for_the_overlap(endpoint, receiver):
     with pytest.raises(WebhookVerificationError):
         Webhook(old_secret).verify(body, headers)
     assert json.loads(body)["type"] == "lead.delivered"
+
+
+@pytest.fixture
+def receivers() -> Iterator[dict[int, Receiver]]:
+    made = {status: Receiver(default=status) for status in (204, 500, 410)}
+    yield made
+    for r in made.values():
+        r.server.shutdown()
+
+
+def test_one_batch_settles_each_outcome(db, receivers):
+    ok, _ = create_endpoint(partner=PartnerFactory(), url=receivers[204].url)
+    broken, _ = create_endpoint(partner=PartnerFactory(), url=receivers[500].url)
+    gone, _ = create_endpoint(partner=PartnerFactory(), url=receivers[410].url)
+    down, _ = create_endpoint(partner=PartnerFactory(), url="http://127.0.0.1:9/hooks")
+    delivered, retried, refused, unreachable = (_enqueue(e) for e in (ok, broken, gone, down))
+    # Another pending message to the gone endpoint, not yet due: failed with its endpoint.
+    later = _enqueue(gone, key="k2")
+    WebhookMessage.objects.filter(pk=later.pk).update(
+        next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    ids = [delivered.id, retried.id, refused.id, unreachable.id, later.id, "msg_missing"]
+
+    statuses = outbound.attempt_many(ids)
+
+    assert statuses == {
+        delivered.id: MessageStatus.DELIVERED,
+        retried.id: MessageStatus.PENDING,
+        refused.id: MessageStatus.FAILED,
+        unreachable.id: MessageStatus.PENDING,
+        later.id: "skipped",
+        "msg_missing": "skipped",
+    }
+    rows = {m.id: m for m in WebhookMessage.objects.all()}
+    assert rows[delivered.id].status == MessageStatus.DELIVERED
+    assert rows[delivered.id].delivered_at is not None
+    assert rows[delivered.id].next_attempt_at is None
+    for pending in (retried, unreachable):
+        assert rows[pending.id].status == MessageStatus.PENDING
+        assert rows[pending.id].attempts == 1
+        assert rows[pending.id].next_attempt_at > timezone.now() + timedelta(seconds=3)
+    assert rows[refused.id].status == rows[later.id].status == MessageStatus.FAILED
+    assert rows[later.id].attempts == 0
+    gone.refresh_from_db()
+    ok.refresh_from_db()
+    assert not gone.is_active and "410" in gone.disabled_reason and ok.is_active
+    log = {a.message_id: (a.http_status, a.error) for a in WebhookAttempt.objects.all()}
+    assert log == {
+        delivered.id: (204, ""),
+        retried.id: (500, "http 500"),
+        refused.id: (410, "http 410"),
+        unreachable.id: (None, "ConnectError"),
+    }
+    # Each POST carried its own message's id.
+    for status, message in ((204, delivered), (500, retried), (410, refused)):
+        assert [h["webhook-id"] for h, _ in receivers[status].requests] == [message.id]
+
+
+def test_a_failed_message_in_a_batch_is_retried_with_the_same_id(endpoint, receiver):
+    receiver.statuses = [500]
+    first, second = _enqueue(endpoint[0]), _enqueue(endpoint[0], key="k2")
+    with mock.patch.object(outbound, "POST_CONCURRENCY", 1):  # scripted statuses in order
+        assert outbound.attempt_many([first.id, second.id]) == {
+            first.id: MessageStatus.PENDING,
+            second.id: MessageStatus.DELIVERED,
+        }
+    WebhookMessage.objects.filter(pk=first.pk).update(next_attempt_at=timezone.now())
+    assert tasks.deliver_webhooks([first.id, second.id]) == {
+        first.id: MessageStatus.DELIVERED,
+        second.id: "skipped",
+    }
+    assert [h["webhook-id"] for h, _ in receiver.requests] == [first.id, second.id, first.id]
+
+
+def test_claims_row_by_row_without_returning(endpoint, receiver):
+    messages = [_enqueue(endpoint[0], key=f"k{i}") for i in range(3)]
+    with mock.patch.object(outbound, "_can_return", return_value=False):
+        statuses = outbound.attempt_many([m.id for m in messages])
+        assert set(statuses.values()) == {MessageStatus.DELIVERED}
+        assert outbound.attempt_many([m.id for m in messages]) == dict.fromkeys(
+            [m.id for m in messages], "skipped"
+        )
+    assert len(receiver.requests) == 3
+
+
+def test_enqueues_in_one_transaction_queue_batches_of_ids(endpoint):
+    with (
+        mock.patch.object(tasks.deliver_webhooks, "delay") as delay,
+        transaction.atomic(),
+    ):
+        made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(outbound.BATCH_SIZE + 3)]
+        # Inside the test's transaction nothing commits: run the callbacks by hand.
+        for entry in list(connection.run_on_commit):
+            entry[1]()
+    batches = [call.args[0] for call in delay.call_args_list]
+    assert [len(b) for b in batches] == [outbound.BATCH_SIZE, 3]
+    assert [i for batch in batches for i in batch] == [m.id for m in made]
+
+
+def test_dispatch_queues_due_messages_in_batches(endpoint):
+    made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(outbound.BATCH_SIZE + 1)]
+    WebhookMessage.objects.filter(pk=made[0].pk).update(
+        next_attempt_at=timezone.now() + timedelta(hours=1)
+    )
+    with mock.patch.object(tasks.deliver_webhooks, "delay") as delay:
+        assert tasks.dispatch_due_webhooks() == outbound.BATCH_SIZE
+    batches = [call.args[0] for call in delay.call_args_list]
+    assert len(batches) == 1 and set(batches[0]) == {m.id for m in made[1:]}
+
+
+@pytest.mark.postgres
+def test_concurrent_batches_post_each_message_once(transactional_db, receiver):
+    endpoint, _ = create_endpoint(partner=PartnerFactory(), url=receiver.url)
+    with mock.patch.object(tasks.deliver_webhooks, "delay"):
+        ids = [_enqueue(endpoint, key=f"k{i}").id for i in range(40)]
+    results: list[dict[str, str]] = []
+    start = threading.Barrier(2)
+
+    def work(batch: list[str]) -> None:
+        try:
+            start.wait()
+            results.append(outbound.attempt_many(batch))
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=work, args=(ids[:30],)),
+        threading.Thread(target=work, args=(list(reversed(ids[10:])),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sent = [headers["webhook-id"] for headers, _ in receiver.requests]
+    assert sorted(sent) == sorted(ids)  # every message POSTed, none twice
+    delivered = [i for r in results for i, status in r.items() if status == "delivered"]
+    assert sorted(delivered) == sorted(ids)
+    assert WebhookAttempt.objects.count() == len(ids)
+    assert set(WebhookMessage.objects.values_list("status", flat=True)) == {"delivered"}
