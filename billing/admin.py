@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -28,7 +29,7 @@ from billing.models import (
     ReturnReview,
     ReviewStatus,
 )
-from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
+from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
 class FeeScheduleForm(forms.ModelForm):
@@ -111,7 +112,7 @@ class FeeScheduleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Charge)
-class ChargeAdmin(ReadOnlyAdmin):
+class ChargeAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "partner",
@@ -155,11 +156,14 @@ class ReturnReviewAdmin(ReadOnlyAdmin):
             )
         self.message_user(request, f"Decided; {credits} credit(s) booked.", messages.SUCCESS)
 
-    @admin.action(description="Approve: credit the returned leads")
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("billing.change_returnreview"))
+
+    @admin.action(description="Approve: credit the returned leads", permissions=["decide"])
     def approve(self, request: HttpRequest, queryset: QuerySet[ReturnReview]) -> None:
         self._decide(request, queryset, True)
 
-    @admin.action(description="Reject: no credit")
+    @admin.action(description="Reject: no credit", permissions=["decide"])
     def reject(self, request: HttpRequest, queryset: QuerySet[ReturnReview]) -> None:
         self._decide(request, queryset, False)
 
@@ -183,7 +187,7 @@ class AllocationInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
         "__str__",
         "partner",
@@ -218,26 +222,39 @@ class InvoiceAdmin(ReadOnlyAdmin):
             *super().get_urls(),
         ]
 
+    def _invoice(self, request: HttpRequest, pk: Any) -> Invoice:
+        # Scoped like the list: partner staff reach only their partners' invoices.
+        invoice: Invoice = get_object_or_404(self.get_queryset(request), pk=pk)
+        return invoice
+
     def html_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
-        return HttpResponse(documents.render_html(Invoice.objects.get(pk=pk)))
+        return HttpResponse(documents.render_html(self._invoice(request, pk)))
 
     def pdf_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         return HttpResponse(
-            documents.render_pdf(Invoice.objects.get(pk=pk)), content_type="application/pdf"
+            documents.render_pdf(self._invoice(request, pk)), content_type="application/pdf"
         )
 
     def csv_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         return HttpResponse(
-            b"".join(s.encode() for s in documents.csv_stream(Invoice.objects.get(pk=pk))),
+            b"".join(s.encode() for s in documents.csv_stream(self._invoice(request, pk))),
             content_type="text/csv",
         )
 
-    @admin.action(description="Issue selected drafts (assigns gapless numbers)")
+    def has_finance_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("billing.change_invoice"))
+
+    @admin.action(
+        description="Issue selected drafts (assigns gapless numbers)", permissions=["finance"]
+    )
     def issue(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("created_at"):
             invoicing.issue_invoice(invoice_id=invoice.id)
 
-    @admin.action(description="Void selected invoices (issues a full credit note each)")
+    @admin.action(
+        description="Void selected invoices (issues a full credit note each)",
+        permissions=["finance"],
+    )
     def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset:
             try:
@@ -328,7 +345,7 @@ class PaymentAdmin(admin.ModelAdmin):
                 request, "That bank reference was recorded already.", messages.WARNING
             )
 
-    @admin.action(description="Allocate what is left, oldest invoice first")
+    @admin.action(description="Allocate what is left, oldest invoice first", permissions=["change"])
     def allocate_oldest_first(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in queryset:
             payments.allocate_payment(payment_id=payment.pk)

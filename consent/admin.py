@@ -23,7 +23,7 @@ from consent.models import (
     RevealRecord,
     Subject,
 )
-from partners.adminutils import ReadOnlyAdmin
+from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin
 
 
 class ReasonForm(forms.Form):
@@ -253,7 +253,7 @@ class AcknowledgementFilter(admin.SimpleListFilter):
 
 
 @admin.register(DeletionRequest)
-class DeletionRequestAdmin(ReadOnlyAdmin):
+class DeletionRequestAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "partner",
@@ -306,7 +306,10 @@ class CheckpointAdmin(ReadOnlyAdmin):
         }
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Sign a checkpoint of the ledger now")
+    def has_sign_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("consent.add_checkpoint"))
+
+    @admin.action(description="Sign a checkpoint of the ledger now", permissions=["sign"])
     def checkpoint_now(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
         checkpoint = ledger.make_checkpoint()
         self.message_user(request, f"Signed checkpoint at size {checkpoint.tree_size}.")

@@ -10,7 +10,7 @@ from marketplace.models import (
     PingAttempt,
     Referral,
 )
-from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
+from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
 class LeadInline(ReadOnlyInline):
@@ -73,7 +73,7 @@ class ReferralAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(ReadOnlyAdmin):
+class LeadAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "partner",
@@ -95,7 +95,7 @@ class LeadAdmin(ReadOnlyAdmin):
 
 
 @admin.register(LeadEvent)
-class LeadEventAdmin(ReadOnlyAdmin):
+class LeadEventAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["external_id", "type", "partner", "lead", "occurred_at", "received_at"]
     list_filter = ["type", "partner"]
     search_fields = ["=external_id", "=lead__id"]

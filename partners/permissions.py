@@ -44,6 +44,12 @@ PARTNER_STAFF_MODEL_PERMS = [
     "partners.view_webhookendpoint",
     "partners.view_webhookmessage",
     "partners.view_webhookattempt",
+    # Scoped by partner in their own apps' admins (PartnerScopedAdminMixin).
+    "marketplace.view_lead",
+    "marketplace.view_leadevent",
+    "billing.view_invoice",
+    "billing.view_charge",
+    "consent.view_deletionrequest",
 ]
 
 Row = TypeVar("Row", bound=models.Model)
