@@ -61,7 +61,6 @@ def partner_invoices(request: Request) -> QuerySet[Invoice]:
 class PartnerInvoiceListView(generics.ListAPIView):
     permission_classes = [IsPartnerKey]
     serializer_class = InvoiceOutput
-    ordering = "-period_start"
 
     def get_queryset(self) -> QuerySet[Invoice]:
         return partner_invoices(self.request)

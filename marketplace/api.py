@@ -397,7 +397,6 @@ class PartnerLeadListView(generics.ListAPIView):
     permission_classes = [IsPartnerKey]
     serializer_class = PartnerLeadOutput
     filterset_class = LeadFilter
-    ordering = "-created_at"
 
     def get_queryset(self) -> QuerySet[Lead]:
         if getattr(self, "swagger_fake_view", False):

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -125,15 +124,8 @@ def _target(product: Product) -> pings.PingTarget | str:
     sealed = product.sealed_secret  # type: ignore[attr-defined]
     if not sealed:
         return "partner has no active signing secret"
-    secret = _unseal(bytes(sealed))
+    secret = secretbox.unseal(sealed)
     return pings.PingTarget(ping_id, product.ping_url, secret, product.ping_timeout_ms)
-
-
-@functools.lru_cache(maxsize=1024)
-def _unseal(sealed: bytes) -> str:
-    # A sealed secret never changes (rotation seals a new one): decrypt each once per
-    # process instead of once per ping.
-    return secretbox.unseal(sealed)
 
 
 def run(*, auction_id: uuid.UUID) -> str:

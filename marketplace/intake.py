@@ -72,7 +72,7 @@ def create_referral(
             income_band_floor=income_band_floor(request.applicant.monthly_income),
             employment_type=request.employment_type,
         )
-        if not grants.is_active(grant, now):
+        if grant.expires_at <= now:  # a grant made this instant cannot be withdrawn yet
             referral.status = ReferralStatus.NOT_ROUTABLE
             referral.status_reason = "consent has expired"
         elif REFERRAL_PURPOSE not in grant.purposes:

@@ -287,7 +287,6 @@ CELERY_TASK_ROUTES = {
     "marketplace.tasks.run_auction": {"queue": "ping"},
     "marketplace.tasks.post_leads": {"queue": "post"},
     "billing.tasks.*": {"queue": "billing"},
-    "partners.tasks.deliver_webhook": {"queue": "webhooks"},
     "partners.tasks.deliver_webhooks": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"

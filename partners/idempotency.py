@@ -7,7 +7,7 @@ import functools
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,7 +22,6 @@ from partners.models import ApiKey, IdempotencyRecord
 MAX_KEY_LENGTH = 200
 # A RUNNING record older than this belongs to a request whose process died.
 STALE_AFTER = timedelta(minutes=5)
-View = TypeVar("View")
 
 
 def _fingerprint(request: Request) -> str:

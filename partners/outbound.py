@@ -14,7 +14,6 @@ costs a fraction of a round trip per message; ``attempt`` is a batch of one.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
@@ -153,17 +152,6 @@ def queue_deliveries(message_ids: list[str]) -> int:
     for batch in batches:
         deliver_webhooks.delay(batch)
     return len(batches)
-
-
-def signing_secrets(endpoint: WebhookEndpoint, at: datetime) -> list[str]:
-    secrets = [secretbox.unseal(endpoint.secret_encrypted)]
-    if (
-        endpoint.previous_secret_encrypted
-        and endpoint.previous_secret_expires_at
-        and endpoint.previous_secret_expires_at > at
-    ):
-        secrets.append(secretbox.unseal(endpoint.previous_secret_encrypted))
-    return secrets
 
 
 @contextmanager
@@ -309,7 +297,7 @@ def _claim_many(message_ids: list[str]) -> list[_Claimed]:
         endpoints = {
             endpoint_id: (
                 url,
-                [_unseal(bytes(s)) for s in (secret, previous) if s is not None],
+                [secretbox.unseal(s) for s in (secret, previous) if s is not None],
             )
             for endpoint_id, url, secret, previous in cursor.fetchall()
         }
@@ -330,13 +318,6 @@ def _claim_many(message_ids: list[str]) -> list[_Claimed]:
             )
         )
     return claimed
-
-
-@functools.lru_cache(maxsize=1024)
-def _unseal(token: bytes) -> str:
-    # Decrypting (HMAC check + AES) per message is a tenth of a delivery's CPU; a rotation
-    # stores a new token, so a cached one is never stale.
-    return secretbox.unseal(token)
 
 
 def _delay_after(attempts: int) -> timedelta:

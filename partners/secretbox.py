@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 
 from cryptography.fernet import Fernet
 from django.conf import settings
@@ -18,4 +19,11 @@ def seal(plaintext: str) -> bytes:
 
 
 def unseal(token: bytes | memoryview) -> str:
-    return _fernet().decrypt(bytes(token)).decode()
+    # Webhook and ping signing decrypt the same few secrets over and over; a sealed token
+    # never changes (rotation seals a new one), so each is decrypted once per process.
+    return _unseal(settings.SECRETS_ENCRYPTION_KEY, bytes(token))
+
+
+@functools.lru_cache(maxsize=1024)
+def _unseal(key: str, token: bytes) -> str:
+    return _fernet().decrypt(token).decode()

@@ -13,12 +13,6 @@ def deliver_webhooks(message_ids: list[str]) -> dict[str, str]:
     return outbound.attempt_many(message_ids)
 
 
-@shared_task(acks_late=True)
-def deliver_webhook(message_id: str) -> str:
-    """One message: kept so tasks already in the broker from before batching still run."""
-    return outbound.attempt(message_id)
-
-
 @shared_task
 def dispatch_due_webhooks() -> int:
     """Beat: queue every message whose next attempt is due, in batches."""
