@@ -41,6 +41,8 @@ class ExportSummary:
     entries: int
     tree_size: int
     not_yet_checkpointed: int  # matching entries after the checkpoint: not in the bundle
+    public_key: str  # the operator's Ed25519 checkpoint key, base64 of the raw 32 bytes
+    key_id: str  # its fingerprint: SHA-256 hex of the raw key, as GET /api/v1/ledger/public-key
 
 
 def _subject_entries(subject_id: uuid.UUID) -> list[tuple[int, str, str]]:
@@ -89,9 +91,12 @@ Files
   checkpoint.json  the signed checkpoint: tree_size, root_hash (base64; also hex), signed_at,
                    signature (base64 Ed25519) and signed_body, the exact text signed:
                    origin "\\n" tree_size "\\n" base64(root) "\\n" signed_at "\\n"
-  public_key.txt   the platform's Ed25519 checkpoint key (base64, raw 32 bytes). Compare it
-                   with the key the operator publishes (GET /api/v1/ledger/public-key)
-                   rather than trusting the copy in this bundle.
+  public_key.txt   the platform's Ed25519 checkpoint key (base64, raw 32 bytes), for
+                   reference only: whoever alters a bundle can re-sign it and replace this
+                   file. Its key_id (SHA-256 hex of the raw key) is
+                   {summary.key_id}
+                   Compare it with the key the operator publishes out of band (e.g.
+                   GET /api/v1/ledger/public-key) and pass that key with --public-key.
   proofs.json      one RFC 9162 inclusion proof per entry, in the same order:
                    leaf_index (= the entry's seq), leaf_hash (hex), hashes (hex, leaf upwards).
   verify_bundle.py the verifier: Python 3 standard library plus the "cryptography" package.
@@ -99,6 +104,10 @@ Files
 Verify
   pip install cryptography
   python verify_bundle.py . --public-key <the operator's published base64 key>
+
+Without --public-key nothing is verified (exit status 2): the key must be pinned.
+--trust-bundled-key checks the bundle against public_key.txt instead, after printing its
+key_id and a warning; that proves only that the bundle is consistent with itself.
 
 It checks (1) the checkpoint signature over the body rebuilt from its fields, (2) each
 entry's leaf hash = SHA-256(0x00 || line bytes), (3) each inclusion proof against the signed
@@ -141,6 +150,8 @@ def export_bundle(
         entries=len(covered),
         tree_size=checkpoint.tree_size,
         not_yet_checkpointed=len(matching) - len(covered),
+        public_key=base64.b64encode(ledger.public_key_bytes()).decode(),
+        key_id=ledger.public_key_id(),
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,9 +172,7 @@ def export_bundle(
         ).decode(),
     }
     (out_dir / "checkpoint.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out_dir / "public_key.txt").write_text(
-        base64.b64encode(ledger.public_key_bytes()).decode() + "\n"
-    )
+    (out_dir / "public_key.txt").write_text(summary.public_key + "\n")
     proof_documents = [
         {
             "leaf_index": proof.leaf_index,

@@ -4,15 +4,22 @@
 Needs only Python 3.9+ and the ``cryptography`` package (for Ed25519). It does not import
 anything of the platform, so an auditor can read it in full. Usage::
 
-    python verify_bundle.py BUNDLE_DIR [--public-key BASE64]
-    python verify_bundle.py --consistency RESPONSE.json [--public-key BASE64]
+    python verify_bundle.py BUNDLE_DIR --public-key BASE64
+    python verify_bundle.py BUNDLE_DIR --trust-bundled-key
+    python verify_bundle.py --consistency RESPONSE.json --public-key BASE64
+
+The key must be pinned: the operator's Ed25519 key, obtained out of band (its ``key_id`` is
+the SHA-256 hex of the raw 32 bytes). The bundle's own ``public_key.txt`` proves nothing,
+since whoever alters a bundle can re-sign it with a key of their own and ship that key; so
+without ``--public-key`` nothing is verified and the exit status is 2. ``--trust-bundled-key``
+checks the bundle against its own key anyway, after printing that key's fingerprint and a
+warning, to be compared with the operator's ``key_id``.
 
 The first form checks, in order, and stops at the first failure:
 
 1. the checkpoint: its signed body is rebuilt from its fields as
    ``origin\\nsize\\nbase64(root)\\niso-time\\n`` and its Ed25519 signature verified with the
-   public key (``--public-key``, obtained from the operator out of band, or the bundle's
-   ``public_key.txt``);
+   pinned public key;
 2. every line of ``entries.jsonl`` (the exact canonical bytes of one entry): its leaf hash
    SHA-256(0x00 || bytes) equals the one in ``proofs.json``, and its ``seq`` is its leaf index;
 3. every inclusion proof against the signed root (RFC 9162 §2.1.3.2).
@@ -20,7 +27,8 @@ The first form checks, in order, and stops at the first failure:
 The second form takes the JSON answer of ``GET /api/v1/ledger/consistency?first=M&second=N``
 and checks both checkpoints' signatures and the consistency proof (RFC 9162 §2.1.4.2).
 
-It prints ``OK: ...`` and exits 0, or ``FAIL: <the first failing item>: <why>`` and exits 1.
+It prints ``OK: ...`` and exits 0, or ``FAIL: <the first failing item>: <why>`` and exits 1,
+or ``NOT VERIFIED: ...`` (no pinned key) and exits 2.
 """
 
 from __future__ import annotations
@@ -42,6 +50,15 @@ ORIGIN = "decline-marketplace/consent-ledger"
 
 class Failure(Exception):
     """The first thing that did not verify."""
+
+
+class Unpinned(Exception):
+    """No key to verify against was given: nothing can be said about the bundle."""
+
+
+def key_id(raw_key: bytes) -> str:
+    """The key's fingerprint as the operator publishes it: SHA-256 hex of the raw 32 bytes."""
+    return hashlib.sha256(raw_key).hexdigest()
 
 
 def sha256(data: bytes) -> bytes:
@@ -172,14 +189,46 @@ def check_checkpoint(checkpoint: Any, key: Ed25519PublicKey, what: str) -> tuple
     return size, root
 
 
-def verify_bundle(bundle: Path, public_key_b64: str | None) -> str:
-    key_text = public_key_b64
-    if key_text is None:
-        try:
-            key_text = (bundle / "public_key.txt").read_text()
-        except OSError:
-            raise Failure("public_key.txt: missing (or pass --public-key)") from None
-    key = load_public_key(key_text, "public key")
+def bundled_key(bundle: Path) -> str:
+    """The base64 key the bundle carries (public_key.txt): a claim, not a trust anchor."""
+    try:
+        return (bundle / "public_key.txt").read_text().strip()
+    except OSError:
+        raise Failure("public_key.txt: missing (pass --public-key)") from None
+
+
+def unpinned_message(bundle: Path) -> str:
+    try:
+        text = bundled_key(bundle)
+        claim = f"the bundle's own key (public_key.txt) has key_id {key_id(_b64(text, 'k'))}"
+    except Failure:
+        claim = "the bundle carries no readable key of its own"
+    return (
+        "NOT VERIFIED: no public key pinned. A bundle can be altered and re-signed with any "
+        "key, and that key shipped in public_key.txt, so the bundle's own key proves nothing.\n"
+        "Obtain the operator's Ed25519 public key out of band (from the operator, or "
+        "GET /api/v1/ledger/public-key on the platform, whose key_id is the SHA-256 hex of "
+        "the raw key), then run:\n"
+        f"  python verify_bundle.py {bundle} --public-key <the operator's base64 key>\n"
+        f"For comparison, {claim}.\n"
+        "To check the bundle against its own key anyway (proves only that it is consistent "
+        "with itself), add --trust-bundled-key."
+    )
+
+
+def trust_warning(key_text: str) -> str:
+    return (
+        "WARNING: key not pinned; trusting the key inside the bundle (public_key.txt), "
+        f"key_id (SHA-256 of the raw key):\n  {key_id(_b64(key_text, 'public_key.txt'))}\n"
+        "Anyone who alters a bundle can re-sign it with a key of their own, so an OK below "
+        "means only that the bundle is consistent with this key. Compare this key_id with "
+        "the operator's, obtained out of band, or pin the key with --public-key."
+    )
+
+
+def verify_bundle(bundle: Path, public_key_b64: str) -> str:
+    key = load_public_key(public_key_b64, "public key")
+    fingerprint = key_id(_b64(public_key_b64.strip(), "public key"))
     size, root = check_checkpoint(_json(bundle / "checkpoint.json"), key, "checkpoint.json")
 
     proofs_doc = _json(bundle / "proofs.json")
@@ -219,7 +268,8 @@ def verify_bundle(bundle: Path, public_key_b64: str | None) -> str:
         if not verify_inclusion(leaf_hash(line), seq, size, path, root):
             raise Failure(f"{what}: inclusion proof does not lead to the signed root")
     return (
-        f"OK: checkpoint signature verified (tree size {size}, root {root.hex()}); "
+        f"OK: checkpoint signature verified under key_id {fingerprint} "
+        f"(tree size {size}, root {root.hex()}); "
         f"{len(lines)} entries and their inclusion proofs verified against it"
     )
 
@@ -245,14 +295,34 @@ def verify_consistency_answer(path: Path, public_key_b64: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a consent-ledger audit bundle offline.")
     parser.add_argument("bundle", nargs="?", default=".", help="bundle directory")
-    parser.add_argument("--public-key", help="base64 Ed25519 key published by the operator")
+    pin = parser.add_mutually_exclusive_group()
+    pin.add_argument(
+        "--public-key", help="base64 Ed25519 key of the operator, obtained out of band"
+    )
+    pin.add_argument(
+        "--trust-bundled-key",
+        action="store_true",
+        help="verify against the bundle's own public_key.txt (prints its key_id and a warning)",
+    )
     parser.add_argument("--consistency", metavar="FILE", help="a consistency-proof answer")
     args = parser.parse_args(argv)
+    if args.consistency and args.trust_bundled_key:
+        parser.error("--consistency needs --public-key (an API answer carries no key)")
+    bundle = Path(args.bundle)
     try:
         if args.consistency:
             message = verify_consistency_answer(Path(args.consistency), args.public_key)
+        elif args.public_key is not None:
+            message = verify_bundle(bundle, args.public_key)
+        elif args.trust_bundled_key:
+            key_text = bundled_key(bundle)
+            print(trust_warning(key_text))
+            message = verify_bundle(bundle, key_text)
         else:
-            message = verify_bundle(Path(args.bundle), args.public_key)
+            raise Unpinned
+    except Unpinned:
+        print(unpinned_message(bundle))
+        return 2
     except Failure as failure:
         print(f"FAIL: {failure}")
         return 1

@@ -1,12 +1,15 @@
 """export_consent_audit writes a bundle that the standalone verify_bundle.py accepts
-offline, and rejects, naming the first failing item, once any byte of it is altered. The
-bundle holds no personal data."""
+offline with the operator's pinned key, and rejects, naming the first failing item, once any
+byte of it is altered or it is re-signed with another key. The bundle holds no personal data."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 import uuid
@@ -17,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consent import gate, grants, ledger, proofs
+from consent import gate, grants, ledger, merkle, proofs
 from consent.audit_export import BUNDLE_FILES
 from consent.models import ConsentGrant, LedgerEntry
 from tests.consent.conftest import MakeGrant
@@ -75,7 +80,16 @@ def _export(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def _verify(bundle: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _published_key() -> str:
+    """The operator's key as an auditor obtains it out of band."""
+    return base64.b64encode(ledger.public_key_bytes()).decode()
+
+
+def _verify(bundle: Path, *args: str, pin: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the bundle's own verifier as an auditor would: with the published key pinned,
+    unless ``pin`` is false or the arguments name a key themselves."""
+    if pin and "--public-key" not in args:
+        args = (*args, "--public-key", _published_key())
     return subprocess.run(
         [sys.executable, str(bundle / "verify_bundle.py"), str(bundle), *args],
         capture_output=True,
@@ -131,7 +145,7 @@ def test_subject_bundle_holds_that_subjects_entries_and_verifies_offline(
 
 
 def test_bundle_verifies_with_the_published_key_and_not_with_another(bundle: Path) -> None:
-    published = base64.b64encode(ledger.public_key_bytes()).decode()
+    published = _published_key()
     other = base64.b64encode(bytes(range(32))).decode()
 
     assert _verify(bundle, "--public-key", published).returncode == 0
@@ -253,6 +267,131 @@ def test_a_dropped_entry_fails(bundle: Path) -> None:
     assert f"FAIL: entries.jsonl has {n - 1} entries but proofs.json {n}" in result.stdout
 
 
+# --- A forged bundle: altered and re-signed with another key -----------------------------
+
+
+def _forge(bundle: Path) -> tuple[Path, str]:
+    """Rewrite history as an insider would: alter an entry, rebuild the Merkle tree over it
+    (every proof consistent), sign a new checkpoint with a random Ed25519 key and put that
+    key in public_key.txt. Returns the bundle and the forged key's fingerprint (key_id)."""
+    lines = (bundle / "entries.jsonl").read_bytes().splitlines()
+    number = next(n for n, line in enumerate(lines) if b'"purpose":"loan_referral"' in line)
+    lines[number] = lines[number].replace(b'"loan_referral"', b'"marketing"')
+    checkpoint = json.loads((bundle / "checkpoint.json").read_text())
+    size = checkpoint["tree_size"]
+    leaves = [
+        bytes.fromhex(h)
+        for h in LedgerEntry.objects.order_by("seq").values_list("leaf_hash", flat=True)[:size]
+    ]
+    seqs = [json.loads(line)["seq"] for line in lines]
+    for seq, line in zip(seqs, lines, strict=True):
+        leaves[seq] = merkle.leaf_hash(line)
+    root = merkle.root_from_leaf_hashes(leaves)
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    body = (
+        f"{ledger.CHECKPOINT_ORIGIN}\n{size}\n{base64.b64encode(root).decode()}\n"
+        f"{checkpoint['signed_at']}\n"
+    )
+    checkpoint.update(
+        root_hash=base64.b64encode(root).decode(),
+        root_hash_hex=root.hex(),
+        signed_body=body,
+        key_id=hashlib.sha256(raw).hexdigest(),
+        signature=base64.b64encode(key.sign(body.encode())).decode(),
+    )
+    forged = bundle.parent / "forged"
+    shutil.copytree(bundle, forged)
+    (forged / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    (forged / "checkpoint.json").write_text(json.dumps(checkpoint, indent=2))
+    (forged / "public_key.txt").write_text(base64.b64encode(raw).decode() + "\n")
+    proofs_doc = {
+        "tree_size": size,
+        "proofs": [
+            {
+                "leaf_index": seq,
+                "leaf_hash": leaves[seq].hex(),
+                "hashes": [h.hex() for h in merkle.inclusion_proof(leaves, seq)],
+            }
+            for seq in seqs
+        ],
+    }
+    (forged / "proofs.json").write_text(json.dumps(proofs_doc))
+    return forged, hashlib.sha256(raw).hexdigest()
+
+
+def test_a_forged_bundle_is_not_reported_ok_without_a_pinned_key(bundle: Path) -> None:
+    forged, _ = _forge(bundle)
+
+    result = _verify(forged, pin=False)
+
+    assert result.returncode != 0
+    assert "OK" not in result.stdout
+    assert "--public-key" in result.stdout  # says how to pin the key
+    assert "/api/v1/ledger/public-key" in result.stdout
+
+
+def test_a_genuine_bundle_without_a_pinned_key_is_not_reported_ok_either(bundle: Path) -> None:
+    result = _verify(bundle, pin=False)
+
+    assert result.returncode != 0
+    assert "OK" not in result.stdout
+    assert "--public-key" in result.stdout
+
+
+def test_a_forged_bundle_fails_against_the_pinned_key(bundle: Path) -> None:
+    forged, _ = _forge(bundle)
+
+    result = _verify(forged)
+
+    assert result.returncode == 1
+    assert result.stdout.startswith("FAIL: checkpoint.json: signature does not verify")
+
+
+def test_trusting_the_bundled_key_prints_its_fingerprint_and_a_warning(bundle: Path) -> None:
+    forged, forged_key_id = _forge(bundle)
+
+    result = _verify(forged, "--trust-bundled-key", pin=False)
+    genuine = _verify(bundle, "--trust-bundled-key", pin=False)
+
+    # The forgery is self-consistent, so it verifies, but only under a loud warning that
+    # shows a fingerprint which is not the operator's key_id.
+    assert result.returncode == 0, result.stdout + result.stderr
+    warning, _, rest = result.stdout.partition("OK: ")
+    assert "WARNING" in warning and "not pinned" in warning
+    assert forged_key_id in warning
+    assert ledger.public_key_id() not in result.stdout
+    assert rest.startswith("checkpoint signature verified")
+    assert genuine.returncode == 0
+    assert ledger.public_key_id() in genuine.stdout.partition("OK: ")[0]
+
+
+def test_pinning_a_key_and_trusting_the_bundled_one_together_is_refused(bundle: Path) -> None:
+    result = _verify(bundle, "--trust-bundled-key")
+
+    assert result.returncode == 2
+    assert "OK" not in result.stdout
+
+
+def test_export_prints_a_verify_command_with_the_pinned_key_and_its_fingerprint(
+    referral: Referral, tmp_path: Path
+) -> None:
+    out = tmp_path / "printed"
+
+    stdout, _ = _export("--subject", referral.subject_id, "--out", str(out))
+
+    command = next(line for line in stdout.splitlines() if "verify_bundle.py" in line)
+    argv = shlex.split(command.partition("python ")[2])
+    assert argv[argv.index("--public-key") + 1] == _published_key()
+    assert ledger.public_key_id() in stdout
+    assert ledger.public_key_id() in (out / "README.txt").read_text()
+    result = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=60, cwd=out
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: checkpoint signature verified")
+
+
 # --- Consistency answers from the API ------------------------------------------------------
 
 
@@ -267,7 +406,7 @@ def test_consistency_answer_verifies_offline_and_fails_when_altered(
     path = tmp_path / "consistency.json"
     path.write_text(answer.content.decode())
     verifier = Path(__file__).resolve().parents[2] / "consent" / "verify_bundle.py"
-    key = base64.b64encode(ledger.public_key_bytes()).decode()
+    key = _published_key()
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(

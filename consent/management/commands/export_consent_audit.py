@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -60,10 +61,15 @@ class Command(BaseCommand):
             )
         except ExportError as exc:
             raise CommandError(str(exc)) from None
+        out = options["out"]
+        verifier = shlex.quote(str(Path(out) / "verify_bundle.py"))
         self.stdout.write(
             f"wrote {summary.entries} entries with inclusion proofs against the checkpoint of "
-            f"tree size {summary.tree_size} to {options['out']}; verify with: "
-            f"python {Path(options['out']) / 'verify_bundle.py'} {options['out']}"
+            f"tree size {summary.tree_size} to {out}; verify with:\n"
+            f"  python {verifier} {shlex.quote(out)} --public-key {summary.public_key}\n"
+            f"The auditor compares this key's fingerprint, key_id {summary.key_id} (SHA-256 of "
+            "the raw key), with the operator's key obtained out of band (not from this bundle "
+            "or this message) before trusting the result."
         )
         if summary.not_yet_checkpointed:
             self.stderr.write(
