@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Type-checked domain modules (views and admin are thin and checked by tests).
 MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/grants.py \
 	consent/gate.py consent/ledger.py consent/deletion.py consent/erasure.py \
-	consent/compliance.py consent/roles.py consent/proofs.py consent/keys.py consent/checks.py \
+	consent/compliance.py partners/roles.py consent/proofs.py consent/keys.py consent/checks.py \
 	consent/audit_export.py consent/verify_bundle.py partners/keys.py partners/webhooks.py \
 	partners/urlsafety.py partners/simulator.py marketplace/matching.py \
 	marketplace/routing.py marketplace/intake.py marketplace/delivery.py marketplace/pull.py \

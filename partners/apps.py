@@ -1,6 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class PartnersConfig(AppConfig):
     name = "partners"
     verbose_name = "Partners"
+
+    def ready(self) -> None:
+        from partners.roles import ensure_role_groups
+
+        # Every app's post_migrate, not only ours: billing's permissions exist only after
+        # billing's turn, so the groups are complete after the last app.
+        post_migrate.connect(ensure_role_groups, dispatch_uid="partners-role-groups")
