@@ -412,20 +412,23 @@ class PartnerBillingProfileAdmin(admin.ModelAdmin):
         parts = []
         for currency in Currency.values:
             s = statements.statement(partner_id=obj.partner_id, currency=currency)
-            if not (s.invoiced or s.paid or s.uninvoiced):
+            if not (s.invoiced or s.paid or s.drafts or s.uninvoiced):
                 continue
             aging = format_html_join(" ", "<b>{}</b> {}", ((k, v) for k, v in s.aging.items()))
             parts.append(
                 format_html(
-                    "{}: invoiced {}, credited {}, paid {} (unapplied {}), balance <b>{}</b>, "
-                    "not yet invoiced {}.<br>Aging by due date: {}",
+                    "{}: invoiced {}, credited {}, paid {} (unapplied {}), balance <b>{}</b>; "
+                    "drafts {}, not yet invoiced {} (VAT included): exposure <b>{}</b>."
+                    "<br>Aging by due date: {}",
                     currency,
                     s.invoiced,
                     s.credited,
                     s.paid,
                     s.unapplied,
                     s.balance,
+                    s.drafts,
                     s.uninvoiced,
+                    s.exposure,
                     aging,
                 )
             )

@@ -165,8 +165,25 @@ class StatementOutput(serializers.Serializer):
     credited = serializers.DecimalField(max_digits=13, decimal_places=2)
     paid = serializers.DecimalField(max_digits=13, decimal_places=2)
     unapplied = serializers.DecimalField(max_digits=13, decimal_places=2)
-    balance = serializers.DecimalField(max_digits=13, decimal_places=2)
-    uninvoiced = serializers.DecimalField(max_digits=13, decimal_places=2)
+    balance = serializers.DecimalField(
+        max_digits=13,
+        decimal_places=2,
+        help_text="invoiced - credited - paid: what you owe now (negative: in credit)",
+    )
+    drafts = serializers.DecimalField(
+        max_digits=13, decimal_places=2, help_text="totals of invoices made but not issued yet"
+    )
+    uninvoiced = serializers.DecimalField(
+        max_digits=13,
+        decimal_places=2,
+        help_text="fees and corrections on no invoice or credit note yet, with VAT as an "
+        "invoice computes it",
+    )
+    exposure = serializers.DecimalField(
+        max_digits=13,
+        decimal_places=2,
+        help_text="balance + drafts + uninvoiced: what your credit limit is checked against",
+    )
     aging = AgingOutput()
     items = OpenItemOutput(many=True)
 

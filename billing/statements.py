@@ -1,9 +1,11 @@
 """Partner statements: what each invoice still owes, the balance and its aging.
 
 An invoice's open amount is its total less its credit notes and the payments allocated to
-it (a void invoice is credited in full, so it owes nothing). The balance is everything
-issued less everything credited and paid, so unapplied payments and credit notes beyond
-an invoice's total lower it too. Aging buckets count days past the due date.
+it (a void invoice is credited in full, so it owes nothing). The balance, drafts,
+uninvoiced entries and exposure come from ``billing.balances.partner_balance`` (the one
+definition): everything issued less everything credited and paid, so unapplied payments
+and credit notes beyond an invoice's total lower it too. Aging buckets count days past
+the due date.
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum, Va
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.balances import partner_balance
 from billing.models import (
-    Charge,
     CreditNote,
     Invoice,
     InvoiceStatus,
     PartnerBillingProfile,
-    Payment,
     PaymentAllocation,
 )
 from billing.money import ZERO, to_cents
@@ -103,7 +104,9 @@ class Statement:
     paid: Decimal  # every payment received
     unapplied: Decimal  # payments not allocated to an invoice
     balance: Decimal  # invoiced - credited - paid: what the partner owes now
-    uninvoiced: Decimal  # charges not on an issued invoice yet (net, before VAT)
+    drafts: Decimal  # draft invoices' totals (VAT included), not issued yet
+    uninvoiced: Decimal  # entries on no invoice or credit note yet, VAT included
+    exposure: Decimal  # balance + drafts + uninvoiced (the credit limit's measure)
     aging: dict[str, Decimal] = field(default_factory=dict)
     items: list[OpenItem] = field(default_factory=list)
 
@@ -120,49 +123,23 @@ def bucket_for(days_overdue: int) -> str:
     return "90+"
 
 
-def uninvoiced_amount(*, partner_id: uuid.UUID, currency: str) -> Decimal:
-    """Net charges in months not yet invoiced for the partner."""
-    profile = PartnerBillingProfile.objects.filter(partner_id=partner_id).first()
-    charges = Charge.objects.filter(partner_id=partner_id, currency=currency)
-    if profile is not None and profile.invoiced_through is not None:
-        charges = charges.filter(period__gt=profile.invoiced_through)
-    total = charges.aggregate(s=Sum("amount"))["s"]
-    # Drafts do not bill anything yet either.
-    for draft in Invoice.objects.filter(
-        partner_id=partner_id, currency=currency, status=InvoiceStatus.DRAFT
-    ):
-        total = (total or ZERO) + draft.subtotal
-    return to_cents(total or ZERO)
-
-
 def statement(*, partner_id: uuid.UUID, currency: str, as_of: date | None = None) -> Statement:
+    """The partner's balance (``billing.balances.partner_balance``, the one definition)
+    with its open invoices aged by due date at ``as_of`` (default today)."""
     as_of = as_of or timezone.now().date()
-    issued = Invoice.objects.filter(partner_id=partner_id, currency=currency).exclude(
-        status=InvoiceStatus.DRAFT
-    )
-    invoiced = issued.aggregate(s=Sum("total"))["s"] or ZERO
-    credited = (
-        CreditNote.objects.filter(partner_id=partner_id, currency=currency).aggregate(
-            s=Sum("total")
-        )["s"]
-        or ZERO
-    )
-    payments = Payment.objects.filter(partner_id=partner_id, currency=currency)
-    paid = payments.aggregate(s=Sum("amount"))["s"] or ZERO
-    allocated = (
-        PaymentAllocation.objects.filter(payment__in=payments).aggregate(s=Sum("amount"))["s"]
-        or ZERO
-    )
+    owed = partner_balance(partner_id=partner_id, currency=currency)
     result = Statement(
         partner_id=partner_id,
         currency=currency,
         as_of=as_of,
-        invoiced=to_cents(invoiced),
-        credited=to_cents(credited),
-        paid=to_cents(paid),
-        unapplied=to_cents(paid - allocated),
-        balance=to_cents(invoiced - credited - paid),
-        uninvoiced=uninvoiced_amount(partner_id=partner_id, currency=currency),
+        invoiced=owed.issued,
+        credited=owed.credited,
+        paid=owed.paid,
+        unapplied=owed.unapplied,
+        balance=owed.balance,
+        drafts=owed.drafts,
+        uninvoiced=owed.uninvoiced,
+        exposure=owed.exposure,
         aging=dict.fromkeys(BUCKETS, ZERO),
     )
     for invoice in open_invoices(partner_id=partner_id, currency=currency):
@@ -188,10 +165,3 @@ def statement(*, partner_id: uuid.UUID, currency: str, as_of: date | None = None
         )
     result.aging = {name: to_cents(value) for name, value in result.aging.items()}
     return result
-
-
-def outstanding(*, partner_id: uuid.UUID, currency: str) -> Decimal:
-    """What the partner owes and will owe: the statement balance plus charges not on an
-    issued invoice yet (credit-limit checks)."""
-    balance = statement(partner_id=partner_id, currency=currency)
-    return balance.balance + balance.uninvoiced
