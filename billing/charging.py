@@ -1,39 +1,68 @@
-"""From partner events to the charge ledger, exactly once (database constraints decide).
+"""From partner events to the charge ledger: every lead's fees brought to what is due.
 
-- A billable event (accepted, approved, funded) makes one charge by the schedule in force
-  at the event's time; an auction lead's CPL is its winning bid.
-- A revenue event (the partner's revenue on a funded loan for one period) makes one
-  ``revshare`` charge per event: the schedule's ``revshare_rate`` times its amount, never
-  tiered. A lead may have several (one per period); each is corrected on its own.
-- A partner's reversal of an earlier event makes a ``reversal`` entry, the exact negative
-  of what that event was charged.
-- A return inside the window credits every charge on the lead with its reason code,
-  unless it waits for finance's approval (``billing.returns``) -- revenue share charges
-  included, like every other charge on the lead (also those reported after the return).
-- A lead has at most one correction per fee kind (a return or a reversal, whichever came
-  first), so credits never exceed charges; a revenue share charge has at most one
-  correction of its own.
+The ledger of a *chain* (a lead's fee kind; for revenue share, a lead's revenue period) is
+a sequence charge, correction, charge, ... whose net is 0 or 1 unit (``Charge``). Charging
+never asks "what did this event change?"; it asks, for every chain of a lead, "what is due
+now?" and appends the entries that take the chain there (:func:`settle_lead`):
 
-Whichever arrives first, the other catches up: a charge stored after its event was
-reversed, or after the lead's creditable return, is corrected at once. Everything runs in
-the transaction that stored the event, under the lead's row lock (``record_event``), so
-the outcome does not depend on arrival order.
+- a fee is *due* while its billable event (accepted -> CPL, approved -> CPA, funded ->
+  CPF, revenue -> revenue share) stands, i.e. was not reversed, and the lead has no
+  crediting return (``billing.returns``);
+- due and no open charge: a charge at the unit's price (``billing.pricing``), converted
+  from the reported amount's currency at the rate in force (``billing.fx``), or a
+  ``PendingFee`` while no rate is in force;
+- not due and an open charge: its exact negative, a ``reversal`` when its event was
+  reversed, a ``credit`` (with the reason code) when the lead was returned;
+- due, open, but at another price or for another event: corrected (``reprice`` or
+  ``reversal``) and charged again.
+
+So accept, reverse, report again books charge, reversal, charge; return, reverse the
+return books charge, credit, charge; and the outcome depends only on the set of events,
+never on their arrival order or on the path (live, catch-up, approval of a return).
+
+Marginal tiers number a partner's units of a month by event time (``unit_number``). A unit
+reported late renumbers the units after it; their prices are brought up to date when the
+month is invoiced (:func:`retier_months`, also run by the catch-up charger) or whenever
+their lead is settled again, under the partner's billing lock held exclusively.
+
+Locks: the live path runs in the transaction that stored the event, under the lead's row
+lock (``marketplace.events.record_event``); :func:`settle_lead` then takes the partner's
+billing row for sharing (``billing.locks``), which invoicing and re-tiering hold
+exclusively, so the chains it reads do not move under it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, Value
+from django.db.models.functions import Collate, TruncMonth
+from django.utils import timezone
 
-from billing import credit, returns
-from billing.locks import billing_period
-from billing.models import Charge, EntryType, FeeSchedule
+from billing import budgets, credit, fx, returns
+from billing.locks import billing_period, hold_billing_lock, share_billing_lock
+from billing.models import (
+    Charge,
+    EntryType,
+    FeeSchedule,
+    FeeTier,
+    PendingFee,
+    ReturnReview,
+    ReviewStatus,
+)
 from billing.pricing import EVENT_FEE_KIND, FeeTerms, Tier, price
+from marketplace.events import standing
 from marketplace.models import EventType, Lead, LeadEvent
+
+# Fees priced by a unit's number in the month (marginal tiers); revenue share never is.
+TIERED_KINDS = {"cpl", "cpa", "cpf"}
+KIND_EVENT = {kind: event_type for event_type, kind in EVENT_FEE_KIND.items()}
+
+ChainKey = tuple[str, str]  # (kind, chain)
 
 
 def schedule_in_force(*, lead: Lead, at: datetime) -> FeeSchedule | None:
@@ -60,167 +89,423 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
 
 
 def month_bounds(at: datetime) -> tuple[datetime, datetime]:
+    at = at.astimezone(UTC)
     start = datetime(at.year, at.month, 1, tzinfo=UTC)
     end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
     return start, end
 
 
-def _unit_number(*, schedule: FeeSchedule, partner_id: Any, kind: str, at: datetime) -> int:
-    """The number of this unit of ``kind`` in the partner's month (tiers only)."""
-    # Tiered pricing counts the month's units: lock the schedule so two events of the
-    # same partner cannot both count n-1 and be priced as the n-th unit.
-    FeeSchedule.objects.select_for_update().filter(pk=schedule.pk).first()
-    start, end = month_bounds(at)
-    done = Charge.objects.filter(
-        partner_id=partner_id,
-        kind=kind,
-        entry_type=EntryType.CHARGE,
-        currency=schedule.currency,
+def unit_number(event: LeadEvent) -> int:
+    """The event's number among the partner's live units of its type in its UTC month,
+    ordered by (occurred_at, the partner's event id). Every reported unit counts,
+    reversed and returned ones too, so a correction never renumbers anything."""
+    start, end = month_bounds(event.occurred_at)
+    events = LeadEvent.objects.all()
+    tie = Q(occurred_at=event.occurred_at, external_id__lt=event.external_id)
+    if connection.vendor == "postgresql":
+        # Event ids compare by code point (as Python and SQLite do), not by the locale.
+        events = events.annotate(id_c=Collate("external_id", "C"))
+        tie = Q(occurred_at=event.occurred_at, id_c__lt=Collate(Value(event.external_id), "C"))
+    earlier = events.filter(
+        Q(occurred_at__lt=event.occurred_at) | tie,
+        partner_id=event.partner_id,
+        type=event.type,
+        lead__is_sandbox=False,
         occurred_at__gte=start,
         occurred_at__lt=end,
-    ).count()
-    return done + 1
-
-
-def _insert(charge: Charge) -> Charge | None:
-    charge.period = billing_period(partner_id=charge.partner_id, at=charge.occurred_at)
-    try:
-        with transaction.atomic():
-            charge.save(force_insert=True)
-    except IntegrityError:
-        return None  # already charged or corrected: exactly once by constraint
-    return charge
-
-
-def correct(
-    charge: Charge, *, event: LeadEvent, entry_type: str, reason: str = ""
-) -> Charge | None:
-    """The negative entry offsetting ``charge`` (None if the lead's kind was corrected)."""
-    return _insert(
-        Charge(
-            partner_id=charge.partner_id,
-            lead_id=charge.lead_id,
-            product_id=charge.product_id,
-            event=event,
-            schedule_id=charge.schedule_id,
-            kind=charge.kind,
-            entry_type=entry_type,
-            amount=-charge.amount,
-            currency=charge.currency,
-            occurred_at=event.occurred_at,
-            corrects=charge,
-            reason=reason,
-        )
     )
+    return earlier.count() + 1
 
 
-def _price_event(event: LeadEvent, lead: Lead, kind: str) -> Charge | None:
+def amount_currency(event: LeadEvent, lead: Lead) -> str:
+    """The currency of the event's amount or principal (the referral's unless said)."""
+    return getattr(event, "currency", "") or lead.referral.currency
+
+
+def bid_currency(lead: Lead) -> str:
+    return getattr(lead, "bid_currency", "") or lead.referral.currency
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What one unit costs, or why it cannot be booked yet (``needs_rate``)."""
+
+    amount: Decimal
+    currency: str
+    schedule: FeeSchedule | None
+    unit: int | None
+    conversion: fx.Conversion | None = None
+    needs_rate: tuple[str, str] | None = None  # (from, to) when no rate is in force
+
+
+def quote(event: LeadEvent, lead: Lead, kind: str) -> Quote | None:
+    """The price of the unit ``event`` makes (None: no schedule in force, and no bid)."""
     schedule = schedule_in_force(lead=lead, at=event.occurred_at)
     bid = lead.bid_amount if kind == "cpl" else None
     if schedule is None and bid is None:
-        return None  # reconciliation lists billable events without a schedule
-    if schedule is None:
-        assert bid is not None
-        amount, currency = price(kind, FeeTerms(bid, bid, bid, bid, None), bid=bid), None
-    else:
-        terms = terms_of(schedule)
-        unit = (
-            _unit_number(
-                schedule=schedule, partner_id=lead.partner_id, kind=kind, at=event.occurred_at
+        return None
+    if kind == "cpl" and bid is not None:
+        # An auction lead pays its bid (tiers never discount a price the partner bid),
+        # in the schedule's currency when there is one.
+        source_currency = bid_currency(lead)
+        target = schedule.currency if schedule is not None else source_currency
+        base, conversion = bid, None
+        if source_currency != target:
+            conversion = fx.convert(
+                amount=bid, from_currency=source_currency, to_currency=target, at=event.occurred_at
             )
-            if terms.tiers and bid is None and kind != "revshare"
-            else 1
+            if conversion is None:
+                return Quote(
+                    Decimal(0), target, schedule, None, needs_rate=(source_currency, target)
+                )
+            base = conversion.amount
+        amount = price("cpl", FeeTerms(base, base, base, base, None), bid=base)
+        return Quote(amount, target, schedule, None, conversion)
+    assert schedule is not None
+    terms = terms_of(schedule)
+    unit = unit_number(event) if terms.tiers and kind in TIERED_KINDS else None
+    reported = {"cpf": event.principal, "revshare": event.amount}.get(kind)
+    conversion = None
+    if reported is not None and amount_currency(event, lead) != schedule.currency:
+        source_currency = amount_currency(event, lead)
+        conversion = fx.convert(
+            amount=reported,
+            from_currency=source_currency,
+            to_currency=schedule.currency,
+            at=event.occurred_at,
         )
-        amount = price(
-            kind,
-            terms,
-            principal=event.principal,
-            unit=unit,
-            bid=bid,
-            revenue=event.amount if kind == "revshare" else None,
+        if conversion is None:
+            return Quote(
+                Decimal(0),
+                schedule.currency,
+                schedule,
+                unit,
+                needs_rate=(source_currency, schedule.currency),
+            )
+        reported = conversion.amount
+    amount = price(
+        kind,
+        terms,
+        principal=reported if kind == "cpf" else None,
+        unit=unit or 1,
+        revenue=reported if kind == "revshare" else None,
+    )
+    return Quote(amount, schedule.currency, schedule, unit, conversion)
+
+
+class _Chain:
+    """The entries of one chain, in order, as appended so far."""
+
+    def __init__(self, lead: Lead, kind: str, chain: str, entries: list[Charge]) -> None:
+        self.lead, self.kind, self.chain = lead, kind, chain
+        self.entries = sorted(entries, key=lambda e: e.seq)
+
+    @property
+    def open_charge(self) -> Charge | None:
+        last = self.entries[-1] if self.entries else None
+        return last if last is not None and last.entry_type == EntryType.CHARGE else None
+
+    @property
+    def last(self) -> Charge | None:
+        return self.entries[-1] if self.entries else None
+
+    def append(self, entry: Charge) -> Charge:
+        last = self.last
+        entry.seq = last.seq + 1 if last else 1
+        entry.prev_seq = last.seq if last else None
+        entry.chain = self.chain
+        entry.period = billing_period(partner_id=entry.partner_id, at=entry.occurred_at)
+        # A position taken by someone else is a bug in the locking, not a duplicate to
+        # ignore: let the IntegrityError end the transaction.
+        entry.save(force_insert=True)
+        self.entries.append(entry)
+        return entry
+
+    def correct(
+        self, *, event: LeadEvent, entry_type: str, at: datetime, reason: str = ""
+    ) -> Charge:
+        charge = self.open_charge
+        assert charge is not None
+        return self.append(
+            Charge(
+                partner_id=charge.partner_id,
+                lead_id=charge.lead_id,
+                product_id=charge.product_id,
+                event=event,
+                schedule_id=charge.schedule_id,
+                kind=charge.kind,
+                entry_type=entry_type,
+                amount=-charge.amount,
+                currency=charge.currency,
+                occurred_at=at,
+                corrects=charge,
+                reason=reason,
+            )
         )
-        currency = schedule.currency
-    return Charge(
-        partner_id=lead.partner_id,
-        lead=lead,
-        product_id=lead.product_id,
+
+    def charge(self, *, event: LeadEvent, price_of: Quote, at: datetime) -> Charge:
+        conversion = price_of.conversion
+        return self.append(
+            Charge(
+                partner_id=self.lead.partner_id,
+                lead_id=self.lead.pk,
+                product_id=self.lead.product_id,
+                event=event,
+                schedule=price_of.schedule,
+                kind=self.kind,
+                entry_type=EntryType.CHARGE,
+                amount=price_of.amount,
+                currency=price_of.currency,
+                unit_number=price_of.unit,
+                source_amount=conversion.source_amount if conversion else None,
+                source_currency=conversion.source_currency if conversion else "",
+                fx_rate=conversion.rate.rate if conversion else None,
+                exchange_rate=conversion.rate if conversion else None,
+                occurred_at=at,
+            )
+        )
+
+
+def _chain_key(event: LeadEvent) -> ChainKey:
+    kind = EVENT_FEE_KIND[event.type]
+    return kind, event.revenue_period if kind == "revshare" else ""
+
+
+def _due(events: list[LeadEvent]) -> dict[ChainKey, LeadEvent]:
+    """The billable event each chain is due for (none when the lead is credited)."""
+    due: dict[ChainKey, LeadEvent] = {}
+    for event in sorted(standing(events), key=lambda e: (e.occurred_at, e.external_id)):
+        if event.type in EVENT_FEE_KIND:
+            due[_chain_key(event)] = event  # one standing per chain (marketplace's rule)
+    return due
+
+
+def _rebook_time(chain: _Chain, events: list[LeadEvent], event: LeadEvent) -> datetime:
+    """When a charge is booked: its event's time, or, booked again after a return that
+    credited it was reversed, the time of that reversal."""
+    last = chain.last
+    if last is not None and last.entry_type == EntryType.CREDIT:
+        undone = [e for e in events if e.reverses_id == last.event_id]
+        if undone:
+            return max(event.occurred_at, undone[0].occurred_at)
+    return event.occurred_at
+
+
+def settle_lead(*, lead: Lead) -> list[Charge]:
+    """Append the entries that bring every chain of the lead to what is due now; the
+    caller holds the lead's row lock (or the partner's billing lock exclusively)."""
+    if lead.is_sandbox:
+        return []  # sandbox traffic is never billed
+    share_billing_lock(partner_id=lead.partner_id)
+    events = list(LeadEvent.objects.filter(lead_id=lead.pk))
+    reversal_of = {
+        e.reverses_id: e for e in events if e.type == EventType.REVERSAL and e.reverses_id
+    }
+    chains: dict[ChainKey, _Chain] = {}
+    for entry in Charge.objects.filter(lead_id=lead.pk).select_related("exchange_rate"):
+        key = (entry.kind, entry.chain)
+        chains.setdefault(key, _Chain(lead, entry.kind, entry.chain, [])).entries.append(entry)
+    for chain in chains.values():
+        chain.entries.sort(key=lambda e: e.seq)
+    credited_by = returns.crediting_return(events)
+    due = {} if credited_by is not None else _due(events)
+    made: list[Charge] = []
+    for key in sorted(set(chains) | set(due)):
+        chain = chains.setdefault(key, _Chain(lead, key[0], key[1], []))
+        made += _settle_chain(chain, due.get(key), credited_by, reversal_of, events)
+    if made:
+        credit.evaluate_credit_limit(partner_id=lead.partner_id)
+        budgets.evaluate_budgets(
+            partner_id=lead.partner_id, product_ids={entry.product_id for entry in made}
+        )
+    return made
+
+
+def _settle_chain(
+    chain: _Chain,
+    target: LeadEvent | None,
+    credited_by: LeadEvent | None,
+    reversal_of: dict[uuid.UUID, LeadEvent],
+    events: list[LeadEvent],
+) -> list[Charge]:
+    made: list[Charge] = []
+    current = chain.open_charge
+    if current is not None:
+        reversal = reversal_of.get(current.event_id)
+        if reversal is not None:
+            # Its event was taken back: the partner's reversal undoes the charge.
+            made.append(
+                chain.correct(
+                    event=reversal, entry_type=EntryType.REVERSAL, at=reversal.occurred_at
+                )
+            )
+        elif target is None and credited_by is not None:
+            made.append(
+                chain.correct(
+                    event=credited_by,
+                    entry_type=EntryType.CREDIT,
+                    at=credited_by.occurred_at,
+                    reason=returns.code(credited_by),
+                )
+            )
+    if target is None:
+        return made
+    price_of = quote(target, chain.lead, chain.kind)
+    if price_of is None:
+        return made  # no schedule in force: reconciliation explains it; catch-up books it
+    if price_of.needs_rate is not None:
+        _wait_for_rate(target, chain, price_of)
+        return made
+    current = chain.open_charge
+    if current is not None and (
+        current.amount != price_of.amount or current.currency != price_of.currency
+    ):
+        # Renumbered (a unit reported late, tiers) or priced again: same unit, new price.
+        made.append(
+            chain.correct(event=target, entry_type=EntryType.REPRICE, at=current.occurred_at)
+        )
+        made.append(chain.charge(event=target, price_of=price_of, at=current.occurred_at))
+        return made
+    if current is None:
+        made.append(
+            chain.charge(event=target, price_of=price_of, at=_rebook_time(chain, events, target))
+        )
+        PendingFee.objects.filter(event=target, kind=chain.kind, resolved_at__isnull=True).update(
+            resolved_at=timezone.now()
+        )
+    return made
+
+
+def _wait_for_rate(event: LeadEvent, chain: _Chain, price_of: Quote) -> None:
+    assert price_of.needs_rate is not None
+    if PendingFee.objects.filter(event=event, kind=chain.kind, resolved_at__isnull=True).exists():
+        return
+    PendingFee.objects.create(
+        partner_id=chain.lead.partner_id,
+        lead_id=chain.lead.pk,
         event=event,
-        schedule=schedule,
-        kind=kind,
-        entry_type=EntryType.CHARGE,
-        amount=amount,
-        # Bids are made in the platform's currency (Lead.bid_amount).
-        currency=currency or settings.DEFAULT_CURRENCY,
+        kind=chain.kind,
+        from_currency=price_of.needs_rate[0],
+        to_currency=price_of.needs_rate[1],
         occurred_at=event.occurred_at,
     )
 
 
-def _charge(event: LeadEvent, lead: Lead, kind: str) -> list[Charge]:
-    unsaved = _price_event(event, lead, kind)
-    charge = _insert(unsaved) if unsaved is not None else None
-    if charge is None:
-        return []
-    made = [charge]
-    reversal = LeadEvent.objects.filter(reverses=event).first()
-    if reversal is not None:
-        fix = correct(charge, event=reversal, entry_type=EntryType.REVERSAL)
-    else:
-        returned = returns.creditable_return(lead)
-        fix = (
-            correct(
-                charge, event=returned, entry_type=EntryType.CREDIT, reason=returns.code(returned)
-            )
-            if returned is not None
-            else None
-        )
-    if fix is not None:
-        made.append(fix)
-    return made
-
-
-def _reverse(event: LeadEvent) -> list[Charge]:
-    if event.reverses_id is None:
-        return []
-    charges = Charge.objects.filter(event_id=event.reverses_id, entry_type=EntryType.CHARGE)
-    made = [correct(c, event=event, entry_type=EntryType.REVERSAL) for c in charges]
-    return [c for c in made if c]
-
-
 def charge_for_event(*, event: LeadEvent) -> list[Charge]:
-    """The ledger entries this event makes (none if it made them already)."""
-    lead = event.lead
-    if lead.is_sandbox:
-        return []  # sandbox traffic is never billed
+    """The live path: called in the transaction that stored ``event``, under its lead's
+    lock. A return is judged first (review or not); then the lead is settled."""
+    if event.lead.is_sandbox:
+        return []
     if event.type == EventType.RETURNED:
-        made = returns.apply_return(event=event)
-    elif event.type == EventType.REVERSAL:
-        made = _reverse(event)
-    elif event.type in EVENT_FEE_KIND:
-        made = _charge(event, lead, EVENT_FEE_KIND[event.type])
-    else:
-        made = []
-    if made:
-        credit.evaluate_credit_limit(partner_id=lead.partner_id)
+        returns.review_return(event=event)
+    return settle_lead(lead=event.lead)
+
+
+def decide_return(
+    *, review_id: uuid.UUID, approve: bool, user: object = None, note: str = ""
+) -> list[Charge]:
+    """Approve or reject a pending return, then settle its lead (an approved crediting
+    return credits every open charge); deciding a decided review again changes nothing."""
+    with transaction.atomic():
+        review = ReturnReview.objects.get(pk=review_id)
+        # The lock record_event holds: a charge arriving while we decide waits for us.
+        lead = Lead.objects.select_for_update().get(pk=review.lead_id)
+        updated = ReturnReview.objects.filter(pk=review_id, status=ReviewStatus.PENDING).update(
+            status=ReviewStatus.APPROVED if approve else ReviewStatus.REJECTED,
+            decided_at=timezone.now(),
+            decided_by=user if getattr(user, "pk", None) else None,
+            note=note[:200],
+        )
+        if not updated:
+            return []
+        return settle_lead(lead=lead)
+
+
+def _tiered_months(partner_id: uuid.UUID, months: set[date]) -> set[date]:
+    """The months among ``months`` in which some schedule of the partner has tiers."""
+    tiered = set()
+    for month in months:
+        start, end = month_bounds(datetime(month.year, month.month, 1, tzinfo=UTC))
+        spans = FeeSchedule.objects.filter(
+            Q(effective_to__isnull=True) | Q(effective_to__gt=start),
+            partner_id=partner_id,
+            effective_from__lt=end,
+        )
+        if FeeTier.objects.filter(schedule__in=spans).exists():
+            tiered.add(month)
+    return tiered
+
+
+def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
+    """Bring the tiered units of these months to their prices by event-time numbering.
+    Runs in the caller's transaction under the partner's billing lock held exclusively
+    (invoicing, catch-up): no lead is settled concurrently, so no lead lock is needed."""
+    made: list[Charge] = []
+    for month in sorted(_tiered_months(partner_id, months)):
+        start = datetime(month.year, month.month, 1, tzinfo=UTC)
+        _, end = month_bounds(start)
+        lead_ids = (
+            LeadEvent.objects.filter(
+                partner_id=partner_id,
+                type__in=[KIND_EVENT[kind] for kind in TIERED_KINDS],
+                lead__is_sandbox=False,
+                occurred_at__gte=start,
+                occurred_at__lt=end,
+            )
+            .values_list("lead_id", flat=True)
+            .distinct()
+        )
+        for lead in Lead.objects.filter(pk__in=list(lead_ids)).select_related("referral"):
+            made += settle_lead(lead=lead)
     return made
+
+
+def months_of_units(*, partner_id: uuid.UUID, first: date, last: date) -> set[date]:
+    """The event months of the tiered charges billed in periods [first, last]."""
+    return {
+        at.date()
+        for at in Charge.objects.filter(
+            partner_id=partner_id,
+            period__gte=first,
+            period__lte=last,
+            entry_type=EntryType.CHARGE,
+            kind__in=TIERED_KINDS,
+        )
+        .annotate(month=TruncMonth("occurred_at", tzinfo=UTC))
+        .values_list("month", flat=True)
+        .distinct()
+    }
 
 
 def charge_unbilled_events() -> int:
-    """Catch up on billable events that have no charge (e.g. a schedule added late); the
-    charge path corrects them at once if they were reversed or returned meanwhile."""
-    made = 0
-    pending = (
-        LeadEvent.objects.filter(
-            type__in=list(EVENT_FEE_KIND),
-            lead__is_sandbox=False,
-            charges__isnull=True,
-        )
-        .select_related("lead")
-        .order_by("occurred_at")
+    """The catch-up path: settle every live lead with a billable event that has no entry
+    yet (a schedule or exchange rate added late, a fee waiting for a rate), then bring the
+    prices of the months it touched up to date. Returns the entries made."""
+    unbilled = LeadEvent.objects.filter(
+        ~Exists(Charge.objects.filter(event_id=OuterRef("pk"))),
+        type__in=list(EVENT_FEE_KIND),
+        lead__is_sandbox=False,
     )
-    for event in pending.iterator(chunk_size=1000):
+    lead_ids = set(unbilled.values_list("lead_id", flat=True).distinct())
+    lead_ids |= set(
+        PendingFee.objects.filter(resolved_at__isnull=True).values_list("lead_id", flat=True)
+    )
+    touched: dict[uuid.UUID, set[date]] = {}
+    made = 0
+    for lead_id in sorted(lead_ids):
         with transaction.atomic():
-            # The lock record_event holds: a return reported meanwhile waits and then
-            # credits this charge; unlocked, each would miss the other's uncommitted row.
-            Lead.objects.select_for_update().get(pk=event.lead_id)
-            made += len(charge_for_event(event=event))
+            # The lock record_event holds: a return reported meanwhile waits, then sees
+            # this charge and credits it.
+            lead = Lead.objects.select_for_update().select_related("referral").get(pk=lead_id)
+            entries = settle_lead(lead=lead)
+        made += len(entries)
+        for entry in entries:
+            if entry.kind in TIERED_KINDS:
+                touched.setdefault(entry.partner_id, set()).add(
+                    entry.occurred_at.astimezone(UTC).date().replace(day=1)
+                )
+    for partner_id, months in touched.items():
+        with transaction.atomic():
+            hold_billing_lock(partner_id=partner_id)
+            made += len(retier_months(partner_id=partner_id, months=months))
     return made

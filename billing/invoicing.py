@@ -36,6 +36,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from billing import credit
+from billing.charging import months_of_units, retier_months
 from billing.locks import lock_billing_rows, next_month
 from billing.models import (
     Charge,
@@ -252,6 +253,16 @@ def invoice_partners(*, partner_ids: list[uuid.UUID], period: Period) -> list[In
     already gets nothing (unless its invoice was voided: then a replacement)."""
     with transaction.atomic():
         profiles = lock_billing_rows(partner_ids=partner_ids)
+        for profile in profiles:
+            # Tiered units are numbered by event time: units reported late renumber the
+            # month, and the prices of the units billed now are brought up to date first.
+            through = profile.invoiced_through
+            first = next_month(through) if through is not None else EARLIEST
+            if through is None or through < period.start:
+                months = months_of_units(
+                    partner_id=profile.partner_id, first=first, last=period.start
+                )
+                retier_months(partner_id=profile.partner_id, months=months)
         closed = {p.partner_id: p.invoiced_through for p in profiles if p.invoiced_through}
         for partner_id in _with_corrections_of_billed(list(closed)):
             _credit_notes_for_corrections(partner_id, closed[partner_id])

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Round
+from django.db.models.functions import Mod, Round
 from django.db.models.lookups import Exact
 
 from marketplace.models import Lead, LeadEvent
@@ -147,6 +147,49 @@ class EntryType(models.TextChoices):
     CHARGE = "charge", "Charge"
     CREDIT = "credit", "Credit (return)"
     REVERSAL = "reversal", "Reversal by the partner"
+    # The unit's price changed (marginal tiers renumbered by event time when a month is
+    # invoiced); a new charge at the new price follows it at once.
+    REPRICE = "reprice", "Repriced"
+
+
+CORRECTIONS = [EntryType.CREDIT, EntryType.REVERSAL, EntryType.REPRICE]
+
+
+class ExchangeRate(models.Model):
+    """A dated exchange rate finance entered: one unit of ``from_currency`` is ``rate``
+    units of ``to_currency``. Only the entered direction is used (no silent inversion).
+    In force at time t: the pair's latest ``effective_from`` <= t. Never edited: a
+    correction is a new row; charges record the row and the rate they used."""
+
+    from_currency = models.CharField(max_length=3, choices=Currency.choices)
+    to_currency = models.CharField(max_length=3, choices=Currency.choices)
+    rate = models.DecimalField(max_digits=18, decimal_places=8)  # to per one from, > 0
+    effective_from = models.DateTimeField()
+    # Where the number comes from (e.g. "PBOC central parity 2026-11-02"): auditors ask.
+    source = models.CharField(max_length=200)
+    entered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-effective_from", "from_currency", "to_currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["from_currency", "to_currency", "effective_from"],
+                name="exchange_rate_once_per_time",
+            ),
+            models.CheckConstraint(condition=Q(rate__gt=0), name="exchange_rate_positive"),
+            models.CheckConstraint(
+                condition=~Q(from_currency=F("to_currency")), name="exchange_rate_two_currencies"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"1 {self.from_currency} = {self.rate.normalize():f} {self.to_currency} "
+            f"from {self.effective_from:%Y-%m-%d %H:%M}"
+        )
 
 
 class ReturnReason(models.TextChoices):
@@ -162,8 +205,14 @@ class ReturnReason(models.TextChoices):
 
 class Charge(models.Model):
     """One line of the append-only charge ledger. Corrections are new rows, never edits:
-    a return makes a ``credit``, a partner's reversal a ``reversal``, each the exact
-    negative of the charge it ``corrects``."""
+    a return makes a ``credit``, a partner's reversal a ``reversal``, a price change a
+    ``reprice``, each the exact negative of the charge it ``corrects``.
+
+    The entries of one *chain* (a lead's fee kind; for revenue share a lead's revenue
+    period) form a sequence charge, correction, charge, ... numbered by ``seq`` from 1:
+    odd is a charge, even corrects the charge just before it. So a chain's net is 0 or 1
+    unit, and the database says so (unique seq per chain, parity, and on PostgreSQL a
+    foreign key from every ``seq`` > 1 to ``seq`` - 1 of its chain)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="charges")
@@ -175,10 +224,28 @@ class Charge(models.Model):
         FeeSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
     )
     kind = models.CharField(max_length=8, choices=FeeKind.choices)
+    # "" for CPL, CPA and CPF (one chain per lead and kind); the revenue period "YYYY-MM"
+    # for revenue share (one chain per lead and period).
+    chain = models.CharField(max_length=7, blank=True, default="")
+    # Position in the chain, from 1: odd = charge, even = correction of seq - 1.
+    seq = models.PositiveIntegerField()
+    # seq - 1 (NULL for 1): the target of the chain's foreign key on PostgreSQL.
+    prev_seq = models.PositiveIntegerField(null=True, blank=True)
     entry_type = models.CharField(max_length=8, choices=EntryType.choices)
-    # Positive for charges, negative for credits and reversals; rounded to cents.
+    # Positive for charges, negative for corrections; rounded to cents.
     amount = _money()
     currency = models.CharField(max_length=3, choices=Currency.choices)
+    # The unit's number in the partner's month for marginal tiers (NULL: not tiered).
+    unit_number = models.PositiveIntegerField(null=True, blank=True)
+    # The amount the partner reported (principal, revenue) or bid, in its own currency,
+    # when it differs from ``currency``: converted by ``exchange_rate`` (its ``fx_rate``
+    # copied here) before pricing. NULL when no conversion was needed.
+    source_amount = _money(null=True, blank=True)
+    source_currency = models.CharField(max_length=3, blank=True, choices=Currency.choices)
+    fx_rate = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
+    exchange_rate = models.ForeignKey(
+        ExchangeRate, null=True, blank=True, on_delete=models.PROTECT, related_name="charges"
+    )
     occurred_at = models.DateTimeField(db_index=True)  # the event's time: prices and periods
     # The charge a credit or reversal offsets (NULL for charges).
     corrects = models.ForeignKey(
@@ -198,40 +265,51 @@ class Charge(models.Model):
 
     class Meta:
         constraints = [
-            # Exactly once: one entry per lead, fee kind and entry type ...
+            # Exactly once: one entry per position of a chain (two writers racing for the
+            # same position: one wins, the other re-reads the chain).
             models.UniqueConstraint(
-                fields=["lead", "kind", "entry_type"],
-                condition=~Q(kind="revshare"),
-                name="charge_once_per_lead_kind",
-            ),
-            # ... and at most one correction per lead and kind, whether a return or a
-            # reversal came first: credits on a lead never exceed its charges.
-            models.UniqueConstraint(
-                fields=["lead", "kind"],
-                condition=~Q(entry_type="charge") & ~Q(kind="revshare"),
-                name="charge_one_correction_per_lead_kind",
-            ),
-            # Revenue share is charged per revenue event (a lead has one per period): one
-            # charge per event ...
-            models.UniqueConstraint(
-                fields=["event", "kind", "entry_type"],
-                condition=Q(kind="revshare", entry_type="charge"),
-                name="charge_revshare_once_per_event",
-            ),
-            # ... and at most one correction (return credit or reversal) per such charge.
-            models.UniqueConstraint(
-                fields=["corrects"],
-                condition=Q(kind="revshare") & ~Q(entry_type="charge"),
-                name="charge_revshare_one_correction",
+                fields=["lead", "kind", "chain", "seq"], name="charge_chain_position"
             ),
             models.CheckConstraint(
-                condition=(Q(entry_type="charge") & Q(amount__gte=0) & Q(corrects__isnull=True))
+                condition=(Q(seq=1) & Q(prev_seq__isnull=True))
+                | (Q(seq__gt=1) & Q(prev_seq=F("seq") - 1)),
+                name="charge_chain_follows",
+            ),
+            # Charges at odd positions, non-negative; corrections at even ones,
+            # non-positive, naming the charge they correct.
+            models.CheckConstraint(
+                condition=(
+                    Q(entry_type="charge")
+                    & Q(amount__gte=0)
+                    & Q(corrects__isnull=True)
+                    & Exact(Mod(F("seq"), 2), 1)
+                )
                 | (
-                    Q(entry_type__in=["credit", "reversal"])
+                    Q(entry_type__in=["credit", "reversal", "reprice"])
                     & Q(amount__lte=0)
                     & Q(corrects__isnull=False)
+                    & Exact(Mod(F("seq"), 2), 0)
                 ),
                 name="charge_sign_matches_type",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(source_amount__isnull=True)
+                    & Q(fx_rate__isnull=True)
+                    & Q(exchange_rate__isnull=True)
+                    & Q(source_currency="")
+                )
+                | (
+                    Q(source_amount__isnull=False)
+                    & Q(fx_rate__gt=0)
+                    & Q(exchange_rate__isnull=False)
+                    & ~Q(source_currency="")
+                    & ~Q(source_currency=F("currency"))
+                ),
+                name="charge_conversion_recorded",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="revshare") | Q(chain=""), name="charge_chain_key"
             ),
         ]
         indexes = [
@@ -242,6 +320,38 @@ class Charge(models.Model):
                 name="charge_billing_period",
             )
         ]
+
+
+class PendingFee(models.Model):
+    """A fee that is due but cannot be booked yet: the amount it is priced from (a
+    principal, a revenue, a bid) is in another currency than the schedule and no
+    exchange rate is in force at the event's time. Visible in the admin ("needs rate");
+    invoices of the partner covering its month are not issued while it is open. Entering
+    a rate and running the catch-up charger books it and sets ``resolved_at``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.PROTECT, related_name="+")
+    event = models.ForeignKey(LeadEvent, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=8, choices=FeeKind.choices)
+    from_currency = models.CharField(max_length=3, choices=Currency.choices)
+    to_currency = models.CharField(max_length=3, choices=Currency.choices)
+    occurred_at = models.DateTimeField()  # the event's: the rate must be in force then
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "kind"],
+                condition=Q(resolved_at__isnull=True),
+                name="pending_fee_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} needs a {self.from_currency}->{self.to_currency} rate"
 
 
 class ReviewStatus(models.TextChoices):

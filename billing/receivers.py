@@ -19,13 +19,9 @@ HOLD_FIELDS = frozenset({"routing_hold", "updated_at"})
 
 @receiver(lead_event_recorded)
 def charge_event(sender: Any, *, event: LeadEvent, **kwargs: Any) -> None:
-    # Runs in the transaction that stored the event: no event is ever left unbilled.
-    made = charge_for_event(event=event)
-    if made:
-        # Same transaction: a charge that reaches a budget holds routing with it.
-        budgets.evaluate_budgets(
-            partner_id=event.lead.partner_id, product_ids={charge.product_id for charge in made}
-        )
+    # Runs in the transaction that stored the event: no event is ever left unbilled, and a
+    # charge that reaches a budget or the credit limit holds routing with it.
+    charge_for_event(event=event)
 
 
 @receiver(post_save, sender=Partner)

@@ -9,8 +9,8 @@ from itertools import permutations
 import pytest
 from django.utils import timezone
 
+from billing.charging import decide_return
 from billing.models import Charge, PartnerBillingProfile, ReturnReview, ReviewStatus
-from billing.returns import decide_return
 from tests.billing.builders import LeadBuilder, ledger, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
 
@@ -125,7 +125,10 @@ def test_net_per_kind_does_not_depend_on_arrival_order(
     net: dict[str, Decimal] = {}
     for kind, _, amount in ledger(lead):
         net[kind] = net.get(kind, Decimal(0)) + amount
-    assert net == {"cpl": Decimal("0.00"), "cpf": Decimal("0.00")}
+    assert {kind: net.get(kind, Decimal(0)) for kind in ("cpl", "cpf")} == {
+        "cpl": Decimal("0.00"),
+        "cpf": Decimal("0.00"),
+    }
 
 
 def test_sandbox_reversals_and_returns_book_nothing(leads: LeadBuilder) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.fees import FeeScheduleError, create_fee_schedule
+from billing.invoicing import Period, invoice_partner
 from billing.pricing import FeeTerms, Tier, month_total, price
 from tests.billing.builders import LeadBuilder, ledger, post, report
 from tests.factories import PartnerFactory, ProductFactory
@@ -123,10 +124,43 @@ def test_tiered_schedule_prices_later_units_of_the_month_lower(leads: LeadBuilde
     first, second = leads.lead(product=product), leads.lead(product=product)
     at = timezone.now() - timedelta(hours=1)
 
-    post(first, report("accepted", at))
-    post(second, report("accepted", at))
+    post(first, report("accepted", at, external_id="a-1"))
+    post(second, report("accepted", at + timedelta(minutes=1), external_id="a-2"))
 
-    assert {ledger(first)[0][2], ledger(second)[0][2]} == {Decimal("40.00"), Decimal("25.00")}
+    assert ledger(first) == [("cpl", "charge", Decimal("40.00"))]
+    assert ledger(second) == [("cpl", "charge", Decimal("25.00"))]
+
+
+def test_units_are_numbered_by_event_time_whatever_order_they_arrive_in(
+    leads: LeadBuilder,
+) -> None:
+    product = ProductFactory()
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=timezone.now() - timedelta(days=400),
+        cpl="40",
+        tiers=[{"from_count": 1, "cpl": "25"}],
+    )
+    early, late, tied = (leads.lead(product=product) for _ in range(3))
+    at = timezone.now() - timedelta(hours=2)
+    # Arrival order: late, then tied, then early; event order: early, late/tied (id order).
+    post(late, report("accepted", at + timedelta(minutes=5), external_id="b"))
+    post(tied, report("accepted", at + timedelta(minutes=5), external_id="c"))
+    post(early, report("accepted", at, external_id="z"))
+
+    invoice_partner(partner_id=product.partner_id, period=Period(at.date().replace(day=1)))
+
+    def net(lead: object) -> Decimal:
+        return sum((amount for _, _, amount in ledger(lead)), Decimal(0))
+
+    # Unit 1 (the earliest) costs 40, every later one 25: the late arrival renumbered
+    # "b", whose 40 was repriced to 25 when the month was invoiced.
+    assert (net(early), net(late), net(tied)) == (Decimal("40.00"), Decimal("25.00"), Decimal("25"))
+    assert ledger(late) == [
+        ("cpl", "charge", Decimal("25.00")),
+        ("cpl", "charge", Decimal("40.00")),
+        ("cpl", "reprice", Decimal("-40.00")),
+    ]
 
 
 def test_an_auction_lead_is_charged_its_bid(leads: LeadBuilder) -> None:
