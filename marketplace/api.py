@@ -29,6 +29,7 @@ from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
 from partners.models import RISK_TIERS, Partner
+from partners.scoping import acting_key, scoped
 
 CURRENCIES = ["CNY"]
 EMPLOYMENT_TYPES = ["employed", "self_employed", "civil_servant", "student", "retired", "other"]
@@ -204,6 +205,11 @@ def _referral_queryset() -> QuerySet[Referral]:
     )
 
 
+def source_referrals(request: Request) -> QuerySet[Referral]:
+    """The calling source's referrals sent with keys of the calling key's mode."""
+    return scoped(_referral_queryset(), request, source="source_id", sandbox="is_sandbox")
+
+
 class ReferralCreateView(APIView):
     permission_classes = [IsSourceKey]
 
@@ -226,7 +232,10 @@ class ReferralCreateView(APIView):
         assert source is not None
         try:
             referral = intake.create_referral(
-                source=source, request=serializer.to_request(), is_sandbox=api_client.is_sandbox
+                source=source,
+                request=serializer.to_request(),
+                is_sandbox=api_client.is_sandbox,
+                acting_key=acting_key(request),
             )
         except ConsentError as exc:
             raise ApiError(
@@ -250,7 +259,7 @@ class ReferralDetailView(generics.RetrieveAPIView):
     serializer_class = ReferralOutput
 
     def get_queryset(self) -> QuerySet[Referral]:
-        return _referral_queryset().filter(source_id=client(self.request).source_id)
+        return source_referrals(self.request)
 
     @extend_schema(tags=["referrals"], summary="A referral and its leads")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -383,14 +392,14 @@ class LeadFilter(filters.FilterSet):
 
 
 def partner_leads(request: Request) -> QuerySet[Lead]:
-    """Every partner-facing lead query starts here: scoped to the caller's partner, and a
-    sandbox key to sandbox leads (test credentials never reach a live applicant's data)."""
-    api_client = client(request)
-    assert api_client.partner_id is not None  # IsPartnerKey
-    leads = Lead.objects.filter(partner_id=api_client.partner_id)
-    if api_client.is_sandbox:
-        leads = leads.filter(is_sandbox=True)
-    return leads.select_related("referral__grant__text")
+    """Every partner-facing lead query starts here: the caller's leads of the calling key's
+    mode (a sandbox key sandbox leads only, a live key live leads only)."""
+    return scoped(
+        Lead.objects.select_related("referral__grant__text"),
+        request,
+        partner="partner_id",
+        sandbox="is_sandbox",
+    )
 
 
 class PartnerLeadListView(generics.ListAPIView):
@@ -427,7 +436,7 @@ class PartnerLeadDetailView(APIView):
         )
         unavailable = ""
         try:
-            applicant = pull.applicant_for_partner(lead=lead)
+            applicant = pull.applicant_for_partner(lead=lead, acting_key=acting_key(request))
         except DisclosureRefused as exc:
             # The lead stays the partner's to see; only the personal data is withheld.
             applicant, unavailable = None, exc.code

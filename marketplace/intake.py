@@ -39,10 +39,16 @@ class ReferralRequest:
 
 
 def create_referral(
-    *, source: TrafficSource, request: ReferralRequest, is_sandbox: bool
+    *,
+    source: TrafficSource,
+    request: ReferralRequest,
+    is_sandbox: bool,
+    acting_key: dict[str, str] | None = None,
 ) -> Referral:
     """Store the referral and its leads. Raises ConsentError (bad consent input) and
-    nothing is stored; consent that is valid but not usable makes it *not routable*."""
+    nothing is stored; consent that is valid but not usable makes it *not routable*.
+    ``is_sandbox``: sent with a sandbox key (the referral, its consent and its leads are
+    sandbox traffic); ``acting_key``: that key, recorded in the consent's ledger entry."""
     now = timezone.now()
     with transaction.atomic():
         if (
@@ -53,7 +59,9 @@ def create_referral(
         ):
             raise DuplicateReferral(request.source_reference)
         subject = vault.store_subject(applicant=request.applicant)
-        grant = grants.create_grant(subject=subject, source=source, evidence=request.consent)
+        grant = grants.create_grant(
+            subject=subject, source=source, evidence=request.consent, is_sandbox=is_sandbox
+        )
         referral = Referral(
             source=source,
             source_reference=request.source_reference,
@@ -101,5 +109,5 @@ def create_referral(
                 referral.save(update_fields=["status"])
         # Last: the ledger's sequence lock is held from here to commit, so the rest of the
         # intake does not serialise on it.
-        grants.log_grant(grant=grant)
+        grants.log_grant(grant=grant, acting_key=acting_key)
         return referral

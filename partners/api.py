@@ -1,7 +1,8 @@
 """Partner API of the partners app: the caller's profile, its products (read; changes are
 proposed and wait for the operator's approval) and its webhook messages (with the attempt
 log, and replay). Every query starts from a ``partner_*`` selector scoped by the caller's
-partner id, so another partner's object is a 404 like one that does not exist."""
+partner and key mode (``partners.scoping``), so another partner's object, or one of the
+other mode, is a 404 like one that does not exist."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from partners.models import (
     WebhookAttempt,
     WebhookMessage,
 )
+from partners.scoping import Mode, require_live_key, scoped
 from partners.throttling import rate_limit_per_minute
 
 TAGS = ["partner"]
@@ -52,19 +54,28 @@ def _partner_id(request: Request) -> uuid.UUID:
 
 
 def partner_products(request: Request) -> QuerySet[Product]:
-    return Product.objects.filter(partner_id=_partner_id(request))
+    """The caller's products: configuration, the same for its sandbox and live keys."""
+    return scoped(Product.objects.all(), request, partner="partner_id", sandbox=Mode.CONFIGURATION)
 
 
 def partner_change_requests(request: Request) -> QuerySet[ProductChangeRequest]:
-    return ProductChangeRequest.objects.filter(partner_id=_partner_id(request))
+    """The caller's change requests: configuration, like the products they change."""
+    return scoped(
+        ProductChangeRequest.objects.all(),
+        request,
+        partner="partner_id",
+        sandbox=Mode.CONFIGURATION,
+    )
 
 
 def partner_webhook_messages(request: Request) -> QuerySet[WebhookMessage]:
-    """The caller's messages; a sandbox key sees only messages about sandbox traffic."""
-    messages = WebhookMessage.objects.filter(partner_id=_partner_id(request))
-    if client(request).is_sandbox:
-        messages = messages.filter(is_sandbox=True)
-    return messages.select_related("endpoint")
+    """The caller's messages about traffic of the calling key's mode."""
+    return scoped(
+        WebhookMessage.objects.select_related("endpoint"),
+        request,
+        partner="partner_id",
+        sandbox="is_sandbox",
+    )
 
 
 # --- Profile ---------------------------------------------------------------------------------
@@ -123,8 +134,10 @@ class PartnerMeView(APIView):
         "`routing_hold` says why leads are held although you are live (empty when not), "
         "e.g. `monthly budget reached` once this month's charges net of credits reach "
         "`monthly_budget` (CNY, null: no cap; lifted at the start of the next UTC month). "
-        "`key.mode` is the mode of the key you called with: sandbox keys see sandbox "
-        "traffic only. `key.rate_limit_per_minute` is the key's rate limit (null: none); "
+        "`key.mode` is the mode of the key you called with: a sandbox key sees and "
+        "changes sandbox traffic only, a live key live traffic only; both read your "
+        "products, only a live key changes them or reads invoices and the statement. "
+        "`key.rate_limit_per_minute` is the key's rate limit (null: none); "
         "over it every call answers 429 with a `Retry-After` header (seconds).",
         responses={200: PartnerProfileOutput},
         examples=[
@@ -361,11 +374,14 @@ class ProductChangeRequestCreateView(APIView):
         "change; each is checked as the product would become (amount, term, age and APR "
         "ranges, APR cap, risk tiers R1..R8, delivery URLs that must be public https). "
         "The request waits for the operator's approval; follow it on "
-        "`GET /api/v1/partner/change-requests`. Accepts `Idempotency-Key`.",
+        "`GET /api/v1/partner/change-requests`. Products are configuration: both your "
+        "keys read them, only a live key proposes changes (a sandbox key gets 403 "
+        "`live_key_required`). Accepts `Idempotency-Key`.",
         request=ProductChangeInput,
         responses={
             201: ChangeRequestOutput,
             400: OpenApiResponse(description="Invalid fields, each named in `details`"),
+            403: OpenApiResponse(description="`live_key_required`: called with a sandbox key"),
             404: NOT_FOUND,
         },
         examples=[
@@ -383,7 +399,9 @@ class ProductChangeRequestCreateView(APIView):
     )
     @idempotent
     def post(self, request: Request, product_id: uuid.UUID) -> Response:
-        # Ownership first: another partner's product is a 404 whatever the body says.
+        # The key's mode first (it does not depend on the id, so it tells nothing about
+        # it), then ownership: another partner's product is a 404 whatever the body says.
+        require_live_key(request, "Changing a product")
         product = generics.get_object_or_404(partner_products(request), pk=product_id)
         serializer = ProductChangeInput(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -16,7 +16,7 @@ from billing import charging
 from billing.charging import charge_unbilled_events
 from billing.models import Charge, EntryType, FeeKind
 from marketplace.events import EventError
-from marketplace.models import LeadEvent
+from marketplace.models import Lead, LeadEvent
 from tests.billing.builders import (
     LeadBuilder,
     ledger,
@@ -352,15 +352,15 @@ def test_a_return_reported_during_a_catch_up_run_still_credits_the_late_charge(
     post(lead, report("accepted", lead.delivered_at + timedelta(hours=1)))
     schedule(lead.partner)  # added late: the catch-up run makes the CPL charge
     charged, returned = threading.Event(), threading.Event()
-    charge_now = charging.charge_for_event
+    settle_now = charging.settle_lead
 
-    def charge_then_hold_the_transaction(*, event: LeadEvent) -> list[Charge]:
-        made = charge_now(event=event)
+    def charge_then_hold_the_transaction(*, lead: Lead) -> list[Charge]:
+        made = settle_now(lead=lead)
         charged.set()
         returned.wait(timeout=1)  # blocked on the lead's lock, the return never comes
         return made
 
-    monkeypatch.setattr(charging, "charge_for_event", charge_then_hold_the_transaction)
+    monkeypatch.setattr(charging, "settle_lead", charge_then_hold_the_transaction)
 
     def catch_up_or_return(worker: int) -> object:
         if worker == 0:
