@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +20,7 @@ from billing import documents, statements
 from billing.models import Currency, Invoice, InvoiceLine, InvoiceStatus
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
+from partners.scoping import Mode, require_live_billing, scoped
 
 
 class InvoiceLineOutput(serializers.ModelSerializer):
@@ -50,11 +51,13 @@ class InvoiceOutput(serializers.ModelSerializer):
 
 
 def partner_invoices(request: Request) -> QuerySet[Invoice]:
-    # Drafts are the operator's working copies; partners see invoices once issued.
-    return (
-        Invoice.objects.filter(partner_id=client(request).partner_id)
-        .exclude(status=InvoiceStatus.DRAFT)
-        .prefetch_related("lines")
+    """The caller's issued invoices (drafts are the operator's working copies). Billing is
+    live only (sandbox traffic is never charged): a sandbox key has none."""
+    return scoped(
+        Invoice.objects.exclude(status=InvoiceStatus.DRAFT).prefetch_related("lines"),
+        request,
+        partner="partner_id",
+        sandbox=Mode.LIVE_ONLY,
     )
 
 
@@ -65,7 +68,12 @@ class PartnerInvoiceListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Invoice]:
         return partner_invoices(self.request)
 
-    @extend_schema(tags=["partner"], summary="Your issued invoices")
+    @extend_schema(
+        tags=["partner"],
+        summary="Your issued invoices",
+        description="Live only: sandbox traffic is never charged, so a sandbox key gets an "
+        "empty list (and a 404 for any invoice id).",
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -203,12 +211,18 @@ class PartnerStatementView(APIView):
     @extend_schema(
         tags=["partner"],
         summary="Your statement: balance and aging by due date",
+        description="Live only: sandbox traffic is never charged, so a sandbox key gets a "
+        "404 with code `no_sandbox_billing`.",
         parameters=[OpenApiParameter("currency", str, description="ISO 4217 code; default CNY")],
-        responses=StatementOutput,
+        responses={
+            200: StatementOutput,
+            404: OpenApiResponse(description="`no_sandbox_billing`: called with a sandbox key"),
+        },
     )
     def get(self, request: Request) -> Response:
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey
+        require_live_billing(request)
         currency = request.query_params.get("currency", settings.DEFAULT_CURRENCY).upper()
         if currency not in Currency.values:
             raise ApiError(

@@ -1,5 +1,7 @@
 """Consent receipts and withdrawal for the source that collected the consent; deletion
-requests and their acknowledgement for the partners that received the data."""
+requests and their acknowledgement for the partners that received the data. Each query
+starts from a selector scoped by the caller's tenant and key mode (``partners.scoping``):
+a grant has the mode of the key that sent its referral, a deletion request its grant's."""
 
 from __future__ import annotations
 
@@ -21,15 +23,22 @@ from consent.models import ConsentGrant, DeletionRequest
 from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
+from partners.scoping import acting_key, scoped
+
+
+def source_grants(request: Request) -> QuerySet[ConsentGrant]:
+    """The calling source's consent grants given through keys of the calling key's mode."""
+    return scoped(
+        ConsentGrant.objects.select_related("text", "source"),
+        request,
+        source="source_id",
+        sandbox="is_sandbox",
+    )
 
 
 def _source_grant(request: Request, receipt_id: uuid.UUID) -> ConsentGrant:
-    # Another source's receipt is a 404, exactly like one that does not exist.
-    return generics.get_object_or_404(
-        ConsentGrant.objects.select_related("text", "source"),
-        pk=receipt_id,
-        source_id=client(request).source_id,
-    )
+    # Another source's receipt, or one of the other mode, is a 404 like a missing one.
+    return generics.get_object_or_404(source_grants(request), pk=receipt_id)
 
 
 class ConsentReceiptView(APIView):
@@ -67,6 +76,7 @@ class ConsentWithdrawView(APIView):
             grant_id=grant.id,
             channel=serializer.validated_data["channel"],
             reason=serializer.validated_data.get("reason", ""),
+            acting_key=acting_key(request),
         )
         grant.refresh_from_db()
         return Response(grants.receipt(grant), status=status.HTTP_200_OK)
@@ -161,10 +171,15 @@ DELETION_REQUEST_EXAMPLE = {
 }
 
 
-def _partner_requests(request: Request) -> QuerySet[DeletionRequest]:
-    partner_id = client(request).partner_id
-    assert partner_id is not None  # IsPartnerKey
-    return deletion.for_partner(partner_id)
+def partner_deletion_requests(request: Request) -> QuerySet[DeletionRequest]:
+    """The calling partner's deletion requests in the calling key's mode (the mode of the
+    consent that was withdrawn, i.e. of the referral that carried it)."""
+    return scoped(
+        DeletionRequest.objects.select_related("withdrawal"),
+        request,
+        partner="partner_id",
+        sandbox="withdrawal__grant__is_sandbox",
+    )
 
 
 def _not_found() -> ApiError:
@@ -187,7 +202,7 @@ class PartnerDeletionRequestListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[DeletionRequest]:
         if getattr(self, "swagger_fake_view", False):
             return DeletionRequest.objects.none()
-        return _partner_requests(self.request)
+        return partner_deletion_requests(self.request)
 
     @extend_schema(
         tags=["partner"],
@@ -224,7 +239,9 @@ class PartnerDeletionRequestDetailView(APIView):
     )
     def get(self, request: Request, withdrawal_id: str) -> Response:
         found = (
-            _partner_requests(request).filter(withdrawal_id=_withdrawal_pk(withdrawal_id)).first()
+            partner_deletion_requests(request)
+            .filter(withdrawal_id=_withdrawal_pk(withdrawal_id))
+            .first()
         )
         if found is None:
             raise _not_found()
@@ -273,7 +290,7 @@ class PartnerDeletionAckView(APIView):
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey
         pk = _withdrawal_pk(withdrawal_id)
-        if not _partner_requests(request).filter(withdrawal_id=pk).exists():
+        if not partner_deletion_requests(request).filter(withdrawal_id=pk).exists():
             raise _not_found()
         serializer = AckInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -287,6 +304,8 @@ class PartnerDeletionAckView(APIView):
                 partner_id=partner_id,
                 lead_ids=data.get("lead_ids"),
                 partner_acknowledged_at=data.get("acknowledged_at"),
+                is_sandbox=client(request).is_sandbox,
+                acting_key=acting_key(request),
             )
         except DeletionRequest.DoesNotExist:
             raise _not_found() from None

@@ -83,6 +83,8 @@ def request_deletions(
             event_type=WEBHOOK_EVENT,
             data=webhook_data(request, grant_id=grant.id),
             dedupe_key=f"{WEBHOOK_EVENT}:{withdrawal.id}",
+            # The request is in the grant's mode: its webhook message too.
+            is_sandbox=grant.is_sandbox,
         )
         made.append(request)
     return made
@@ -99,20 +101,29 @@ def webhook_data(request: DeletionRequest, *, grant_id: uuid.UUID) -> dict[str, 
     }
 
 
-def log_deletion_requests(*, grant: ConsentGrant, requests: list[DeletionRequest]) -> None:
+def log_deletion_requests(
+    *,
+    grant: ConsentGrant,
+    requests: list[DeletionRequest],
+    acting_key: dict[str, str] | None = None,
+) -> None:
+    """``acting_key``: the API key whose withdrawal caused the requests, if one did."""
     for request in requests:
         ledger.append(
             kind="deletion.requested",
-            data={
-                "deletion_request_id": str(request.id),
-                "withdrawal_id": request.withdrawal_id,
-                "receipt_id": str(grant.id),
-                "subject_id": str(grant.subject_id),
-                "partner_id": str(request.partner_id),
-                "lead_ids": list(request.lead_ids),
-                "requested_at": request.requested_at.isoformat(),
-                "due_at": request.due_at.isoformat(),
-            },
+            data=ledger.with_acting_key(
+                {
+                    "deletion_request_id": str(request.id),
+                    "withdrawal_id": request.withdrawal_id,
+                    "receipt_id": str(grant.id),
+                    "subject_id": str(grant.subject_id),
+                    "partner_id": str(request.partner_id),
+                    "lead_ids": list(request.lead_ids),
+                    "requested_at": request.requested_at.isoformat(),
+                    "due_at": request.due_at.isoformat(),
+                },
+                acting_key,
+            ),
             at=request.requested_at,
         )
 
@@ -123,16 +134,21 @@ def acknowledge(
     partner_id: uuid.UUID,
     lead_ids: list[str] | None = None,
     partner_acknowledged_at: datetime | None = None,
+    is_sandbox: bool | None = None,
+    acting_key: dict[str, str] | None = None,
 ) -> Acknowledgement:
     """Record the partner's confirmation that it deleted the data; again is a no-op.
 
-    Raises ``DeletionRequest.DoesNotExist`` for another partner's or an unknown withdrawal.
+    Raises ``DeletionRequest.DoesNotExist`` for another partner's or an unknown withdrawal,
+    and, when ``is_sandbox`` is given, for one of the other mode (the grant's). ``acting_key``:
+    the API key that acknowledged, recorded in the ledger entry.
     """
+    mode = {} if is_sandbox is None else {"withdrawal__grant__is_sandbox": is_sandbox}
     with transaction.atomic():
         request = (
             DeletionRequest.objects.select_for_update(of=("self",))
             .select_related("withdrawal")
-            .get(withdrawal_id=withdrawal_id, partner_id=partner_id)
+            .get(withdrawal_id=withdrawal_id, partner_id=partner_id, **mode)
         )
         if request.acknowledged_at is not None:
             return Acknowledgement(request=request, created=False)
@@ -145,16 +161,19 @@ def acknowledge(
         request.save(update_fields=["acknowledged_at", "partner_acknowledged_at"])
         ledger.append(
             kind="deletion.acknowledged",
-            data={
-                "deletion_request_id": str(request.id),
-                "withdrawal_id": request.withdrawal_id,
-                "receipt_id": str(request.withdrawal.grant_id),
-                "partner_id": str(partner_id),
-                "acknowledged_at": request.acknowledged_at.isoformat(),
-                "partner_acknowledged_at": partner_acknowledged_at.isoformat()
-                if partner_acknowledged_at
-                else None,
-            },
+            data=ledger.with_acting_key(
+                {
+                    "deletion_request_id": str(request.id),
+                    "withdrawal_id": request.withdrawal_id,
+                    "receipt_id": str(request.withdrawal.grant_id),
+                    "partner_id": str(partner_id),
+                    "acknowledged_at": request.acknowledged_at.isoformat(),
+                    "partner_acknowledged_at": partner_acknowledged_at.isoformat()
+                    if partner_acknowledged_at
+                    else None,
+                },
+                acting_key,
+            ),
             at=request.acknowledged_at,
         )
         return Acknowledgement(request=request, created=True)
@@ -177,7 +196,3 @@ def status_of(request: DeletionRequest, at: datetime | None = None) -> str:
     if request.acknowledged_at is not None:
         return "acknowledged"
     return "overdue" if request.due_at < (at or timezone.now()) else "outstanding"
-
-
-def for_partner(partner_id: uuid.UUID) -> QuerySet[DeletionRequest]:
-    return DeletionRequest.objects.filter(partner_id=partner_id).select_related("withdrawal")

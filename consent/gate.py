@@ -38,6 +38,7 @@ def disclose(
     purpose: str,
     reference: str,
     fields: tuple[str, ...] = PII_FIELDS,
+    acting_key: dict[str, str] | None = None,
 ) -> Disclosed:
     unknown = set(fields) - set(PII_FIELDS)
     if unknown:
@@ -74,15 +75,18 @@ def disclose(
         )
         ledger.append(
             kind="data.disclosed",
-            data={
-                "disclosure_id": str(disclosure.id),
-                "receipt_id": str(grant.id),
-                "subject_id": str(subject.id),
-                "partner_id": str(partner_id),
-                "fields": list(fields),
-                "purpose": purpose,
-                "reference": reference,
-            },
+            data=ledger.with_acting_key(
+                {
+                    "disclosure_id": str(disclosure.id),
+                    "receipt_id": str(grant.id),
+                    "subject_id": str(subject.id),
+                    "partner_id": str(partner_id),
+                    "fields": list(fields),
+                    "purpose": purpose,
+                    "reference": reference,
+                },
+                acting_key,
+            ),
             at=now,
         )
         return Disclosed(disclosure_id=disclosure.id, data=data)

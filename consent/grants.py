@@ -64,19 +64,29 @@ def publish_text(*, text: ConsentText) -> ConsentText:
 
 
 def record_grant(
-    *, subject: Subject, source: TrafficSource, evidence: ConsentEvidence
+    *,
+    subject: Subject,
+    source: TrafficSource,
+    evidence: ConsentEvidence,
+    is_sandbox: bool = False,
+    acting_key: dict[str, str] | None = None,
 ) -> ConsentGrant:
     """Store a consent grant and append it to the ledger. Caller holds the transaction."""
-    grant = create_grant(subject=subject, source=source, evidence=evidence)
-    log_grant(grant=grant)
+    grant = create_grant(subject=subject, source=source, evidence=evidence, is_sandbox=is_sandbox)
+    log_grant(grant=grant, acting_key=acting_key)
     return grant
 
 
 def create_grant(
-    *, subject: Subject, source: TrafficSource, evidence: ConsentEvidence
+    *,
+    subject: Subject,
+    source: TrafficSource,
+    evidence: ConsentEvidence,
+    is_sandbox: bool = False,
 ) -> ConsentGrant:
     """Store a consent grant without its ledger entry: the caller must call ``log_grant``
-    in the same transaction. Appending last keeps the ledger's sequence lock short."""
+    in the same transaction. Appending last keeps the ledger's sequence lock short.
+    ``is_sandbox``: given through a sandbox key; only sandbox keys will reach it."""
     text = ConsentText.objects.filter(
         version=evidence.text_version, published_at__isnull=False
     ).first()
@@ -107,34 +117,39 @@ def create_grant(
         ip_address=evidence.ip_address,
         user_agent=evidence.user_agent,
         expires_at=evidence.expires_at,
+        is_sandbox=is_sandbox,
     )
     _add_recipients(grant, evidence.named_partner_ids)
     return grant
 
 
-def log_grant(*, grant: ConsentGrant) -> None:
+def log_grant(*, grant: ConsentGrant, acting_key: dict[str, str] | None = None) -> None:
+    """Append ``consent.granted``; ``acting_key``: the API key that sent the consent."""
     named = grant.scope == GrantScope.NAMED_PARTNERS
     ledger.append(
         kind="consent.granted",
-        data={
-            "receipt_id": str(grant.id),
-            "subject_id": str(grant.subject_id),
-            "source_id": str(grant.source_id),
-            "text_version": grant.text.version,
-            "text_sha256": grant.text_sha256,
-            "scope": grant.scope,
-            "recipients": sorted(str(p) for p in grant.recipients.values_list("id", flat=True))
-            if named
-            else [],
-            "purposes": grant.purposes,
-            "data_categories": grant.data_categories,
-            "method": grant.method,
-            "channel": grant.channel,
-            "collected_at": grant.collected_at.isoformat(),
-            "expires_at": grant.expires_at.isoformat(),
-            # Evidence is personal data: the ledger commits to it without holding it.
-            "evidence_sha256": sha256_text(f"{grant.ip_address or ''}\n{grant.user_agent}"),
-        },
+        data=ledger.with_acting_key(
+            {
+                "receipt_id": str(grant.id),
+                "subject_id": str(grant.subject_id),
+                "source_id": str(grant.source_id),
+                "text_version": grant.text.version,
+                "text_sha256": grant.text_sha256,
+                "scope": grant.scope,
+                "recipients": sorted(str(p) for p in grant.recipients.values_list("id", flat=True))
+                if named
+                else [],
+                "purposes": grant.purposes,
+                "data_categories": grant.data_categories,
+                "method": grant.method,
+                "channel": grant.channel,
+                "collected_at": grant.collected_at.isoformat(),
+                "expires_at": grant.expires_at.isoformat(),
+                # Evidence is personal data: the ledger commits to it without holding it.
+                "evidence_sha256": sha256_text(f"{grant.ip_address or ''}\n{grant.user_agent}"),
+            },
+            acting_key,
+        ),
     )
 
 
@@ -165,20 +180,33 @@ def is_active(grant: ConsentGrant, at: datetime | None = None) -> bool:
     return grant.expires_at > at and not ConsentWithdrawal.objects.filter(grant=grant).exists()
 
 
-def withdraw(*, grant_id: uuid.UUID, channel: str, reason: str = "") -> ConsentWithdrawal:
+def withdraw(
+    *,
+    grant_id: uuid.UUID,
+    channel: str,
+    reason: str = "",
+    acting_key: dict[str, str] | None = None,
+) -> ConsentWithdrawal:
     """Withdraw consent at once; withdrawing again returns the original withdrawal.
 
     Every partner that already received the data gets a deletion request and a signed
     ``consent.withdrawn`` webhook in the same transaction (see ``consent.deletion``).
+    ``acting_key``: the API key that withdrew, recorded in the ledger entries.
     """
     with transaction.atomic():
         # The gate locks the same row, so a disclosure either finishes first (and gets a
         # deletion request below) or sees this withdrawal and refuses.
         grant = ConsentGrant.objects.select_for_update().get(pk=grant_id)
-        return withdraw_locked(grant=grant, channel=channel, reason=reason)
+        return withdraw_locked(grant=grant, channel=channel, reason=reason, acting_key=acting_key)
 
 
-def withdraw_locked(*, grant: ConsentGrant, channel: str, reason: str = "") -> ConsentWithdrawal:
+def withdraw_locked(
+    *,
+    grant: ConsentGrant,
+    channel: str,
+    reason: str = "",
+    acting_key: dict[str, str] | None = None,
+) -> ConsentWithdrawal:
     """``withdraw`` for a caller that already holds the grant's row lock in its transaction."""
     existing = ConsentWithdrawal.objects.filter(grant=grant).first()
     if existing is not None:
@@ -189,15 +217,18 @@ def withdraw_locked(*, grant: ConsentGrant, channel: str, reason: str = "") -> C
     requests = deletion.request_deletions(grant=grant, withdrawal=withdrawal)
     ledger.append(
         kind="consent.withdrawn",
-        data={
-            "withdrawal_id": withdrawal.id,
-            "receipt_id": str(grant.id),
-            "subject_id": str(grant.subject_id),
-            "channel": channel,
-            "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
-        },
+        data=ledger.with_acting_key(
+            {
+                "withdrawal_id": withdrawal.id,
+                "receipt_id": str(grant.id),
+                "subject_id": str(grant.subject_id),
+                "channel": channel,
+                "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
+            },
+            acting_key,
+        ),
     )
-    deletion.log_deletion_requests(grant=grant, requests=requests)
+    deletion.log_deletion_requests(grant=grant, requests=requests, acting_key=acting_key)
     return withdrawal
 
 

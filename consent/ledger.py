@@ -63,6 +63,15 @@ def append(*, kind: str, data: dict[str, Any], at: datetime | None = None) -> Le
     return entry
 
 
+def with_acting_key(data: dict[str, Any], acting_key: dict[str, str] | None) -> dict[str, Any]:
+    """``data`` with the API key that caused the entry, when one did: ``{"prefix": ...,
+    "mode": "live" | "sandbox"}`` (``partners.scoping.acting_key``), the key's public lookup
+    prefix, never its secret. Entries written by staff, workers or commands have none."""
+    if acting_key is None:
+        return data
+    return {**data, "api_key": {"prefix": acting_key["prefix"], "mode": acting_key["mode"]}}
+
+
 def _locked_head() -> LedgerHead:
     try:
         return LedgerHead.objects.select_for_update().get(id=1)

@@ -2,7 +2,8 @@
 
 Anyone holding a valid API key may read checkpoints and consistency proofs (they reveal
 sizes and hashes only). An entry's content goes only to the source whose receipt it
-concerns or to the partner it names; to anyone else it does not exist (404, not 403).
+concerns or to the partner it names, with a key of that consent's mode (sandbox or live);
+to anyone else it does not exist (404, not 403).
 Hashes in proofs are lowercase hex; roots are given in base64 (as signed) and in hex.
 """
 
@@ -26,6 +27,7 @@ from consent import ledger, proofs
 from consent.models import Checkpoint, ConsentGrant, LedgerEntry
 from partners.authentication import client
 from partners.errors import ApiError
+from partners.scoping import scoped
 
 
 def checkpoint_document(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -73,21 +75,25 @@ def _size_param(request: Request, name: str, *, required: bool) -> int | None:
 
 
 def _may_read(request: Request, document: dict[str, Any]) -> bool:
-    """The source whose receipt the entry concerns, or the partner it names."""
+    """The source whose receipt the entry concerns, or the partner it names, with a key of
+    that receipt's mode (a sandbox key reads entries about sandbox consent only)."""
     data = document.get("data")
     if not isinstance(data, dict):
         return False
-    caller = client(request)
-    if caller.partner_id is not None:
-        return data.get("partner_id") == str(caller.partner_id)
     receipt_id = data.get("receipt_id")
-    if caller.source_id is None or not isinstance(receipt_id, str):
+    if not isinstance(receipt_id, str):
         return False
     try:
         receipt = uuid.UUID(receipt_id)
     except ValueError:
         return False
-    return ConsentGrant.objects.filter(id=receipt, source_id=caller.source_id).exists()
+    caller = client(request)
+    grants = ConsentGrant.objects.filter(id=receipt)
+    if caller.partner_id is not None:
+        if data.get("partner_id") != str(caller.partner_id):
+            return False
+        return grants.filter(is_sandbox=caller.is_sandbox).exists()
+    return scoped(grants, caller, source="source_id", sandbox="is_sandbox").exists()
 
 
 def _proof_unavailable() -> ApiError:

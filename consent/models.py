@@ -123,6 +123,9 @@ class ConsentGrant(models.Model):
     expires_at = models.DateTimeField()
     # When the expiry was written to the ledger (once, by a scheduled sweep).
     expiry_logged_at = models.DateTimeField(null=True, blank=True)
+    # Given through a sandbox key (with its referral): only sandbox keys reach the grant,
+    # its withdrawal and the deletion requests it caused (partners.scoping).
+    is_sandbox = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -10,10 +10,13 @@ from marketplace.delivery import REFERRAL_PURPOSE, notify_delivered
 from marketplace.models import REPORTABLE_STATUSES, Lead, LeadStatus
 
 
-def applicant_for_partner(*, lead: Lead) -> dict[str, str] | None:
+def applicant_for_partner(
+    *, lead: Lead, acting_key: dict[str, str] | None = None
+) -> dict[str, str] | None:
     """The applicant's personal data for the partner that holds this lead, through the
-    consent gate (which logs the disclosure). A pull-mode lead counts as delivered the
-    first time its partner reads it. None when the lead was never the partner's to read."""
+    consent gate (which logs the disclosure, with ``acting_key``: the API key that read).
+    A pull-mode lead counts as delivered the first time its partner reads it. None when
+    the lead was never the partner's to read."""
     if lead.status not in REPORTABLE_STATUSES and lead.status != LeadStatus.AVAILABLE:
         return None
     assert lead.referral.grant_id is not None
@@ -23,6 +26,7 @@ def applicant_for_partner(*, lead: Lead) -> dict[str, str] | None:
             partner_id=lead.partner_id,
             purpose=REFERRAL_PURPOSE,
             reference=f"lead:{lead.id}",
+            acting_key=acting_key,
         )
         if lead.status == LeadStatus.AVAILABLE:
             now = timezone.now()

@@ -1,10 +1,19 @@
-"""No partner reaches another partner's objects: walk every ``/api/v1/partner/`` path with a
-path parameter in the OpenAPI schema, call every method on it with a partner key and the
-id of an object that belongs to ANOTHER partner, and expect a 404 in the one error shape
-(and, for writes, nothing changed anywhere). A sandbox key must not reach live objects.
+"""No API key reaches an object of another tenant or of the other key mode.
 
-Every such path template must be registered in ``REGISTRY`` with a factory that creates
-the foreign object: a new endpoint without an entry fails this test until it is added.
+Every object a key can reach belongs to one tenant (a partner or a traffic source) and one
+mode (sandbox or live traffic). This walks EVERY path and method of the OpenAPI schema with
+every key of a small world (partners A and B, sources S and T, each with a live and a
+sandbox key) against objects of partner A and source S in both modes:
+
+- a path that names an object (``{id}``) must answer the object's owner in the object's
+  mode (checked: the object is there), and everyone else with a 404 in the one error shape
+  (403 when the key is of the wrong kind, or when a sandbox key tries to change
+  configuration), writing nothing anywhere;
+- a list must show its owner's objects and nothing of another tenant or the other mode;
+- every other path is registered with what it shows (the caller itself, or global data).
+
+Every (method, path) of the schema must be registered in ``REGISTRY``: a new endpoint fails
+this test until it is placed there with the objects it reaches.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.db import models
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from partners.models import KeyMode, Partner, TrafficSource
@@ -26,50 +36,143 @@ from tests.factories import PartnerFactory, ProductFactory, TrafficSourceFactory
 
 pytestmark = pytest.mark.django_db
 
-PREFIX = "/api/v1/partner/"
 METHODS = ("get", "post", "put", "patch", "delete")
 APPS = ("partners", "consent", "marketplace", "billing")
+MODES = (KeyMode.LIVE, KeyMode.SANDBOX)
+
+# A caller is (tenant name, key mode); tenants: partners "A", "B", sources "S", "T".
+Caller = tuple[str, str]
+PARTNERS, SOURCES = ("A", "B"), ("S", "T")
+CALLERS: tuple[Caller, ...] = tuple((t, m) for t in (*PARTNERS, *SOURCES) for m in MODES)
+
+
+def other(mode: str) -> str:
+    return KeyMode.SANDBOX if mode == KeyMode.LIVE else KeyMode.LIVE
+
+
+@dataclass(frozen=True)
+class Thing:
+    """One object of the world: what it is, how a path names it, whom it belongs to."""
+
+    kind: str
+    obj: models.Model
+    param: str
+    owner: str  # "A" or "S"
+    mode: str
+    # Callers besides (owner, mode) that may read it (a ledger entry about S's consent
+    # that names partner A is A's and S's).
+    also_readers: frozenset[Caller] = frozenset()
+
+    def readers(self) -> set[Caller]:
+        return {(self.owner, self.mode), *self.also_readers}
 
 
 @dataclass
 class World:
-    me: Partner
-    other: Partner
-    source: TrafficSource
-    cache: dict[str, Any] = field(default_factory=dict)
+    partners: dict[str, Partner]
+    sources: dict[str, TrafficSource]
+    clients: dict[Caller, APIClient] = field(default_factory=dict)
+    things: dict[str, list[Thing]] = field(default_factory=dict)
+
+    def add(self, thing: Thing) -> None:
+        self.things.setdefault(thing.kind, []).append(thing)
 
 
-@dataclass(frozen=True)
-class Foreign:
-    """An object of ``World.other`` (or, for the sandbox walk, a live one of ``World.me``)
-    and the value of the path parameter that names it."""
-
-    obj: models.Model
-    param: str
+# --- The world: objects of partner A and source S in both modes ---------------------------------
 
 
-Factory = Callable[[World, Partner], Foreign]
+def source_client(source: TrafficSource, mode: str) -> APIClient:
+    from partners.keys import issue_api_key
+
+    client = APIClient()
+    key = issue_api_key(source=source, mode=mode).plaintext
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
 
 
-# --- Factories: one object of the given owner per kind -----------------------------------------
-
-
-def make_lead(world: World, owner: Partner) -> Foreign:
-    from marketplace.models import LeadStatus
+def _referral(world: World, mode: str) -> Any:
     from tests.factories import referral_payload
-    from tests.marketplace.conftest import create_referral, set_lead_status
+    from tests.marketplace.conftest import create_referral
 
-    key = f"lead:{owner.pk}"
-    if key not in world.cache:
-        referral = create_referral(world.source, referral_payload())
-        lead = set_lead_status(referral.leads.get(partner=owner), LeadStatus.DELIVERED)
-        assert not lead.is_sandbox
-        world.cache[key] = lead
-    lead = world.cache[key]
-    return Foreign(lead, str(lead.pk))
+    referral = create_referral(
+        world.sources["S"], referral_payload(), is_sandbox=mode == KeyMode.SANDBOX
+    )
+    assert referral.leads.filter(partner=world.partners["A"]).exists()
+    return referral
 
 
-def make_invoice(world: World, owner: Partner) -> Foreign:
+def add_traffic(world: World, mode: str) -> None:
+    """A referral of S with its consent and A's lead; a webhook message to A; a withdrawn
+    consent of S whose data A received (a deletion request to A); their ledger entries."""
+    from consent import gate, grants
+    from consent.models import DeletionRequest, LedgerEntry
+    from marketplace.models import LeadStatus
+    from partners import outbound
+    from tests.marketplace.conftest import set_lead_status
+
+    a = world.partners["A"]
+    referral = _referral(world, mode)
+    world.add(Thing("referral", referral, str(referral.pk), "S", mode))
+    world.add(Thing("grant", referral.grant, str(referral.grant_id), "S", mode))
+    lead = set_lead_status(referral.leads.get(partner=a), LeadStatus.DELIVERED)
+    assert lead.is_sandbox == (mode == KeyMode.SANDBOX)
+    world.add(Thing("lead", lead, str(lead.pk), "A", mode))
+
+    (message,) = outbound.enqueue(
+        partner_id=a.pk,
+        event_type="lead.delivered",
+        data={"lead_id": str(lead.pk)},
+        dedupe_key=f"isolation:{uuid.uuid4()}",
+        is_sandbox=mode == KeyMode.SANDBOX,
+    )
+    # Failed: replaying it would visibly change it back to pending.
+    type(message).objects.filter(pk=message.pk).update(status="failed", attempts=9)
+    world.add(Thing("webhook_message", message, message.pk, "A", mode))
+
+    withdrawn = _referral(world, mode)
+    withdrawn_lead = withdrawn.leads.get(partner=a)
+    gate.disclose(
+        grant_id=withdrawn.grant_id,
+        partner_id=a.pk,
+        purpose="loan_referral",
+        reference=f"lead:{withdrawn_lead.pk}",
+    )
+    withdrawal = grants.withdraw(grant_id=withdrawn.grant_id, channel="api")
+    request = DeletionRequest.objects.get(withdrawal=withdrawal, partner=a)
+    world.add(Thing("deletion_request", request, str(request.withdrawal_id), "A", mode))
+
+    granted = LedgerEntry.objects.get(
+        kind="consent.granted", canonical__contains=str(referral.grant_id)
+    )
+    world.add(Thing("ledger_entry", granted, str(granted.seq), "S", mode))
+    requested = LedgerEntry.objects.get(
+        kind="deletion.requested", canonical__contains=str(request.id)
+    )
+    world.add(
+        Thing(
+            "ledger_entry",
+            requested,
+            str(requested.seq),
+            "A",
+            mode,
+            also_readers=frozenset({("S", mode)}),
+        )
+    )
+
+
+def add_configuration(world: World) -> None:
+    """A's product and a change request to it: configuration, the same in both modes."""
+    from partners.products import propose_change
+
+    a = world.partners["A"]
+    product = a.products.first()
+    world.add(Thing("product", product, str(product.pk), "A", KeyMode.LIVE))
+    change_request = propose_change(product=product, changes={"dedupe_days": 9})
+    world.add(Thing("change_request", change_request, str(change_request.pk), "A", KeyMode.LIVE))
+
+
+def add_invoice(world: World) -> None:
+    """A's issued invoice: billing exists for live traffic only."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -77,115 +180,156 @@ def make_invoice(world: World, owner: Partner) -> Foreign:
     from billing.invoicing import generate_invoices, issue_invoice
     from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 
-    key = f"invoice:{owner.pk}"
-    if key not in world.cache:  # one per owner and month
-        schedule(owner)
-        lead = LeadBuilder().lead(product=ProductFactory(partner=owner, name="Billed loan"))
-        post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
-        made = generate_invoices(period=current_period())
-        (draft,) = [i for i in made if i.partner_id == owner.pk]
-        world.cache[key] = issue_invoice(invoice_id=draft.pk)
-    invoice = world.cache[key]
-    return Foreign(invoice, str(invoice.pk))
+    a = world.partners["A"]
+    schedule(a)
+    lead = LeadBuilder().lead(product=ProductFactory(partner=a, name="Billed loan"))
+    # The builder's referral has an income floor (8000) that is no band's: make it one, so
+    # the partner's lead list can show it.
+    type(lead.referral).objects.filter(pk=lead.referral_id).update(income_band_floor=5000)
+    post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
+    (draft,) = [i for i in generate_invoices(period=current_period()) if i.partner_id == a.pk]
+    invoice = issue_invoice(invoice_id=draft.pk)
+    world.add(Thing("invoice", invoice, str(invoice.pk), "A", KeyMode.LIVE))
 
 
-def make_invoice_document(world: World, owner: Partner) -> Foreign:
-    """The owner's issued invoice (its month is invoiced once: reuse it)."""
-    from billing.models import Invoice
-
-    invoice = Invoice.objects.filter(partner=owner).exclude(number=None).first()
-    return Foreign(invoice, str(invoice.pk)) if invoice else make_invoice(world, owner)
-
-
-def make_product(world: World, owner: Partner) -> Foreign:
-    product = owner.products.first() or ProductFactory(partner=owner)
-    return Foreign(product, str(product.pk))
-
-
-def make_change_request(world: World, owner: Partner) -> Foreign:
-    from partners.products import propose_change
-
-    change_request = propose_change(
-        product=make_product(world, owner).obj,  # type: ignore[arg-type]
-        changes={"dedupe_days": 9},
-    )
-    return Foreign(change_request, str(change_request.pk))
-
-
-def make_webhook_message(world: World, owner: Partner) -> Foreign:
-    from partners import outbound
+@pytest.fixture
+def world(consent_text: object) -> World:
+    from consent import ledger
     from partners.webhooks import create_endpoint
 
-    if not owner.webhooks.exists():
-        create_endpoint(partner=owner, url="http://127.0.0.1:9/hooks")
-    (message,) = outbound.enqueue(
-        partner_id=owner.pk,
-        event_type="lead.delivered",
-        data={"lead_id": str(uuid.uuid4())},
-        dedupe_key=f"isolation:{uuid.uuid4()}",
-    )
-    # Failed: replaying it would visibly change it back to pending.
-    type(message).objects.filter(pk=message.pk).update(status="failed", attempts=9)
-    return Foreign(message, message.pk)
+    partners = {name: PartnerFactory() for name in PARTNERS}
+    for partner in partners.values():
+        ProductFactory(partner=partner)
+        create_endpoint(partner=partner, url="http://127.0.0.1:9/hooks")
+    world = World(partners=partners, sources={name: TrafficSourceFactory() for name in SOURCES})
+    for name, mode in CALLERS:
+        if name in PARTNERS:
+            world.clients[(name, mode)] = partner_client(partners[name], mode)
+        else:
+            world.clients[(name, mode)] = source_client(world.sources[name], mode)
+    add_configuration(world)
+    add_invoice(world)
+    for mode in MODES:
+        add_traffic(world, mode)
+    ledger.make_checkpoint()  # ledger entries are served once a checkpoint covers them
+    return world
 
 
-def make_consent_withdrawal(world: World, owner: Partner) -> Foreign:
-    from consent import gate, grants
-    from consent.models import DeletionRequest
-
-    key = f"withdrawal:{owner.pk}"
-    if key not in world.cache:  # one per owner: a grant is withdrawn once
-        lead = make_lead(world, owner).obj
-        grant = lead.referral.grant  # type: ignore[attr-defined]
-        gate.disclose(
-            grant_id=grant.id,
-            partner_id=owner.pk,
-            purpose="loan_referral",
-            reference=f"lead:{lead.pk}",
-        )
-        withdrawal = grants.withdraw(grant_id=grant.id, channel="api")
-        world.cache[key] = DeletionRequest.objects.get(withdrawal=withdrawal, partner=owner)
-    request = world.cache[key]
-    return Foreign(request, str(request.withdrawal_id))
+# --- What each path reaches ----------------------------------------------------------------------
 
 
-# Every partner path template with a path parameter -> the factory of the object it names.
-# Add yours here when you add an endpoint.
-REGISTRY: dict[str, Factory] = {
-    "/api/v1/partner/leads/{lead_id}": make_lead,
-    "/api/v1/partner/leads/{lead_id}/events": make_lead,
-    "/api/v1/partner/invoices/{id}": make_invoice,
-    "/api/v1/partner/invoices/{id}/pdf": make_invoice_document,
-    "/api/v1/partner/invoices/{id}/csv": make_invoice_document,
-    "/api/v1/partner/invoices/{id}/html": make_invoice_document,
-    "/api/v1/partner/products/{product_id}": make_product,
-    "/api/v1/partner/products/{product_id}/change-requests": make_product,
-    "/api/v1/partner/change-requests/{change_request_id}": make_change_request,
-    "/api/v1/partner/webhook-messages/{message_id}": make_webhook_message,
-    "/api/v1/partner/webhook-messages/{message_id}/replay": make_webhook_message,
-    "/api/v1/partner/consent-withdrawals/{withdrawal_id}": make_consent_withdrawal,
-    "/api/v1/partner/consent-withdrawals/{withdrawal_id}/ack": make_consent_withdrawal,
+@dataclass(frozen=True)
+class ById:
+    """A path naming one object of ``kind``. ``key`` is the key kind it needs ("partner",
+    "source" or "any"). ``configuration``: readable with both modes of the owner's keys,
+    changeable only with a live key (403 ``live_key_required`` otherwise)."""
+
+    kind: str
+    key: str
+    configuration: bool = False
+    # A body the owner could send with success (so a refusal is the scoping, not the body).
+    body: Callable[[], dict[str, Any]] | None = None
+
+
+def valid_event() -> dict[str, Any]:
+    from django.utils import timezone
+
+    return {"event_id": f"e-{uuid.uuid4()}", "type": "accepted", "occurred_at": timezone.now()}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list of the caller's objects of ``kind``; each row named by ``row_id`` inside
+    ``rows`` (None: the paginated ``results``). ``sandbox_error``: the code a sandbox key
+    gets instead (a 404), for what exists only for live traffic."""
+
+    kind: str
+    row_id: str
+    rows: str | None = None
+    configuration: bool = False
+    sandbox_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Itself:
+    """The calling partner's own profile."""
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Creates a referral of the calling source, in the calling key's mode."""
+
+
+@dataclass(frozen=True)
+class Global:
+    """Holds no tenant's data: ledger sizes, hashes, signatures and the public key."""
+
+
+Spec = ById | Listing | Itself | Intake | Global
+
+# Every (method, path template) of the schema. Add yours here when you add an endpoint.
+REGISTRY: dict[tuple[str, str], Spec] = {
+    ("post", "/api/v1/referrals"): Intake(),
+    ("get", "/api/v1/referrals/{id}"): ById("referral", "source"),
+    ("get", "/api/v1/consents/{receipt_id}"): ById("grant", "source"),
+    ("post", "/api/v1/consents/{receipt_id}/withdraw"): ById("grant", "source", body=dict),
+    ("get", "/api/v1/ledger/entries/{seq}"): ById("ledger_entry", "any"),
+    ("get", "/api/v1/ledger/checkpoints"): Global(),
+    ("get", "/api/v1/ledger/checkpoints/latest"): Global(),
+    ("get", "/api/v1/ledger/consistency"): Global(),
+    ("get", "/api/v1/ledger/public-key"): Global(),
+    ("get", "/api/v1/partner/me"): Itself(),
+    ("get", "/api/v1/partner/leads"): Listing("lead", "id"),
+    ("get", "/api/v1/partner/leads/{lead_id}"): ById("lead", "partner"),
+    ("post", "/api/v1/partner/leads/{lead_id}/events"): ById("lead", "partner", body=valid_event),
+    ("get", "/api/v1/partner/invoices"): Listing("invoice", "id"),
+    ("get", "/api/v1/partner/invoices/{id}"): ById("invoice", "partner"),
+    ("get", "/api/v1/partner/invoices/{id}/pdf"): ById("invoice", "partner"),
+    ("get", "/api/v1/partner/invoices/{id}/csv"): ById("invoice", "partner"),
+    ("get", "/api/v1/partner/invoices/{id}/html"): ById("invoice", "partner"),
+    ("get", "/api/v1/partner/statement"): Listing(
+        "invoice", "invoice_id", rows="items", sandbox_error="no_sandbox_billing"
+    ),
+    ("get", "/api/v1/partner/products"): Listing("product", "id", configuration=True),
+    ("get", "/api/v1/partner/products/{product_id}"): ById(
+        "product", "partner", configuration=True
+    ),
+    ("post", "/api/v1/partner/products/{product_id}/change-requests"): ById(
+        "product", "partner", configuration=True, body=lambda: {"dedupe_days": 11}
+    ),
+    ("get", "/api/v1/partner/change-requests"): Listing("change_request", "id", configuration=True),
+    ("get", "/api/v1/partner/change-requests/{change_request_id}"): ById(
+        "change_request", "partner", configuration=True
+    ),
+    ("get", "/api/v1/partner/webhook-messages"): Listing("webhook_message", "id"),
+    ("get", "/api/v1/partner/webhook-messages/{message_id}"): ById("webhook_message", "partner"),
+    ("post", "/api/v1/partner/webhook-messages/{message_id}/replay"): ById(
+        "webhook_message", "partner"
+    ),
+    ("get", "/api/v1/partner/consent-withdrawals"): Listing("deletion_request", "withdrawal_id"),
+    ("get", "/api/v1/partner/consent-withdrawals/{withdrawal_id}"): ById(
+        "deletion_request", "partner"
+    ),
+    ("post", "/api/v1/partner/consent-withdrawals/{withdrawal_id}/ack"): ById(
+        "deletion_request", "partner", body=dict
+    ),
 }
-# Objects that are traffic (live or sandbox): a sandbox key must not reach live ones.
-SANDBOX_SCOPED = {make_lead, make_webhook_message}
 
 
-# --- The walk ----------------------------------------------------------------------------------
+# --- Helpers -------------------------------------------------------------------------------------
 
 
-def partner_operations() -> list[tuple[str, str, dict[str, Any]]]:
-    """(path template, method, operation) for every partner path with a path parameter."""
+def schema_operations() -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path template, operation) for every operation in the OpenAPI schema."""
     response = APIClient().get("/api/schema/?format=json")
     assert response.status_code == 200
-    schema = response.json()
-    found = []
-    for template, item in schema["paths"].items():
-        if not template.startswith(PREFIX) or "{" not in template:
-            continue
-        for method in METHODS:
-            if method in item:
-                found.append((template, method, item[method]))
-    assert found, "no partner paths with parameters in the schema?"
+    found = [
+        (method, template, item[method])
+        for template, item in response.json()["paths"].items()
+        for method in METHODS
+        if method in item
+    ]
+    assert len(found) >= len(REGISTRY) // 2, "the schema lost most of its paths?"
     return found
 
 
@@ -197,11 +341,19 @@ def request_body(operation: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def call(client: APIClient, template: str, method: str, operation: dict[str, Any], param: str):
+def call(
+    client: APIClient,
+    method: str,
+    template: str,
+    operation: dict[str, Any],
+    param: str,
+    body: dict[str, Any] | None = None,
+):
     url = re.sub(r"\{[^}]+\}", param, template)
     if method == "get":
         return client.get(url)
-    return getattr(client, method)(url, request_body(operation), format="json")
+    body = request_body(operation) if body is None else body
+    return getattr(client, method)(url, body, format="json")
 
 
 def database_state(obj: models.Model) -> tuple[dict[str, int], dict[str, Any]]:
@@ -215,74 +367,187 @@ def database_state(obj: models.Model) -> tuple[dict[str, int], dict[str, Any]]:
     return counts, values
 
 
-def is_not_found(response: Any) -> bool:
-    if response.status_code != 404:
-        return False
+def error_code(response: Any) -> str | None:
+    """The code of a response in the one error shape, else None."""
+    if getattr(response, "streaming", False):
+        return None
+    try:
+        body = response.json()
+    except (ValueError, TypeError):
+        return None
+    if set(body) != {"error"} or set(body["error"]) != {"code", "message", "details"}:
+        return None
+    return body["error"]["code"]
+
+
+def body_of(response: Any) -> bytes:
+    if getattr(response, "streaming", False):
+        return b"<streamed>"
+    return bytes(response.content[:120])
+
+
+def key_kind(caller: Caller) -> str:
+    return "partner" if caller[0] in PARTNERS else "source"
+
+
+def describe(caller: Caller) -> str:
+    return f"{caller[0]}/{caller[1]}"
+
+
+def expected_denial(spec: ById, thing: Thing, caller: Caller, method: str) -> tuple[int, str]:
+    """What a caller who may not act gets: (status, error code or "" for any code)."""
+    if spec.key != "any" and key_kind(caller) != spec.key:
+        return 403, ""
+    if spec.configuration and method != "get" and caller[1] == KeyMode.SANDBOX:
+        return 403, "live_key_required"
+    return 404, "not_found"
+
+
+def may_act(spec: ById, thing: Thing, caller: Caller, method: str) -> bool:
+    if spec.configuration:
+        if caller[0] != thing.owner:
+            return False
+        return method == "get" or caller[1] == KeyMode.LIVE
+    return caller in thing.readers()
+
+
+def list_rows(response: Any, spec: Listing) -> list[str]:
     body = response.json()
-    return (
-        set(body) == {"error"}
-        and body["error"]["code"] == "not_found"
-        and set(body["error"]) == {"code", "message", "details"}
-    )
+    rows = body[spec.rows] if spec.rows else body["results"]
+    return [str(row[spec.row_id]) for row in rows]
 
 
-@pytest.fixture
-def world(consent_text: object) -> World:
-    me, other = PartnerFactory(), PartnerFactory()
-    for partner in (me, other):
-        ProductFactory(partner=partner)
-    return World(me=me, other=other, source=TrafficSourceFactory())
+# --- The walk ------------------------------------------------------------------------------------
 
 
-def test_every_partner_path_with_an_id_is_registered() -> None:
-    templates = {template for template, _, _ in partner_operations()}
-    missing = sorted(templates - set(REGISTRY))
+def test_every_path_and_method_in_the_schema_is_registered() -> None:
+    operations = {(method, template) for method, template, _ in schema_operations()}
+    missing = sorted(operations - set(REGISTRY))
     assert not missing, (
-        "These partner API paths take an id but have no entry in REGISTRY of "
-        f"{__file__}: {missing}. Add a factory that creates the object for another "
-        "partner, so this test can prove the endpoint answers 404 to everyone else."
+        f"These API operations have no entry in REGISTRY of {__file__}: {missing}. "
+        "Register what each reaches (its object kind and factory, or why it holds no "
+        "tenant's data), so this test can prove no other tenant and no key of the other "
+        "mode reaches it."
     )
+    stale = sorted(set(REGISTRY) - operations)
+    assert not stale, f"REGISTRY names operations the schema no longer has: {stale}"
 
 
-def test_another_partners_object_is_a_404_on_every_partner_path_and_method(
-    world: World,
-) -> None:
-    client = partner_client(world.me)
-    failures = []
+@override_settings(API_RATE_LIMIT_PER_MINUTE=100_000)
+def test_no_key_reaches_an_object_of_another_tenant_or_the_other_mode(world: World) -> None:
+    failures: list[str] = []
     walked = 0
-    for template, method, operation in partner_operations():
-        factory = REGISTRY.get(template)
-        if factory is None:
-            continue  # reported by test_every_partner_path_with_an_id_is_registered
-        foreign = factory(world, world.other)
-        before = database_state(foreign.obj)
-        response = call(client, template, method, operation, foreign.param)
-        walked += 1
-        if not is_not_found(response):
-            failures.append(
-                f"{method.upper()} {template}: {response.status_code} {response.content[:200]!r}"
-            )
-        elif method != "get" and database_state(foreign.obj) != before:
-            failures.append(f"{method.upper()} {template}: answered 404 but changed data")
-    assert not failures, "\n".join(failures)
-    assert walked > 0
+    for method, template, operation in schema_operations():
+        spec = REGISTRY.get((method, template))
+        if not isinstance(spec, ById):
+            continue  # unregistered: reported by the test above; the rest below
+        for thing in world.things[spec.kind]:
+            for caller in CALLERS:
+                client = world.clients[caller]
+                label = f"{method.upper()} {template} ({thing.owner}/{thing.mode} {thing.kind}) "
+                label += f"as {describe(caller)}"
+                if may_act(spec, thing, caller, method):
+                    if method == "get":  # the object is there: a 404 to others is scoping
+                        response = call(client, method, template, operation, thing.param)
+                        if response.status_code != 200:
+                            failures.append(f"{label}: {response.status_code}, expected 200")
+                    continue
+                before = database_state(thing.obj)
+                body = spec.body() if spec.body else None
+                response = call(client, method, template, operation, thing.param, body)
+                walked += 1
+                status, code = expected_denial(spec, thing, caller, method)
+                got = error_code(response)
+                if response.status_code != status or got is None or (code and got != code):
+                    failures.append(
+                        f"{label}: {response.status_code} {got or body_of(response)!r}, "
+                        f"expected {status} {code or ''}"
+                    )
+                elif database_state(thing.obj) != before:
+                    failures.append(f"{label}: answered {status} but changed data")
+    assert walked > 100
+    assert not failures, f"{len(failures)} leak(s):\n" + "\n".join(failures)
 
 
-def test_a_sandbox_key_does_not_reach_the_partners_own_live_traffic(world: World) -> None:
-    sandbox = partner_client(world.me, KeyMode.SANDBOX)
-    live = partner_client(world.me)
-    failures = []
-    for template, method, operation in partner_operations():
-        factory = REGISTRY.get(template)
-        if factory not in SANDBOX_SCOPED:
+@override_settings(API_RATE_LIMIT_PER_MINUTE=100_000)
+def test_no_list_shows_an_item_of_another_tenant_or_the_other_mode(world: World) -> None:
+    failures: list[str] = []
+    for method, template, operation in schema_operations():
+        spec = REGISTRY.get((method, template))
+        if not isinstance(spec, Listing):
             continue
-        own_live = factory(world, world.me)
-        before = database_state(own_live.obj)
-        response = call(sandbox, template, method, operation, own_live.param)
-        if not is_not_found(response):
-            failures.append(f"{method.upper()} {template}: {response.status_code}")
-        elif method != "get" and database_state(own_live.obj) != before:
-            failures.append(f"{method.upper()} {template}: answered 404 but changed data")
-        if method == "get":  # the object is there for the live key: the 404 is the scoping
-            assert call(live, template, method, operation, own_live.param).status_code == 200
+        things = world.things[spec.kind]
+        for caller in CALLERS:
+            label = f"{method.upper()} {template} as {describe(caller)}"
+            response = call(world.clients[caller], method, template, operation, "")
+            if key_kind(caller) != "partner":
+                if response.status_code != 403 or error_code(response) is None:
+                    failures.append(f"{label}: {response.status_code}, expected 403")
+                continue
+            if spec.sandbox_error and caller[1] == KeyMode.SANDBOX:
+                if response.status_code != 404 or error_code(response) != spec.sandbox_error:
+                    failures.append(
+                        f"{label}: {response.status_code} {response.content[:120]!r}, "
+                        f"expected 404 {spec.sandbox_error}"
+                    )
+                continue
+            if response.status_code != 200:
+                failures.append(f"{label}: {response.status_code}, expected 200")
+                continue
+            listed = set(list_rows(response, spec))
+            for thing in things:
+                if spec.configuration:
+                    visible = caller[0] == thing.owner
+                else:
+                    visible = caller in thing.readers()
+                if thing.param in listed and not visible:
+                    failures.append(f"{label}: lists {thing.owner}/{thing.mode} {thing.kind}")
+                elif visible and thing.param not in listed:
+                    failures.append(
+                        f"{label}: misses its own {thing.owner}/{thing.mode} {thing.kind}"
+                    )
+    assert not failures, f"{len(failures)} leak(s):\n" + "\n".join(failures)
+
+
+@override_settings(API_RATE_LIMIT_PER_MINUTE=100_000)
+def test_paths_without_an_object_show_the_caller_itself_or_global_data(world: World) -> None:
+    from marketplace.models import Referral
+    from tests.factories import referral_payload
+
+    failures: list[str] = []
+    for method, template, operation in schema_operations():
+        spec = REGISTRY.get((method, template))
+        for caller in CALLERS:
+            client = world.clients[caller]
+            label = f"{method.upper()} {template} as {describe(caller)}"
+            if isinstance(spec, Itself):
+                response = call(client, method, template, operation, "")
+                if key_kind(caller) != "partner":
+                    if response.status_code != 403:
+                        failures.append(f"{label}: {response.status_code}, expected 403")
+                elif response.json().get("id") != str(world.partners[caller[0]].pk):
+                    failures.append(f"{label}: shows another partner")
+                elif response.json()["key"]["mode"] != caller[1]:
+                    failures.append(f"{label}: shows another key's mode")
+            elif isinstance(spec, Intake):
+                before = Referral.objects.count()
+                response = client.post(template, referral_payload(), format="json")
+                if key_kind(caller) != "source":
+                    if response.status_code != 403 or Referral.objects.count() != before:
+                        failures.append(f"{label}: {response.status_code}, expected 403")
+                    continue
+                if response.status_code != 201:
+                    failures.append(f"{label}: {response.status_code}, expected 201")
+                    continue
+                made = Referral.objects.get(pk=response.json()["id"])
+                if made.source_id != world.sources[caller[0]].pk:
+                    failures.append(f"{label}: made a referral of another source")
+                if made.is_sandbox != (caller[1] == KeyMode.SANDBOX):
+                    failures.append(f"{label}: made a referral of the other mode")
+                if any(lead.is_sandbox != made.is_sandbox for lead in made.leads.all()):
+                    failures.append(f"{label}: made leads of the other mode")
+            elif isinstance(spec, Global):
+                response = call(client, method, template, operation, "")
+                if response.status_code not in {200, 400}:  # consistency needs parameters
+                    failures.append(f"{label}: {response.status_code}")
     assert not failures, "\n".join(failures)

@@ -640,14 +640,18 @@ def test_sandbox_key_sees_only_sandbox_leads(
     assert not LeadEvent.objects.filter(lead=live).exists()
 
 
-def test_live_key_sees_the_partners_sandbox_leads_too(
+def test_a_live_key_does_not_see_the_partners_sandbox_leads(
     client: APIClient, partner: Partner, lead_for: Callable[..., Lead]
 ) -> None:
-    """A partner in sandbox status gets sandbox leads; its live key still reads them."""
+    """Key mode isolates both ways: sandbox leads (e.g. those of a partner in sandbox
+    status) are read and reported on with a sandbox key only."""
     sandbox = lead_for(partner)
     Lead.objects.filter(pk=sandbox.pk).update(is_sandbox=True)
 
-    assert client.get(detail_url(sandbox)).status_code == 200
+    assert client.get(detail_url(sandbox)).status_code == 404
+    assert client.get(LEADS_URL).json()["results"] == []
+    assert post_event(client, sandbox, event("accepted")).status_code == 404
+    assert partner_client(partner, mode="sandbox").get(detail_url(sandbox)).status_code == 200
 
 
 def test_event_dated_before_the_lead_was_delivered_is_422(

@@ -1,5 +1,6 @@
 """Partners read their webhook messages (filters, the attempt log) and replay one; a
-sandbox key sees only messages about sandbox traffic; another partner's is a 404."""
+sandbox key sees only messages about sandbox traffic, a live key only the others; another
+partner's is a 404."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_the_list_is_the_partners_own_and_filters_by_status_and_event_type(
     assert bad.status_code == 400 and "status" in bad.json()["error"]["details"]
 
 
-def test_a_sandbox_key_sees_only_messages_about_sandbox_traffic(partner, make_message):
+def test_each_key_sees_only_messages_about_traffic_of_its_mode(partner, make_message):
     live = make_message(partner)
     sandbox = make_message(partner, is_sandbox=True)
     sandbox_client = partner_client(partner, KeyMode.SANDBOX)
@@ -53,8 +54,10 @@ def test_a_sandbox_key_sees_only_messages_about_sandbox_traffic(partner, make_me
     assert listed == {sandbox.id}
     assert sandbox_client.get(f"{MESSAGES}/{live.id}").status_code == 404
     assert sandbox_client.post(f"{MESSAGES}/{live.id}/replay").status_code == 404
-    live_listing = partner_client(partner).get(MESSAGES).json()["results"]
-    assert {row["id"] for row in live_listing} == {live.id, sandbox.id}
+    live_client = partner_client(partner)
+    live_listing = live_client.get(MESSAGES).json()["results"]
+    assert {row["id"] for row in live_listing} == {live.id}
+    assert live_client.get(f"{MESSAGES}/{sandbox.id}").status_code == 404
 
 
 def test_detail_carries_the_attempt_log_newest_first(partner, make_message, receiver):
