@@ -26,6 +26,7 @@ from marketplace import events, intake, pull
 from marketplace.bands import age_band_label, income_band_label
 from marketplace.models import EventType, Lead, LeadEvent, LeadStatus, Referral
 from partners.authentication import IsPartnerKey, IsSourceKey, client
+from partners.currencies import Currency
 from partners.errors import ApiError
 from partners.idempotency import idempotent
 from partners.models import RISK_TIERS, Partner
@@ -285,6 +286,10 @@ class LeadEventOutput(serializers.ModelSerializer):
     reversed_by = serializers.SerializerMethodField(
         help_text="The event_id of the reversal that took this event back, if any"
     )
+    currency = serializers.CharField(
+        read_only=True,
+        help_text="ISO 4217 code of amount and principal (empty when the event has neither)",
+    )
 
     class Meta:
         model = LeadEvent
@@ -297,6 +302,7 @@ class LeadEventOutput(serializers.ModelSerializer):
             "amount",
             "apr",
             "principal",
+            "currency",
             "reason",
             "reverses",
             "reversed_by",
@@ -315,6 +321,16 @@ class PartnerLeadOutput(serializers.ModelSerializer):
     age_band = serializers.SerializerMethodField()
     income_band = serializers.SerializerMethodField()
     product_id = serializers.UUIDField()
+    bid_amount = serializers.DecimalField(
+        max_digits=13,
+        decimal_places=2,
+        read_only=True,
+        allow_null=True,
+        help_text="Your winning bid, for a lead you won at a ping-post auction (your CPL)",
+    )
+    bid_currency = serializers.CharField(
+        read_only=True, help_text="ISO 4217 code of bid_amount (empty without a bid)"
+    )
 
     class Meta:
         model = Lead
@@ -324,6 +340,8 @@ class PartnerLeadOutput(serializers.ModelSerializer):
             "is_sandbox",
             "delivery_mode",
             "product_id",
+            "bid_amount",
+            "bid_currency",
             "loan",
             "risk_tier",
             "region",
@@ -458,7 +476,7 @@ class EventInput(serializers.Serializer):
         required=False,
         allow_null=True,
         help_text="Approved amount; for type revenue, the revenue earned in the period "
-        "(interest and fees actually collected, CNY), at most the funded principal",
+        "(interest and fees actually collected), at most the funded principal. In `currency`",
     )
     apr = serializers.DecimalField(
         max_digits=5,
@@ -476,7 +494,16 @@ class EventInput(serializers.Serializer):
         max_value=events.MAX_AMOUNT,
         required=False,
         allow_null=True,
-        help_text="Funded principal",
+        help_text="Funded principal, in `currency`",
+    )
+    currency = serializers.ChoiceField(
+        choices=Currency.choices,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="ISO 4217 code of `amount` / `principal` (CNY, HKD, USD or EUR). Default: "
+        "the lead's loan currency (`loan.currency`). Only on events with an amount or a "
+        "principal",
     )
     reason = serializers.CharField(max_length=80, required=False, allow_blank=True)
     reverses = serializers.CharField(
@@ -510,12 +537,22 @@ class PartnerLeadEventView(APIView):
         "be reversed, and an event is reversed at most once (409 `already_reversed`); an "
         "unknown `reverses` is 422 `reversed_event_not_found`.\n\n"
         "A `revenue` event reports what you earned on a funded loan in one month (interest "
-        "and fees actually collected, CNY) in `amount`, with the month in `period` "
+        "and fees actually collected) in `amount`, with the month in `period` "
         "(YYYY-MM, default the month of `occurred_at`); the revenue share of your fee "
         "schedule is charged on it. Only on a funded lead (422 `lead_not_funded`), at most "
         "the funded principal, one per lead and period (409 `duplicate_revenue_period`; "
         "reverse it to correct it). It does not change the lead's status; a funding with "
-        "revenue reported cannot be reversed (422 `revenue_reported`).",
+        "revenue reported cannot be reversed (422 `revenue_reported`).\n\n"
+        "Every amount carries its currency: `currency` (CNY, HKD, USD or EUR) is the currency "
+        "of `amount` and `principal`; without it they are in the lead's loan currency "
+        "(`loan.currency`, the currency of the referral). Events without an amount or a "
+        "principal carry no currency (sending one is a 422); an unknown currency is a 400. "
+        "Amounts are compared only within one currency: a `funded` principal in another "
+        "currency than the standing `approved` amount (or the other way round), or `revenue` "
+        "in another currency than the funded principal, is 422 `currency_mismatch`. Fees are "
+        "booked in your fee schedule's currency, converted at the exchange rate in force at "
+        "`occurred_at`. A replay of an `event_id` in another currency is 409 "
+        "`event_id_conflict`.",
         request=EventInput,
         responses={
             201: LeadEventOutput,
@@ -560,6 +597,7 @@ class PartnerLeadEventView(APIView):
                     "type": "funded",
                     "occurred_at": "2026-11-22T10:00:00Z",
                     "principal": "8000.00",
+                    "currency": "CNY",
                 },
             ),
         ],
@@ -580,6 +618,7 @@ class PartnerLeadEventView(APIView):
             amount=data.get("amount"),
             apr=data.get("apr"),
             principal=data.get("principal"),
+            currency=data.get("currency") or "",
             reason=data.get("reason", ""),
             reverses=data.get("reverses", ""),
             period=data.get("period", ""),

@@ -8,8 +8,9 @@
    (``marketplace.pings``): anonymised bands only, each ping under its product's timeout
    and all under the auction's budget.
 3. The answers are written in one batch (a :class:`PingAttempt` each: outcome, reason,
-   bid, latency, HTTP status) in the transaction that awards the auction: bidders ranked by
-   bid, ties to the applicant's cheaper product (consumer order), exclusive -> the best,
+   bid and its currency, latency, HTTP status) in the transaction that awards the auction:
+   bidders ranked by bid (all in the ping's currency: an answer bidding in another is an
+   error), ties to the applicant's cheaper product (consumer order), exclusive -> the best,
    shared -> the best ``max_winners``. Winners become leads carrying their bid and are
    posted by the ordinary direct-post path (``delivery.deliver``, the only disclosure).
 4. A winner whose post is rejected, or fails for good after its retries, falls back
@@ -156,7 +157,9 @@ def run(*, auction_id: uuid.UUID) -> str:
         sends.append((target, pings.encode({**payload, "ping_id": target.ping_id})))
     # The budget is the whole auction's: counted from the claim, not from the first ping.
     deadline = began + auction.budget_ms / 1000
-    answers = {r.ping_id: r for r in pings.fan_out(sends, deadline=deadline)}
+    answers = {
+        r.ping_id: r for r in pings.fan_out(sends, deadline=deadline, currency=referral.currency)
+    }
     rows = [
         _ping_row(
             auction, product, answers[item.ping_id] if isinstance(item, pings.PingTarget) else item
@@ -179,6 +182,7 @@ def _ping_row(auction: Auction, product: Product, result: pings.PingResult) -> P
         outcome=result.outcome,
         reason=result.reason,
         bid=result.bid,
+        bid_currency=result.bid_currency,
     )
 
 
@@ -263,6 +267,7 @@ def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
             delivery_mode=DeliveryMode.PING_POST,
             status=LeadStatus.MATCHED,
             bid_amount=row.bid,
+            bid_currency=row.bid_currency,
             auction=auction,
         )
         row.lead, row.award = lead, PingAward.WON

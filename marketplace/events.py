@@ -11,7 +11,7 @@ reported again. A reversal cannot itself be reversed (report the event again ins
 an event is reversed at most once (a unique constraint decides races).
 
 A *revenue* event reports what the partner earned on a funded loan over one period
-(interest and fees actually collected, CNY, in ``amount``; the month in ``period``,
+(interest and fees actually collected, in ``amount``; the month in ``period``,
 "YYYY-MM", by default the month of ``occurred_at``); billing charges the schedule's revenue
 share on it. Rules: the lead must have a standing funded event (422 ``lead_not_funded``);
 0 < amount <= the funded principal (``REVENUE_PRINCIPAL_BOUND`` times it: a sanity bound,
@@ -20,6 +20,14 @@ lead, at most one standing per period (409 ``duplicate_revenue_period``; reverse
 report it again to correct it); it never changes the lead's status. A funding cannot be
 reversed while revenue reported on it stands (422 ``revenue_reported``): reverse the
 revenue events first.
+
+Every amount carries its currency (``currency``: CNY, HKD, USD or EUR; by default the
+referral's, i.e. the currency of the loan asked for). An event with an amount or a
+principal (approved, funded, revenue) stores it; an event without one stores none, and
+naming a currency on it is refused. Amounts in different currencies are never compared as
+bare numbers: a principal checked against an approved amount, or revenue against the funded
+principal, in another currency is refused (422 ``currency_mismatch``); billing converts
+with a dated exchange rate, it never relabels.
 """
 
 from __future__ import annotations
@@ -34,8 +42,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.models import REPORTABLE_STATUSES, EventType, Lead, LeadEvent, LeadStatus
+from marketplace.models import (
+    REPORTABLE_STATUSES,
+    EventType,
+    Lead,
+    LeadEvent,
+    LeadStatus,
+    Referral,
+)
 from marketplace.signals import lead_event_recorded
+from partners.currencies import CURRENCIES
 
 # Loans on this platform are consumer loans; anything beyond is a typo or an attack.
 MAX_AMOUNT = Decimal("10000000")
@@ -77,6 +93,12 @@ class EventReport:
     reason: str = ""
     reverses: str = ""  # for a reversal: the partner's event_id of the event taken back
     period: str = ""  # for a revenue event: the month earned, "YYYY-MM"
+    # Of amount / principal; "" = the referral's currency (resolved by record_event).
+    currency: str = ""
+
+
+def carries_amount(report: EventReport) -> bool:
+    return report.amount is not None or report.principal is not None
 
 
 def month_of(at: datetime) -> str:
@@ -90,6 +112,13 @@ def _normalised(report: EventReport) -> EventReport:
     return report
 
 
+def _with_currency(report: EventReport, referral_currency: str) -> EventReport:
+    """An amount without a currency is in the referral's currency."""
+    if carries_amount(report) and not report.currency:
+        return replace(report, currency=referral_currency)
+    return report
+
+
 def _validate_shape(report: EventReport) -> None:
     if report.type not in EventType.values:
         raise EventError(f"unknown event type {report.type!r}", field="type")
@@ -99,6 +128,13 @@ def _validate_shape(report: EventReport) -> None:
         value = getattr(report, name)
         if value is not None and not (Decimal(0) < value <= MAX_AMOUNT):
             raise EventError(f"{name} must be positive and at most {MAX_AMOUNT}", field=name)
+    if report.currency and report.currency not in CURRENCIES:
+        raise EventError(f"currency must be one of {', '.join(CURRENCIES)}", field="currency")
+    if report.currency and not carries_amount(report):
+        raise EventError(
+            "currency is the currency of amount or principal; this event carries neither",
+            field="currency",
+        )
     if report.apr is not None and not (Decimal(0) <= report.apr <= MAX_APR):
         raise EventError("apr is a fraction between 0 and 1 (0.2150 = 21.5%)", field="apr")
     if report.type == EventType.APPROVED and (report.amount is None or report.apr is None):
@@ -139,6 +175,7 @@ def _same(event: LeadEvent, report: EventReport) -> bool:
         and event.amount == report.amount
         and event.apr == report.apr
         and event.principal == report.principal
+        and event.currency == report.currency
         and event.reason == report.reason
         and event.revenue_period == report.period
         and (event.reverses.external_id if event.reverses else "") == report.reverses
@@ -200,6 +237,7 @@ def _check_revenue(events: list[LeadEvent], report: EventReport) -> None:
         )
     principal = funded[-1].principal
     assert principal is not None and report.amount is not None
+    _same_currency(report, funded[-1], what="the funded principal")
     if report.amount > principal * REVENUE_PRINCIPAL_BOUND:
         raise EventError(
             f"revenue {report.amount} is above the funded principal {principal}",
@@ -216,6 +254,18 @@ def _check_revenue(events: list[LeadEvent], report: EventReport) -> None:
         )
 
 
+def _same_currency(report: EventReport, other: LeadEvent, *, what: str) -> None:
+    """Amounts are compared only within one currency: a bound checked across currencies
+    would compare bare numbers (8000 CNY is not above 1200 USD)."""
+    if other.currency != report.currency:
+        raise EventError(
+            f"this event is in {report.currency} but {what} it is checked against is in "
+            f"{other.currency}; report it in {other.currency}",
+            field="currency",
+            code="currency_mismatch",
+        )
+
+
 def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport) -> None:
     """Against the events still standing (a reversed funding may be reported again)."""
     if report.type == EventType.REVERSAL:
@@ -224,6 +274,14 @@ def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport)
     if report.type == EventType.REVENUE:
         _check_revenue(events, report)
         return
+    if report.type == EventType.FUNDED:
+        for other in events:
+            if other.type == EventType.APPROVED and other.amount:
+                _same_currency(report, other, what="the approved amount")
+    if report.type == EventType.APPROVED:
+        for other in events:
+            if other.type == EventType.FUNDED and other.principal:
+                _same_currency(report, other, what="the funded principal")
     approved = [e.amount for e in events if e.type == EventType.APPROVED and e.amount]
     funded = [e.principal for e in events if e.type == EventType.FUNDED and e.principal]
     principal, amount = report.principal, report.amount
@@ -285,7 +343,14 @@ def _apply(lead: Lead, events: list[LeadEvent]) -> None:
     lead.approved_amount = approved[-1].amount if approved else None
     lead.approved_apr = approved[-1].apr if approved else None
     lead.funded_principal = funded[-1].principal if funded else None
+    lead.outcome_currency = (approved or funded)[-1].currency if approved or funded else ""
     lead.save()
+
+
+def _referral_currency(lead: Lead) -> str:
+    # Its own query, not a join under the lead's row lock (which would lock the referral).
+    currency: str = Referral.objects.values_list("currency", flat=True).get(pk=lead.referral_id)
+    return currency
 
 
 def record_event(
@@ -297,6 +362,9 @@ def record_event(
     report = _normalised(report)
     with transaction.atomic():
         lead = Lead.objects.select_for_update().get(pk=lead_id, partner_id=partner_id)
+        # Resolved before the replay comparison: "no currency" and "the referral's
+        # currency" are the same event.
+        report = _with_currency(report, _referral_currency(lead))
         existing = (
             LeadEvent.objects.filter(partner_id=partner_id, external_id=report.external_id)
             .select_related("reverses")
@@ -334,6 +402,7 @@ def record_event(
                     amount=report.amount,
                     apr=report.apr,
                     principal=report.principal,
+                    currency=report.currency,
                     reason=report.reason,
                     revenue_period=report.period,
                 )

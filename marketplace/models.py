@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from consent.models import ConsentGrant, Subject
+from partners.currencies import Currency
 from partners.models import DeliveryMode, Partner, Product, TrafficSource
 
 
@@ -141,9 +142,13 @@ class Lead(models.Model):
     delivery_mode = models.CharField(max_length=16, choices=DeliveryMode.choices)
     status = models.CharField(max_length=16, choices=LeadStatus.choices)
     partner_reference = models.CharField(max_length=120, blank=True)
-    # The winning bid for a lead sold at a ping-post auction (CNY); billing charges it as
-    # the lead's CPL instead of the fee schedule's. NULL for direct-post and pull leads.
+    # The winning bid for a lead sold at a ping-post auction, in ``bid_currency``; billing
+    # charges it as the lead's CPL instead of the fee schedule's (converted when the
+    # schedule's currency differs). NULL for direct-post and pull leads.
     bid_amount = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    # The bid's currency: always the ping's (the referral's) currency, since a bid in any
+    # other is refused at the auction. Empty exactly when there is no bid.
+    bid_currency = models.CharField(max_length=3, choices=Currency.choices, blank=True, default="")
     # The auction this lead was won at (ping-post only).
     auction = models.ForeignKey(
         Auction, null=True, blank=True, on_delete=models.PROTECT, related_name="leads"
@@ -156,12 +161,33 @@ class Lead(models.Model):
     approved_amount = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     approved_apr = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     funded_principal = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    # The currency of approved_amount and funded_principal (standing approved and funded
+    # events of a lead share one: events.py refuses a mismatch); empty when both are NULL.
+    outcome_currency = models.CharField(
+        max_length=3, choices=Currency.choices, blank=True, default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["referral", "partner"], name="lead_once_per_partner")
+            models.UniqueConstraint(fields=["referral", "partner"], name="lead_once_per_partner"),
+            # Every amount carries its currency: a bid is never a bare number.
+            models.CheckConstraint(
+                condition=Q(bid_amount__isnull=True, bid_currency="")
+                | (Q(bid_amount__isnull=False) & Q(bid_currency__in=Currency.values)),
+                name="lead_bid_has_currency",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    approved_amount__isnull=True, funded_principal__isnull=True, outcome_currency=""
+                )
+                | (
+                    (Q(approved_amount__isnull=False) | Q(funded_principal__isnull=False))
+                    & Q(outcome_currency__in=Currency.values)
+                ),
+                name="lead_outcome_has_currency",
+            ),
         ]
         indexes = [
             models.Index(fields=["partner", "created_at"]),
@@ -214,9 +240,12 @@ class PingAttempt(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=8, choices=AttemptOutcome.choices)
     reason = models.CharField(max_length=200, blank=True)
-    # The partner's bid per lead (CNY); NULL for a reject, an error, or an accept without a
-    # price (then the fee schedule's CPL applies).
+    # The partner's bid per lead, in ``bid_currency``; NULL for a reject, an error, or an
+    # accept without a price (then the fee schedule's CPL applies).
     bid = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    # The ping's (the referral's) currency when there is a bid, else empty: an answer
+    # bidding in another currency is an error, never relabelled.
+    bid_currency = models.CharField(max_length=3, choices=Currency.choices, blank=True, default="")
     # Place among the bidders (1 = best); NULL for non-bidders.
     rank = models.PositiveSmallIntegerField(null=True, blank=True)
     award = models.CharField(max_length=12, choices=PingAward.choices, default=PingAward.NONE)
@@ -230,6 +259,11 @@ class PingAttempt(models.Model):
             models.UniqueConstraint(fields=["auction", "partner"], name="ping_once_per_partner"),
             models.CheckConstraint(
                 condition=Q(bid__isnull=True) | Q(bid__gt=0), name="ping_bid_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(bid__isnull=True, bid_currency="")
+                | (Q(bid__isnull=False) & Q(bid_currency__in=Currency.values)),
+                name="ping_bid_has_currency",
             ),
         ]
 
@@ -247,8 +281,9 @@ class EventType(models.TextChoices):
     # ``reverses`` names it. Billing books a negative entry for what it charged.
     REVERSAL = "reversal", "Reversal of an earlier event"
     # Revenue the partner recognised on a funded loan for one period (interest and fees
-    # actually collected, CNY) in ``amount``; billing charges the revenue share on it. Does
-    # not change the lead's status; at most one standing per lead and ``revenue_period``.
+    # actually collected, in the event's ``currency``) in ``amount``; billing charges the
+    # revenue share on it. Does not change the lead's status; at most one standing per lead
+    # and ``revenue_period``.
     REVENUE = "revenue", "Revenue earned on a funded loan"
 
 
@@ -265,6 +300,9 @@ class LeadEvent(models.Model):
     amount = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     apr = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     principal = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+    # The currency of ``amount`` / ``principal`` (as the partner said, else the referral's);
+    # empty exactly when the event carries neither.
+    currency = models.CharField(max_length=3, choices=Currency.choices, blank=True, default="")
     reason = models.CharField(max_length=80, blank=True)
     # For a revenue event: the month the revenue was earned in, "YYYY-MM" (the month of
     # occurred_at when the partner did not say); one standing per lead and period. Empty
@@ -285,6 +323,15 @@ class LeadEvent(models.Model):
             models.CheckConstraint(
                 condition=Q(principal__isnull=True) | Q(principal__gt=0),
                 name="event_principal_positive",
+            ),
+            # Every amount received carries its currency, and nothing else claims one.
+            models.CheckConstraint(
+                condition=Q(amount__isnull=True, principal__isnull=True, currency="")
+                | (
+                    (Q(amount__isnull=False) | Q(principal__isnull=False))
+                    & Q(currency__in=Currency.values)
+                ),
+                name="event_amount_has_currency",
             ),
         ]
         indexes = [models.Index(fields=["occurred_at"])]

@@ -4,6 +4,12 @@ No database here. The auction (``marketplace.auctions``) loads everything it nee
 calls :func:`fan_out`, and writes the results in one batch, so nothing but the partners
 themselves stands between the first ping and the last answer.
 
+Currency (the protocol partners implement): a ping names ``currency``, the currency of the
+loan asked for (the referral's). A bid is a price in that currency: the answer may say so
+(``"currency": "CNY"``) or leave it out (then it is the ping's). A bid in any other
+currency is an *error* with a reason saying so; it is never relabelled as the ping's
+currency (an amount in USD is not the same number of yuan).
+
 A ping carries no personal data, only the bands a partner prices on (``PING_FIELDS``):
 that is what lets us ask every candidate, and disclose the applicant to the winners only
 (FTC v. ITMedia: a lead seller was fined for showing buyers unmasked applications).
@@ -50,7 +56,8 @@ PING_FIELDS = (
     "income_band",
     "purpose",
 )
-# A bid above this is a typo or an attack, not a price for one lead (CNY).
+# A bid above this is a typo or an attack, not a price for one lead (in any of our
+# currencies).
 MAX_BID = Decimal("100000")
 ACCEPTED = "accept"  # decision of a partner that takes the lead at its fee schedule's price
 
@@ -72,6 +79,7 @@ class PingResult:
     outcome: str  # AttemptOutcome
     reason: str = ""
     bid: Decimal | None = None  # None with outcome success: an accept at the fee schedule
+    bid_currency: str = ""  # the ping's currency when there is a bid, else empty
 
 
 def ping_payload(referral: Referral, ping_id: str) -> dict[str, Any]:
@@ -103,9 +111,12 @@ def parse_bid(raw: object) -> Decimal | None:
     return bid.quantize(Decimal("0.01"))
 
 
-def parse_ping_response(response: httpx.Response) -> tuple[str, str, Decimal | None]:
-    """(outcome, reason, bid) from a partner's answer to a ping. Anything but a well-formed
-    bid, accept or reject is an *error* with a reason a human can act on."""
+def parse_ping_response(
+    response: httpx.Response, *, currency: str
+) -> tuple[str, str, Decimal | None]:
+    """(outcome, reason, bid) from a partner's answer to a ping in ``currency``; a bid is
+    in that currency. Anything but a well-formed bid (in the ping's currency), accept or
+    reject is an *error* with a reason a human can act on."""
     if response.is_redirect:
         return AttemptOutcome.ERROR, f"redirect {response.status_code} not followed", None
     if response.status_code != 200:
@@ -121,6 +132,15 @@ def parse_ping_response(response: httpx.Response) -> tuple[str, str, Decimal | N
         bid = parse_bid(body.get("bid"))
         if bid is None:
             return AttemptOutcome.ERROR, f"bid is not an amount between 0 and {MAX_BID}", None
+        said = body.get("currency")
+        if said is not None and said != currency:
+            shown = said[:8] if isinstance(said, str) else type(said).__name__
+            return (
+                AttemptOutcome.ERROR,
+                f"bid currency {shown!r} is not the ping's currency {currency}: "
+                f"bids are in the ping's currency",
+                None,
+            )
         return AttemptOutcome.SUCCESS, "", bid
     if decision == ACCEPTED:
         return AttemptOutcome.SUCCESS, "accepted at the fee schedule", None
@@ -134,7 +154,7 @@ def error_result(ping_id: str, reason: str) -> PingResult:
     return PingResult(ping_id, datetime.now(tz=UTC), 0, None, AttemptOutcome.ERROR, reason[:200])
 
 
-async def _ping(target: PingTarget, body: bytes, deadline: float) -> PingResult:
+async def _ping(target: PingTarget, body: bytes, deadline: float, currency: str) -> PingResult:
     started_at = datetime.now(tz=UTC)
     started = time.monotonic()
     own = target.timeout_ms / 1000
@@ -145,7 +165,16 @@ async def _ping(target: PingTarget, body: bytes, deadline: float) -> PingResult:
         status: int | None, outcome: str, reason: str, bid: Decimal | None = None
     ) -> PingResult:
         latency = int((time.monotonic() - started) * 1000)
-        return PingResult(target.ping_id, started_at, latency, status, outcome, reason[:200], bid)
+        return PingResult(
+            target.ping_id,
+            started_at,
+            latency,
+            status,
+            outcome,
+            reason[:200],
+            bid,
+            currency if bid is not None else "",
+        )
 
     if limit <= 0:
         return result(None, AttemptOutcome.ERROR, "auction budget spent before the ping")
@@ -168,14 +197,16 @@ async def _ping(target: PingTarget, body: bytes, deadline: float) -> PingResult:
         # task would leave it running until its claim goes stale).
         logger.warning("ping %s failed unexpectedly: %s", target.ping_id, type(exc).__name__)
         return result(None, AttemptOutcome.ERROR, f"unexpected {type(exc).__name__}")
-    outcome, reason, bid = parse_ping_response(response)
+    outcome, reason, bid = parse_ping_response(response, currency=currency)
     return result(response.status_code, outcome, reason, bid)
 
 
 async def _fan_out(
-    targets: Sequence[tuple[PingTarget, bytes]], deadline: float
+    targets: Sequence[tuple[PingTarget, bytes]], deadline: float, currency: str
 ) -> list[PingResult]:
-    return list(await asyncio.gather(*(_ping(target, body, deadline) for target, body in targets)))
+    return list(
+        await asyncio.gather(*(_ping(target, body, deadline, currency) for target, body in targets))
+    )
 
 
 class _Runner(threading.local):
@@ -217,14 +248,16 @@ _runner = _Runner()
 MAX_CLIENTS = 512
 
 
-def fan_out(targets: Sequence[tuple[PingTarget, bytes]], *, deadline: float) -> list[PingResult]:
-    """Send every (target, body) at once; results in the same order. Returns by the
-    deadline (``time.monotonic()``; plus the time to cancel stragglers), whatever the
-    partners do."""
+def fan_out(
+    targets: Sequence[tuple[PingTarget, bytes]], *, deadline: float, currency: str
+) -> list[PingResult]:
+    """Send every (target, body) at once (pings in ``currency``); results in the same
+    order. Returns by the deadline (``time.monotonic()``; plus the time to cancel
+    stragglers), whatever the partners do."""
     if not targets:
         return []
     loop = _runner.get()
-    return loop.run_until_complete(_fan_out(targets, deadline))
+    return loop.run_until_complete(_fan_out(targets, deadline, currency))
 
 
 def encode(payload: dict[str, Any]) -> bytes:

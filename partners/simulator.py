@@ -7,10 +7,13 @@ project app), so it can be run with ``python -m partners.simulator --config lend
 Each simulated lender answers, under ``{base_url}/{slug}/``:
 
 * ``POST ping``     -- ``lead.ping`` (anonymised attributes) -> ``bid`` / ``reject``;
-  any personal-data key in a ping is recorded as a violation (``pii_in_ping``).
+  any personal-data key in a ping is recorded as a violation (``pii_in_ping``). A bid
+  states its ``currency``: the ping's, unless the lender is configured with its own.
 * ``POST post``     -- ``lead.post`` (full application) -> ``accept`` (with the lender's own
   ``reference``) / ``reject``. Accepted leads are later reported to the platform API
-  (``accepted`` -> ``approved`` | ``rejected`` -> ``funded``) by background workers.
+  (``accepted`` -> ``approved`` | ``rejected`` -> ``funded``) by background workers;
+  approved amounts and principals state their ``currency`` (the loan's, unless the lender
+  is configured with its own).
   Posting the same ``lead_id`` again replays the first decision (no new events).
 * ``POST webhooks`` -- platform notifications -> 204. ``consent.withdrawn`` marks
   ``data.lead_ids`` as "deletion requested" and is acknowledged to the platform API.
@@ -114,6 +117,7 @@ STAT_KEYS: tuple[str, ...] = (
 )
 
 _SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _CENT = Decimal("0.01")
 _APR_UNIT = Decimal("0.0001")
 _MAX_BODY = 1024 * 1024
@@ -216,6 +220,9 @@ class SimulatedLender:
     # Delay between a decision and the first postback (lenders are never instant; it also
     # keeps the platform from seeing an event before it has stored the post's response).
     outcome_delay_ms: float = 50
+    # The currency this lender states on its bids and amounts; None: the one the platform
+    # named (the ping's, the loan's). Set it to play a lender that bids in its own currency.
+    currency: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.slug, str) or not _SLUG_RE.match(self.slug):
@@ -247,6 +254,12 @@ class SimulatedLender:
             object.__setattr__(self, name, _as_decimal(f"{self.slug}: {name}", getattr(self, name)))
         for name in ("latency_ms", "hang_seconds", "outcome_delay_ms"):
             object.__setattr__(self, name, _as_seconds(f"{self.slug}: {name}", getattr(self, name)))
+        if self.currency is not None and (
+            not isinstance(self.currency, str) or not _CURRENCY_RE.match(self.currency)
+        ):
+            raise SimulatorConfigError(
+                f"{self.slug}: currency must be an ISO 4217 code (e.g. CNY) or null"
+            )
         if self.bid_min > self.bid_max:
             raise SimulatorConfigError(f"{self.slug}: bid_min must be <= bid_max")
         if self.apr_min > self.apr_max:
@@ -833,7 +846,11 @@ class PartnerSimulator:
             return
         bid = _uniform_steps(lender.bid_min, lender.bid_max, _CENT, u_bid)
         self._count(state, "bids")
-        handler._send_json(200, {"decision": "bid", "bid": f"{bid:.2f}"})
+        answer = {"decision": "bid", "bid": f"{bid:.2f}"}
+        currency = lender.currency or payload.get("currency")
+        if isinstance(currency, str):
+            answer["currency"] = currency
+        handler._send_json(200, answer)
 
     def _handle_lead_post(
         self, handler: _Handler, state: _LenderState, payload: dict[str, Any]
@@ -847,6 +864,9 @@ class PartnerSimulator:
         lead_id = payload.get("lead_id")
         loan = payload.get("loan")
         amount: Decimal | None = None
+        currency: str | None = state.lender.currency
+        if isinstance(loan, dict) and currency is None and isinstance(loan.get("currency"), str):
+            currency = loan["currency"]
         if isinstance(loan, dict):
             try:
                 amount = Decimal(str(loan.get("amount")))
@@ -877,7 +897,7 @@ class PartnerSimulator:
                     reference = f"{lender.slug.upper()}-{int(u[3] * 16**10):010X}"
                     response = {"decision": "accept", "reference": reference}
                     state.counters["accepted"] += 1
-                    job = self._outcome_job(state, lead_id, amount, u)
+                    job = self._outcome_job(state, lead_id, amount, currency, u)
                 else:
                     response = {"decision": "reject", "reason": _pick(_POST_REJECT_REASONS, u[2])}
                     state.counters["rejected"] += 1
@@ -891,7 +911,12 @@ class PartnerSimulator:
                 self._submit(job, lender)
 
     def _outcome_job(
-        self, state: _LenderState, lead_id: str, requested: Decimal, u: list[float]
+        self,
+        state: _LenderState,
+        lead_id: str,
+        requested: Decimal,
+        currency: str | None,
+        u: list[float],
     ) -> _Job | None:
         lender = state.lender
         if self._api_base_url is None or lender.api_key is None:
@@ -907,9 +932,17 @@ class PartnerSimulator:
                 )
                 approved = cut if cut > 0 else approved
             apr = _uniform_steps(lender.apr_min, lender.apr_max, _APR_UNIT, u_apr)
-            bodies.append({"type": "approved", "amount": f"{approved:.2f}", "apr": f"{apr:.4f}"})
+            in_currency = {"currency": currency} if currency else {}
+            bodies.append(
+                {
+                    "type": "approved",
+                    "amount": f"{approved:.2f}",
+                    "apr": f"{apr:.4f}",
+                    **in_currency,
+                }
+            )
             if u_fund < lender.funding_rate:
-                bodies.append({"type": "funded", "principal": f"{approved:.2f}"})
+                bodies.append({"type": "funded", "principal": f"{approved:.2f}", **in_currency})
         else:
             bodies.append(
                 {"type": "rejected", "reason": _pick(_UNDERWRITING_REJECT_REASONS, u_reason)}

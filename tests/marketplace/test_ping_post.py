@@ -32,7 +32,7 @@ from marketplace.models import (
     ReferralStatus,
 )
 from partners.models import DeliveryMode
-from tests.conftest import SimulatedPartner
+from tests.conftest import SimulatedPartner, partner_client
 from tests.factories import referral_payload
 from tests.marketplace.conftest import api_post, pii_strings
 
@@ -464,6 +464,58 @@ def test_bad_answers_are_errors_with_reasons_and_the_good_bidder_wins(
     assert lead.partner_id == good.partner.id
 
 
+def test_a_bid_in_another_currency_is_an_error_never_a_relabelled_price(
+    bidder: Callable[..., SimulatedPartner], refer: Callable[..., Referral]
+) -> None:
+    dollars = bidder("90.00", currency="USD")  # 90 USD is not 90 CNY
+    yuan = bidder("20.00")  # states the ping's currency, CNY
+
+    referral = refer()
+
+    auction = referral.auction
+    refused = ping_of(auction, dollars)
+    assert (refused.outcome, refused.bid, refused.bid_currency, refused.rank) == (
+        AttemptOutcome.ERROR,
+        None,
+        "",
+        None,
+    )
+    assert refused.reason == (
+        "bid currency 'USD' is not the ping's currency CNY: bids are in the ping's currency"
+    )
+    won = ping_of(auction, yuan)
+    assert (won.bid, won.bid_currency, won.rank) == (Decimal("20.00"), "CNY", 1)
+    (lead,) = Lead.objects.filter(referral=referral)
+    assert (lead.partner_id, lead.bid_amount, lead.bid_currency) == (
+        yuan.partner.id,
+        Decimal("20.00"),
+        "CNY",
+    )
+    shown = partner_client(yuan.partner).get(f"/api/v1/partner/leads/{lead.id}").json()
+    assert (shown["bid_amount"], shown["bid_currency"]) == ("20.00", "CNY")
+
+
+def test_pings_name_the_currency_and_a_bid_that_leaves_it_out_is_in_it(
+    bidder: Callable[..., SimulatedPartner], refer: Callable[..., Referral]
+) -> None:
+    sim = bidder("33.00")
+    payload = referral_payload()
+
+    referral = refer(payload)
+
+    (ping,) = counters_pings(sim)
+    assert ping["currency"] == payload["loan"]["currency"] == referral.currency
+    lead = Lead.objects.get(referral=referral)
+    assert (lead.bid_amount, lead.bid_currency) == (Decimal("33.00"), referral.currency)
+    assert pings.parse_ping_response(
+        _response(200, b'{"decision":"bid","bid":"33.00"}'), currency="HKD"
+    ) == (AttemptOutcome.SUCCESS, "", Decimal("33.00"))
+
+
+def counters_pings(sim: SimulatedPartner) -> list[dict[str, Any]]:
+    return sim.simulator.received(sim.partner.slug)["pings"]
+
+
 def test_private_partner_urls_are_refused_before_any_ping_when_not_allowed(
     bidder: Callable[..., SimulatedPartner], refer: Callable[..., Referral], settings: Any
 ) -> None:
@@ -504,13 +556,29 @@ def _response(status: int, body: bytes, **headers: str) -> httpx.Response:
         (200, b"\xff\xfe", ("error", "response is not JSON", None)),
         (503, b"busy", ("error", "http 503", None)),
         (301, b"", ("error", "redirect 301 not followed", None)),
+        # Currency: the ping's (CNY here), said or left out; any other is an error.
+        (200, b'{"decision":"bid","bid":"35.00","currency":"CNY"}', ("success", "", Decimal(35))),
+        (
+            200,
+            b'{"decision":"bid","bid":"35.00","currency":"USD"}',
+            ("error", "bid currency", None),
+        ),
+        (
+            200,
+            b'{"decision":"bid","bid":"35.00","currency":"cny"}',
+            ("error", "bid currency", None),
+        ),
+        (200, b'{"decision":"bid","bid":"35.00","currency":156}', ("error", "bid currency", None)),
+        (200, b'{"decision":"accept","currency":"USD"}', ("success", "accepted at the", None)),
     ],
 )
 def test_ping_answers_are_parsed_into_bid_reject_or_error(
     status: int, body: bytes, expected: tuple[str, str, Decimal | None]
 ) -> None:
     headers = {"location": "/x"} if 300 <= status < 400 else {}
-    outcome, reason, bid = pings.parse_ping_response(_response(status, body, **headers))
+    outcome, reason, bid = pings.parse_ping_response(
+        _response(status, body, **headers), currency="CNY"
+    )
 
     assert outcome == expected[0]
     assert reason.startswith(expected[1])
