@@ -165,8 +165,8 @@ def test_units_are_numbered_by_event_time_whatever_order_they_arrive_in(
 
 def test_an_auction_lead_is_charged_its_bid(leads: LeadBuilder) -> None:
     lead = leads.billed_lead()
-    lead.bid_amount = Decimal("72.00")
-    lead.save(update_fields=["bid_amount"])
+    lead.bid_amount, lead.bid_currency = Decimal("72.00"), "CNY"
+    lead.save(update_fields=["bid_amount", "bid_currency"])
 
     post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
 
