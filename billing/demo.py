@@ -24,11 +24,19 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.models import FeeSchedule
+from billing import fx
+from billing.models import Currency, ExchangeRate, FeeSchedule
 from consent.grants import publish_text
 from consent.models import ConsentText
 from partners.keys import issue_api_key
-from partners.models import DeliveryMode, Partner, PartnerStatus, Product, TrafficSource
+from partners.models import (
+    DeliveryMode,
+    KeyMode,
+    Partner,
+    PartnerStatus,
+    Product,
+    TrafficSource,
+)
 from partners.webhooks import create_endpoint
 
 DEMO_SOURCE = "Demo Operator (declines)"
@@ -46,7 +54,8 @@ CONSENT_BODY = (
 )
 DATA_CATEGORIES = ["name", "phone", "national_id", "birth_date", "income", "employer", "address"]
 
-# name, status, mode, tiers, amount range, terms, APR range, regions, fees (cpl, cpa, cpf),
+# name, status, mode, tiers, amount range, terms, APR range, regions, fees (cpl, cpa, cpf)
+# in the schedule's currency (CNY unless ``currency``; CPF bounds ``cpf_bounds``),
 # simulated behaviour (accept, approve, fund, error, garbage), extra product options.
 PARTNERS: list[dict[str, Any]] = [
     dict(
@@ -161,6 +170,41 @@ PARTNERS: list[dict[str, Any]] = [
         fees=("70", "350", "0.0300"),
         sim=(0.65, 0.7, 0.9, 0.0, 0.0),
     ),
+    # Billed in US dollars: its CNY bids and 3% of CNY principals are converted at the
+    # CNY->USD rate in force (DEMO_RATES) before they are booked, never relabelled.
+    dict(
+        name="Pacific Bridge Capital",
+        mode=DeliveryMode.PING_POST,
+        bid=("25.00", "60.00"),  # CNY: bids are in the ping's currency
+        tiers="R3-R7",
+        amount=(2000, 50000),
+        term=(3, 24),
+        apr=("0.1400", "0.2300"),
+        regions=[],
+        currency=Currency.USD,
+        fees=("6.00", "35.00", "0.0300"),
+        cpf_bounds=("7.00", "280.00"),
+        sim=(0.85, 0.6, 0.85, 0.0, 0.0),
+    ),
+]
+
+# Exchange rates finance would enter (billing.fx.record_rate): from, to, rate, in force
+# from, source. Illustrative values near the PBOC central parity of the time.
+DEMO_RATES = [
+    (
+        Currency.CNY,
+        Currency.USD,
+        "0.13780000",
+        datetime(2026, 1, 1, tzinfo=UTC),
+        "Demo: PBOC central parity 2026-01-02, USD/CNY 7.2568 (illustrative)",
+    ),
+    (
+        Currency.CNY,
+        Currency.USD,
+        "0.14050000",
+        datetime(2026, 7, 1, tzinfo=UTC),
+        "Demo: PBOC central parity 2026-07-01, USD/CNY 7.1174 (illustrative)",
+    ),
 ]
 
 REGIONS = [  # weighted: most inclusive-finance volume comes from lower-tier cities
@@ -271,6 +315,7 @@ def seed_demo(*, simulator_url: str, api_base_url: str) -> DemoSetup:
         )
         publish_text(text=text)
         lenders = [_seed_partner(spec, simulator_url) for spec in PARTNERS]
+        _seed_rates()
     var_path("simulator.json").write_text(
         json.dumps({"api_base_url": api_base_url, "seed": 7, "lenders": lenders}, indent=2)
     )
@@ -320,20 +365,24 @@ def _seed_partner(spec: dict[str, Any], simulator_url: str) -> dict[str, Any]:
         ),
     )
     cpl, cpa, cpf = spec["fees"]
+    cpf_min, cpf_max = spec.get("cpf_bounds", ("50.00", "2000.00"))
     FeeSchedule.objects.get_or_create(
         partner=partner,
         product=None,
         defaults=dict(
+            currency=spec.get("currency", Currency.CNY),
             cpl=Decimal(cpl),
             cpa=Decimal(cpa),
             cpf_rate=Decimal(cpf),
-            cpf_min=Decimal("50.00"),
-            cpf_max=Decimal("2000.00"),
+            cpf_min=Decimal(cpf_min),
+            cpf_max=Decimal(cpf_max),
             effective_from=datetime(2026, 1, 1, tzinfo=UTC),
         ),
     )
     _, secret = create_endpoint(partner=partner, url=f"{simulator_url}/{slug}/webhooks")
-    api_key = issue_api_key(partner=partner, name="simulator").plaintext
+    # A sandbox partner's leads are sandbox leads, which only a sandbox key reaches.
+    key_mode = KeyMode.SANDBOX if partner.status == PartnerStatus.SANDBOX else KeyMode.LIVE
+    api_key = issue_api_key(partner=partner, name="simulator", mode=key_mode).plaintext
     accept, approve, fund, error, garbage = spec["sim"]
     return dict(
         slug=slug,
@@ -351,6 +400,20 @@ def _seed_partner(spec: dict[str, Any], simulator_url: str) -> dict[str, Any]:
         bid_max=spec.get("bid", ("10.00", "50.00"))[1],
         ping_reject_rate=0.1,
     )
+
+
+def _seed_rates() -> None:
+    for from_currency, to_currency, rate, effective_from, source in DEMO_RATES:
+        if not ExchangeRate.objects.filter(
+            from_currency=from_currency, to_currency=to_currency, effective_from=effective_from
+        ).exists():
+            fx.record_rate(
+                from_currency=from_currency,
+                to_currency=to_currency,
+                rate=rate,
+                effective_from=effective_from,
+                source=source,
+            )
 
 
 def _ensure_admin() -> str | None:

@@ -8,7 +8,10 @@ from billing.demo import seed_demo
 
 
 class Command(BaseCommand):
-    help = "Create the demo world (operator, ten partner lenders, fees, consent text) once."
+    help = (
+        "Create the demo world (operator, eleven partner lenders, fees, exchange rates, "
+        "consent text) once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--simulator-url", default="http://127.0.0.1:8900")

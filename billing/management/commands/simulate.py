@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing.demo import synthetic_referral, var_path
 from billing.demo_traffic import pay_some_invoices, post_corrections
 from billing.invoicing import Period, generate_invoices
-from billing.models import Charge, CreditNote
+from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
 from consent import ledger
 from marketplace.loopback import PlatformServer
@@ -109,10 +109,33 @@ class Command(BaseCommand):
         self.stdout.write(f"Intake responses: {dict(statuses)} in {elapsed:.1f}s")
         referrals = dict(Referral.objects.values_list("status").annotate(n=Count("id")))
         leads = dict(Lead.objects.values_list("status").annotate(n=Count("id")))
+        # Per currency: a sum over CNY and USD amounts would be a relabel of its own.
         money = {
-            kind: str(to_cents(total))
-            for kind, total in Charge.objects.values_list("kind").annotate(total=Sum("amount"))
+            f"{kind} {currency}": str(to_cents(total))
+            for kind, currency, total in Charge.objects.values_list("kind", "currency")
+            .annotate(total=Sum("amount"))
+            .order_by("currency", "kind")
         }
         self.stdout.write(f"Referrals by status (all time): {referrals}")
         self.stdout.write(f"Leads by status (all time): {leads}")
-        self.stdout.write(f"Charges by fee kind (all time): {money}")
+        self.stdout.write(f"Charges by fee kind and currency (all time): {money}")
+        self._report_conversions()
+
+    def _report_conversions(self) -> None:
+        """Fees priced from an amount in another currency: converted, never relabelled."""
+        converted = (
+            Charge.objects.filter(entry_type=EntryType.CHARGE)
+            .exclude(source_currency="")
+            .values_list("source_currency", "currency", "kind", "fx_rate")
+            .annotate(n=Count("id"), source=Sum("source_amount"), booked=Sum("amount"))
+            .order_by("source_currency", "currency", "kind", "fx_rate")
+        )
+        for source_currency, currency, kind, rate, n, source, booked in converted:
+            self.stdout.write(
+                f"Converted {kind}: {n} charge(s) priced from {source_currency} "
+                f"{to_cents(source)} at {source_currency}->{currency} {rate.normalize():f}, "
+                f"booked {currency} {to_cents(booked)}"
+            )
+        waiting = PendingFee.objects.filter(resolved_at__isnull=True).count()
+        if waiting:
+            self.stdout.write(f"Fees waiting for an exchange rate: {waiting}")
