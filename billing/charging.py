@@ -119,11 +119,11 @@ def unit_number(event: LeadEvent) -> int:
 
 def amount_currency(event: LeadEvent, lead: Lead) -> str:
     """The currency of the event's amount or principal (the referral's unless said)."""
-    return getattr(event, "currency", "") or lead.referral.currency
+    return event.currency or lead.referral.currency
 
 
 def bid_currency(lead: Lead) -> str:
-    return getattr(lead, "bid_currency", "") or lead.referral.currency
+    return lead.bid_currency or lead.referral.currency
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from marketplace.models import EventType, Lead, LeadEvent, LeadStatus, Referral
 from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.currencies import Currency
 from partners.errors import ApiError
+from partners.fields import StrictDecimalField, StrictIntegerField
 from partners.idempotency import idempotent
 from partners.models import RISK_TIERS, Partner
 from partners.scoping import acting_key, scoped
@@ -45,7 +46,7 @@ class ApplicantInput(serializers.Serializer):
     phone = serializers.RegexField(r"^\+?[0-9][0-9 \-]{6,19}$", max_length=24)
     national_id = serializers.RegexField(r"^[0-9A-Za-z]{6,32}$")
     birth_date = serializers.DateField()
-    monthly_income = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+    monthly_income = StrictDecimalField(max_digits=12, decimal_places=2, min_value=0)
     employer = serializers.CharField(max_length=200, allow_blank=True)
     address = serializers.CharField(max_length=300)
 
@@ -56,9 +57,9 @@ class ApplicantInput(serializers.Serializer):
 
 
 class LoanInput(serializers.Serializer):
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=1)
+    amount = StrictDecimalField(max_digits=12, decimal_places=2, min_value=1)
     currency = serializers.ChoiceField(choices=CURRENCIES)
-    term_months = serializers.IntegerField(min_value=1, max_value=120)
+    term_months = StrictIntegerField(min_value=1, max_value=120)
     purpose = serializers.CharField(max_length=40)
 
 
@@ -468,7 +469,7 @@ class EventInput(serializers.Serializer):
     type = serializers.ChoiceField(choices=EventType.choices)
     occurred_at = serializers.DateTimeField()
     # Out-of-range numbers are bad input (400 naming the field), like any other field error.
-    amount = serializers.DecimalField(
+    amount = StrictDecimalField(
         max_digits=12,
         decimal_places=2,
         min_value=Decimal("0.01"),
@@ -478,7 +479,7 @@ class EventInput(serializers.Serializer):
         help_text="Approved amount; for type revenue, the revenue earned in the period "
         "(interest and fees actually collected), at most the funded principal. In `currency`",
     )
-    apr = serializers.DecimalField(
+    apr = StrictDecimalField(
         max_digits=5,
         decimal_places=4,
         min_value=Decimal(0),
@@ -487,7 +488,7 @@ class EventInput(serializers.Serializer):
         allow_null=True,
         help_text="Annual rate, 0.2150 = 21.5%",
     )
-    principal = serializers.DecimalField(
+    principal = StrictDecimalField(
         max_digits=12,
         decimal_places=2,
         min_value=Decimal("0.01"),

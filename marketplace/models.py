@@ -334,7 +334,14 @@ class LeadEvent(models.Model):
                 name="event_amount_has_currency",
             ),
         ]
-        indexes = [models.Index(fields=["occurred_at"])]
+        indexes = [
+            models.Index(fields=["occurred_at"]),
+            # Billing numbers a partner's units of a month by event time (marginal tiers).
+            models.Index(
+                fields=["partner", "type", "occurred_at", "external_id"],
+                name="event_partner_units",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.external_id}"

@@ -240,6 +240,8 @@ REST_FRAMEWORK = {
     # Per API key (partners.throttling); 429 with Retry-After in the one error shape.
     "DEFAULT_THROTTLE_CLASSES": ["partners.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON in UTF-8 only: another declared charset is 415, never decoded as Latin-1.
+    "DEFAULT_PARSER_CLASSES": ["partners.parsers.Utf8JSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from partners import outbound, products
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
+from partners.fields import StrictDecimalField, StrictIntegerField
 from partners.idempotency import idempotent
 from partners.models import (
     EMPLOYMENT_TYPES,
@@ -261,14 +262,14 @@ class ProductDetailView(APIView):
 # --- Change requests -------------------------------------------------------------------------
 
 
-def _amount(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(
+def _amount(**kwargs: Any) -> StrictDecimalField:
+    return StrictDecimalField(
         max_digits=13, decimal_places=2, max_value=MAX_AMOUNT, required=False, **kwargs
     )
 
 
-def _apr(help_text: str) -> serializers.DecimalField:
-    return serializers.DecimalField(
+def _apr(help_text: str) -> StrictDecimalField:
+    return StrictDecimalField(
         max_digits=5,
         decimal_places=4,
         min_value=Decimal(0),
@@ -286,8 +287,8 @@ class ProductChangeInput(serializers.Serializer):
     is_active = serializers.BooleanField(required=False)
     min_amount = _amount(min_value=Decimal("0.01"))
     max_amount = _amount(min_value=Decimal("0.01"))
-    min_term_months = serializers.IntegerField(min_value=1, max_value=120, required=False)
-    max_term_months = serializers.IntegerField(min_value=1, max_value=120, required=False)
+    min_term_months = StrictIntegerField(min_value=1, max_value=120, required=False)
+    max_term_months = StrictIntegerField(min_value=1, max_value=120, required=False)
     risk_tiers = serializers.ListField(
         child=serializers.ChoiceField(choices=RISK_TIERS), min_length=1, required=False
     )
@@ -297,8 +298,8 @@ class ProductChangeInput(serializers.Serializer):
     excluded_regions = serializers.ListField(
         child=serializers.RegexField(REGION), max_length=100, required=False
     )
-    min_age = serializers.IntegerField(min_value=18, max_value=100, required=False)
-    max_age = serializers.IntegerField(min_value=18, max_value=100, required=False)
+    min_age = StrictIntegerField(min_value=18, max_value=100, required=False)
+    max_age = StrictIntegerField(min_value=18, max_value=100, required=False)
     min_monthly_income = _amount(min_value=Decimal(0))
     employment_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EMPLOYMENT_TYPES), required=False
@@ -314,11 +315,11 @@ class ProductChangeInput(serializers.Serializer):
     delivery_mode = serializers.ChoiceField(choices=DeliveryMode.choices, required=False)
     post_url = serializers.URLField(max_length=500, allow_blank=True, required=False)
     ping_url = serializers.URLField(max_length=500, allow_blank=True, required=False)
-    ping_timeout_ms = serializers.IntegerField(min_value=50, max_value=5_000, required=False)
-    post_timeout_ms = serializers.IntegerField(min_value=500, max_value=30_000, required=False)
-    daily_cap = serializers.IntegerField(min_value=1, allow_null=True, required=False)
-    monthly_cap = serializers.IntegerField(min_value=1, allow_null=True, required=False)
-    dedupe_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    ping_timeout_ms = StrictIntegerField(min_value=50, max_value=5_000, required=False)
+    post_timeout_ms = StrictIntegerField(min_value=500, max_value=30_000, required=False)
+    daily_cap = StrictIntegerField(min_value=1, allow_null=True, required=False)
+    monthly_cap = StrictIntegerField(min_value=1, allow_null=True, required=False)
+    dedupe_days = StrictIntegerField(min_value=0, max_value=365, required=False)
     exclusive = serializers.BooleanField(required=False)
     note = serializers.CharField(
         max_length=500, required=False, allow_blank=True, help_text="Why (for the reviewer)"
