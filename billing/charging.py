@@ -460,6 +460,35 @@ def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
     return made
 
 
+def renumbered_months(entries: list[Charge]) -> set[tuple[uuid.UUID, date]]:
+    """(partner, month) pairs in which a unit just charged came after units already
+    reported later in time: those units were renumbered and wait for :func:`retier_months`
+    (queued after commit; invoicing runs it anyway)."""
+    found = set()
+    for entry in entries:
+        if entry.entry_type != EntryType.CHARGE or entry.unit_number is None:
+            continue
+        event = entry.event
+        _, end = month_bounds(event.occurred_at)
+        later = LeadEvent.objects.filter(
+            partner_id=event.partner_id,
+            type=event.type,
+            lead__is_sandbox=False,
+            occurred_at__gt=event.occurred_at,
+            occurred_at__lt=end,
+        )
+        if later.exists():
+            found.add((entry.partner_id, event.occurred_at.astimezone(UTC).date().replace(day=1)))
+    return found
+
+
+def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
+    """Re-price one partner's month by event-time numbering, in its own transaction."""
+    with transaction.atomic():
+        hold_billing_lock(partner_id=partner_id)
+        return len(retier_months(partner_id=partner_id, months={month}))
+
+
 def months_of_units(*, partner_id: uuid.UUID, first: date, last: date) -> set[date]:
     """The event months of the tiered charges billed in periods [first, last]."""
     return {

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
+from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from billing import budgets
-from billing.charging import charge_for_event
+from billing import budgets, tasks
+from billing.charging import charge_for_event, renumbered_months
 from marketplace.models import LeadEvent
 from marketplace.signals import lead_event_recorded
 from partners.models import Partner, Product
@@ -21,7 +23,9 @@ HOLD_FIELDS = frozenset({"routing_hold", "updated_at"})
 def charge_event(sender: Any, *, event: LeadEvent, **kwargs: Any) -> None:
     # Runs in the transaction that stored the event: no event is ever left unbilled, and a
     # charge that reaches a budget or the credit limit holds routing with it.
-    charge_for_event(event=event)
+    made = charge_for_event(event=event)
+    for partner_id, month in renumbered_months(made):
+        transaction.on_commit(partial(tasks.retier_month.delay, str(partner_id), month.isoformat()))
 
 
 @receiver(post_save, sender=Partner)

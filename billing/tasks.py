@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import date
+
 from celery import shared_task
 from django.utils import timezone
 
@@ -18,6 +21,12 @@ def generate_last_month_invoices() -> int:
 @shared_task
 def charge_unbilled_events() -> int:
     return charging.charge_unbilled_events()
+
+
+@shared_task
+def retier_month(partner_id: str, month: str) -> int:
+    """Units reported out of time order renumbered a partner's month: re-price it."""
+    return charging.retier_month(partner_id=uuid.UUID(partner_id), month=date.fromisoformat(month))
 
 
 @shared_task

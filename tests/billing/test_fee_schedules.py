@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -171,3 +172,31 @@ def test_an_auction_lead_is_charged_its_bid(leads: LeadBuilder) -> None:
     post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
 
     assert ledger(lead) == [("cpl", "charge", Decimal("72.00"))]
+
+
+def test_a_unit_reported_out_of_time_order_reprices_the_month_after_commit(
+    leads: LeadBuilder, django_capture_on_commit_callbacks: Any
+) -> None:
+    product = ProductFactory()
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=timezone.now() - timedelta(days=400),
+        cpl="40",
+        tiers=[{"from_count": 1, "cpl": "25"}],
+    )
+    first, second = leads.lead(product=product), leads.lead(product=product)
+    at = timezone.now() - timedelta(hours=2)
+    post(second, report("accepted", at + timedelta(minutes=5), external_id="later"))
+    assert ledger(second) == [("cpl", "charge", Decimal("40.00"))]  # unit 1 for now
+
+    with django_capture_on_commit_callbacks(execute=True):
+        post(first, report("accepted", at, external_id="earlier"))
+
+    # The earlier event is unit 1 (40); "later" became unit 2 and was repriced to 25 by the
+    # billing task queued when the earlier one was stored, without waiting for invoicing.
+    assert ledger(first) == [("cpl", "charge", Decimal("40.00"))]
+    assert sorted(ledger(second)) == [
+        ("cpl", "charge", Decimal("25.00")),
+        ("cpl", "charge", Decimal("40.00")),
+        ("cpl", "reprice", Decimal("-40.00")),
+    ]
