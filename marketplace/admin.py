@@ -21,6 +21,7 @@ class LeadInline(ReadOnlyInline):
         "status",
         "delivery_mode",
         "bid_amount",
+        "bid_currency",
         "is_sandbox",
         "delivered_at",
     ]
@@ -43,6 +44,7 @@ class EventInline(ReadOnlyInline):
         "amount",
         "apr",
         "principal",
+        "currency",
         "reason",
         "reverses",
     ]
@@ -81,6 +83,7 @@ class LeadAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         "status",
         "delivery_mode",
         "bid_amount",
+        "bid_currency",
         "is_sandbox",
         "delivery_attempts",
         "created_at",
@@ -116,6 +119,7 @@ class PingInline(ReadOnlyInline):
         "outcome",
         "reason",
         "bid",
+        "bid_currency",
         "rank",
         "award",
         "lead",
