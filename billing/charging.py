@@ -510,8 +510,21 @@ def charge_unbilled_events() -> int:
     """The catch-up path: settle every live lead with a billable event that has no entry
     yet (a schedule or exchange rate added late, a fee waiting for a rate), then bring the
     prices of the months it touched up to date. Returns the entries made."""
+    standing_returns = LeadEvent.objects.filter(
+        ~Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk"))),
+        lead_id=OuterRef("lead_id"),
+        type=EventType.RETURNED,
+    )
+    waiting = ReturnReview.objects.filter(event_id=OuterRef("pk")).exclude(
+        status=ReviewStatus.APPROVED
+    )
     unbilled = LeadEvent.objects.filter(
         ~Exists(Charge.objects.filter(event_id=OuterRef("pk"))),
+        # A reversed event is never due ...
+        ~Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk"))),
+        # ... nor is anything on a lead all of whose standing returns credit it (skipping
+        # those keeps every run from settling every returned lead again).
+        ~(Exists(standing_returns) & ~Exists(standing_returns.filter(Exists(waiting)))),
         type__in=list(EVENT_FEE_KIND),
         lead__is_sandbox=False,
     )
