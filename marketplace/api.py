@@ -4,7 +4,7 @@ outcome events (partner keys). Views are thin: validate, call one service, seria
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ from consent.gate import DisclosureRefused
 from consent.grants import ConsentError, ConsentEvidence
 from consent.models import GrantScope
 from consent.vault import ApplicantData
-from marketplace import events, intake, pull
+from marketplace import events, intake, pull, validation
 from marketplace.bands import age_band_label, income_band_label
 from marketplace.models import EventType, Lead, LeadEvent, LeadStatus, Referral
 from partners.authentication import IsPartnerKey, IsSourceKey, client
@@ -35,7 +35,6 @@ from partners.scoping import acting_key, scoped
 
 CURRENCIES = ["CNY"]
 EMPLOYMENT_TYPES = ["employed", "self_employed", "civil_servant", "student", "retired", "other"]
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 # --- Intake ----------------------------------------------------------------------------------
@@ -45,14 +44,18 @@ class ApplicantInput(serializers.Serializer):
     full_name = serializers.CharField(max_length=100)
     phone = serializers.RegexField(r"^\+?[0-9][0-9 \-]{6,19}$", max_length=24)
     national_id = serializers.RegexField(r"^[0-9A-Za-z]{6,32}$")
-    birth_date = serializers.DateField()
+    birth_date = serializers.DateField(
+        help_text="The applicant's age today must be within the operator's MIN_APPLICANT_AGE "
+        "and MAX_APPLICANT_AGE settings (18 and 100 by default)"
+    )
     monthly_income = StrictDecimalField(max_digits=12, decimal_places=2, min_value=0)
     employer = serializers.CharField(max_length=200, allow_blank=True)
     address = serializers.CharField(max_length=300)
 
-    def validate_birth_date(self, value: Any) -> Any:
-        if value >= timezone.now().date():
-            raise serializers.ValidationError("Birth date must be in the past.")
+    def validate_birth_date(self, value: date) -> date:
+        problem = validation.birth_date_problem(value, today=timezone.now().date())
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
 
@@ -65,7 +68,10 @@ class LoanInput(serializers.Serializer):
 
 class ConsentInput(serializers.Serializer):
     text_version = serializers.CharField(max_length=60)
-    collected_at = serializers.DateTimeField()
+    collected_at = serializers.DateTimeField(
+        help_text="Within the operator's CONSENT_MAX_AGE_DAYS setting (30 days by default) "
+        "and not in the future (5 minutes of clock skew allowed)"
+    )
     expires_at = serializers.DateTimeField()
     channel = serializers.CharField(max_length=40)
     method = serializers.CharField(max_length=40)
@@ -77,9 +83,10 @@ class ConsentInput(serializers.Serializer):
     ip_address = serializers.IPAddressField(required=False, allow_null=True)
     user_agent = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
-    def validate_collected_at(self, value: Any) -> Any:
-        if value > timezone.now() + CLOCK_SKEW:
-            raise serializers.ValidationError("Consent cannot be collected in the future.")
+    def validate_collected_at(self, value: datetime) -> datetime:
+        problem = validation.collected_at_problem(value, now=timezone.now())
+        if problem:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate_partner_ids(self, value: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -239,6 +246,13 @@ class ReferralCreateView(APIView):
                 is_sandbox=api_client.is_sandbox,
                 acting_key=acting_key(request),
             )
+        except validation.IntakeRefused as exc:
+            # The serializer checks the same rules; this is only reached if time moved on.
+            raise ApiError(
+                "The request has invalid fields.",
+                code="validation_error",
+                details={exc.field: [str(exc)]},
+            ) from None
         except ConsentError as exc:
             raise ApiError(
                 str(exc), code="invalid_consent", details={exc.field: [str(exc)]}

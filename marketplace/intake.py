@@ -11,7 +11,7 @@ from django.utils import timezone
 from consent import grants, vault
 from consent.grants import ConsentEvidence
 from consent.vault import ApplicantData
-from marketplace import routing
+from marketplace import routing, validation
 from marketplace.bands import age_on, income_band_floor
 from marketplace.delivery import REFERRAL_PURPOSE
 from marketplace.models import Referral, ReferralStatus
@@ -45,11 +45,13 @@ def create_referral(
     is_sandbox: bool,
     acting_key: dict[str, str] | None = None,
 ) -> Referral:
-    """Store the referral and its leads. Raises ConsentError (bad consent input) and
-    nothing is stored; consent that is valid but not usable makes it *not routable*.
-    ``is_sandbox``: sent with a sandbox key (the referral, its consent and its leads are
-    sandbox traffic); ``acting_key``: that key, recorded in the consent's ledger entry."""
+    """Store the referral and its leads. Raises IntakeRefused (a minor, stale consent, ...)
+    or ConsentError (bad consent input) and nothing is stored; consent that is valid but
+    not usable makes it *not routable*. ``is_sandbox``: sent with a sandbox key (the
+    referral, its consent and its leads are sandbox traffic); ``acting_key``: that key,
+    recorded in the consent's ledger entry."""
     now = timezone.now()
+    validation.check_referral(applicant=request.applicant, consent=request.consent, now=now)
     with transaction.atomic():
         if (
             request.source_reference

@@ -366,6 +366,16 @@ MAX_PARTNERS_PER_REFERRAL = envint("MAX_PARTNERS_PER_REFERRAL", 5)
 RETURN_WINDOW_DAYS = envint("RETURN_WINDOW_DAYS", 7)
 # Partners must confirm deleting a withdrawn applicant's data within this many days.
 DELETION_ACK_DAYS = envint("DELETION_ACK_DAYS", 7)
+# Intake refuses applicants younger than the legal age (no minor's referral is ever
+# stored or routed) and ages no living applicant has.
+MIN_APPLICANT_AGE = envint("MIN_APPLICANT_AGE", 18)
+MAX_APPLICANT_AGE = envint("MAX_APPLICANT_AGE", 100)
+# Intake refuses consent evidence collected longer ago than this: stale or made-up evidence.
+CONSENT_MAX_AGE_DAYS = envint("CONSENT_MAX_AGE_DAYS", 30)
+if not 0 < MIN_APPLICANT_AGE <= MAX_APPLICANT_AGE or CONSENT_MAX_AGE_DAYS < 1:
+    raise ImproperlyConfigured(
+        "Need 0 < MIN_APPLICANT_AGE <= MAX_APPLICANT_AGE and CONSENT_MAX_AGE_DAYS >= 1"
+    )
 
 # Django 6 behaviour now: URLs typed without a scheme are https.
 FORMS_URLFIELD_ASSUME_HTTPS = True
