@@ -101,13 +101,17 @@ def _candidates(auction: Auction) -> list[Product]:
         .annotate(sealed_secret=Subquery(newest_secret))
     }
     ordered = [products[pid] for pid in auction.candidate_product_ids if pid in products]
-    # Routable when the auction opened, but a partner may have been paused since.
+    # Routable when the auction opened, but a partner may have been paused (or put back in
+    # sandbox: live applicants never go to a partner in sandbox) since.
+    statuses = {PartnerStatus.LIVE}
+    if auction.referral.is_sandbox:
+        statuses.add(PartnerStatus.SANDBOX)
     return [
         p
         for p in ordered
         if p.is_active
         and p.delivery_mode == DeliveryMode.PING_POST
-        and p.partner.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
+        and p.partner.status in statuses
         and not p.partner.routing_hold
         and not p.routing_hold
     ]
@@ -263,7 +267,7 @@ def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
             partner_id=row.partner_id,
             product_id=row.product_id,
             subject_id=referral.subject_id,
-            is_sandbox=referral.is_sandbox or row.partner.status == PartnerStatus.SANDBOX,
+            is_sandbox=referral.is_sandbox,
             delivery_mode=DeliveryMode.PING_POST,
             status=LeadStatus.MATCHED,
             bid_amount=row.bid,

@@ -97,6 +97,10 @@ def _over_cap(boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
 
 def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
     boxes = match(product_index.boxes(), application_for(referral), apr_cap=settings.APR_CAP)
+    if not referral.is_sandbox:
+        # A live applicant's data never goes to a partner still in sandbox; sandbox traffic
+        # may reach live partners too (as sandbox leads, for their sandbox keys).
+        boxes = [box for box in boxes if not box.partner_sandbox]
     allowed = grants.allowed_recipient_ids(grant)
     if allowed is not None:
         boxes = [box for box in boxes if box.partner_id in allowed]
@@ -189,7 +193,7 @@ def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBo
             partner_id=box.partner_id,
             product_id=box.product_id,
             subject_id=referral.subject_id,
-            is_sandbox=referral.is_sandbox or box.partner_sandbox,
+            is_sandbox=referral.is_sandbox,
             delivery_mode=box.delivery_mode,
             status=LeadStatus.AVAILABLE
             if box.delivery_mode == DeliveryMode.PULL
