@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -73,7 +76,7 @@ class FeeTierInline(admin.TabularInline):
 
 
 @admin.register(FeeSchedule)
-class FeeScheduleAdmin(admin.ModelAdmin):
+class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     form = FeeScheduleForm
     inlines = [FeeTierInline]
     list_display = [
@@ -108,6 +111,8 @@ class FeeScheduleAdmin(admin.ModelAdmin):
         obj.pk, obj.version = created.pk, created.version
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not super().has_delete_permission(request, obj):
+            return False
         return obj is None or not obj.charges.exists()
 
 
@@ -132,7 +137,7 @@ class ChargeAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 
 @admin.register(ReturnReview)
-class ReturnReviewAdmin(ReadOnlyAdmin):
+class ReturnReviewAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
         "created_at",
         "partner",
@@ -223,6 +228,8 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         ]
 
     def _invoice(self, request: HttpRequest, pk: Any) -> Invoice:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         # Scoped like the list: partner staff reach only their partners' invoices.
         invoice: Invoice = get_object_or_404(self.get_queryset(request), pk=pk)
         return invoice
@@ -275,14 +282,18 @@ class CreditNoteLineInline(ReadOnlyInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["number", "partner", "invoice", "kind", "currency", "total", "issued_at"]
     list_filter = ["kind", "partner"]
     inlines = [CreditNoteLineInline]
 
 
 class PaymentForm(forms.ModelForm):
-    allocate_oldest_first = forms.BooleanField(required=False, initial=True)
+    # Not named like the "allocate_oldest_first" action: the admin looks a field's name up
+    # on the ModelAdmin first, and showing the action as a field's value answered 500.
+    allocate_now = forms.BooleanField(
+        required=False, initial=True, label="Allocate to open invoices, oldest first"
+    )
 
     class Meta:
         model = Payment
@@ -297,16 +308,15 @@ class PaymentAllocationInline(ReadOnlyInline):
 
 
 class ManualAllocationForm(forms.Form):
-    invoice = forms.ModelChoiceField(
-        queryset=Invoice.objects.filter(
-            status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTLY_PAID]
-        )
-    )
-    amount = forms.DecimalField(max_digits=13, decimal_places=2, min_value=0.01)
+    invoice = forms.ModelChoiceField(queryset=Invoice.objects.none())
+    amount = forms.DecimalField(max_digits=13, decimal_places=2, min_value=Decimal("0.01"))
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    """Payments are facts: recorded once, then allocated (oldest first or by hand), never
+    edited or deleted. Allocating needs billing's change permission on payments."""
+
     form = PaymentForm
     list_display = ["received_at", "partner", "bank_reference", "currency", "amount", "unallocated"]
     list_filter = ["partner", "currency"]
@@ -314,12 +324,32 @@ class PaymentAdmin(admin.ModelAdmin):
     inlines = [PaymentAllocationInline]
     actions = ["allocate_oldest_first"]
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return [*PaymentForm.Meta.fields, "allocate_now"]
+        fields = [*PaymentForm.Meta.fields, "created_at", "unallocated"]
+        if self.has_change_permission(request):
+            fields.append("manual_allocation")
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return super().get_readonly_fields(request, obj)
+        return self.get_fields(request, obj)
+
     @admin.display(description="Unallocated")
     def unallocated(self, obj: Payment) -> Any:
         return payments.unallocated(obj)
 
+    @admin.display(description="Allocate by hand")
+    def manual_allocation(self, obj: Payment) -> str:
+        url = reverse("admin:billing_payment_allocate", args=[obj.pk])
+        return format_html('<a href="{}">Choose the invoices and amounts</a>', url)
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None
+        # Model-level "change" is what allocating needs; a recorded payment's own page is
+        # read-only.
+        return obj is None and super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -334,7 +364,7 @@ class PaymentAdmin(admin.ModelAdmin):
                 received_at=data["received_at"],
                 bank_reference=data["bank_reference"],
                 note=data.get("note", ""),
-                allocate=data.get("allocate_oldest_first", True),
+                allocate=data.get("allocate_now", True),
             )
         except payments.PaymentError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -347,7 +377,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
     @admin.action(description="Allocate what is left, oldest invoice first", permissions=["change"])
     def allocate_oldest_first(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
-        for payment in queryset:
+        for payment in self.manageable(request, queryset):
             payments.allocate_payment(payment_id=payment.pk)
 
     def get_urls(self) -> list[Any]:
@@ -361,16 +391,16 @@ class PaymentAdmin(admin.ModelAdmin):
         ]
 
     def allocate_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
-        from django.shortcuts import redirect
-        from django.template.response import TemplateResponse
-
-        payment = Payment.objects.get(pk=pk)
-        form = ManualAllocationForm(request.POST or None)
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        # Scoped like the list, so a payment the user cannot see is a 404.
+        payment: Payment = get_object_or_404(self.get_queryset(request), pk=pk)
+        form = ManualAllocationForm(request.POST if request.method == "POST" else None)
         form.fields["invoice"].queryset = Invoice.objects.filter(  # type: ignore[attr-defined]
             partner_id=payment.partner_id,
             currency=payment.currency,
             status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTLY_PAID],
-        )
+        ).order_by("issued_at")
         if request.method == "POST" and form.is_valid():
             try:
                 payments.allocate_payment(
@@ -382,13 +412,16 @@ class PaymentAdmin(admin.ModelAdmin):
             except payments.PaymentError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
+                self.message_user(request, "Allocated.", messages.SUCCESS)
                 return redirect("admin:billing_payment_change", payment.pk)
         return TemplateResponse(
             request,
             "billing/allocate.html",
             {
                 **self.admin_site.each_context(request),
+                "opts": self.model._meta,
                 "payment": payment,
+                "unallocated": payments.unallocated(payment),
                 "form": form,
                 "title": "Allocate payment",
             },
@@ -396,7 +429,7 @@ class PaymentAdmin(admin.ModelAdmin):
 
 
 @admin.register(PartnerBillingProfile)
-class PartnerBillingProfileAdmin(admin.ModelAdmin):
+class PartnerBillingProfileAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     list_display = [
         "partner",
         "return_rate_cap",

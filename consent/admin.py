@@ -76,6 +76,8 @@ class ConsentTextAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not super().has_delete_permission(request, obj):
+            return False
         return obj is None or obj.published_at is None
 
     @admin.action(description="Publish (freeze the wording and its hash)", permissions=["change"])
@@ -282,7 +284,7 @@ class RevealRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Disclosure)
-class DisclosureAdmin(ReadOnlyAdmin):
+class DisclosureAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["id", "partner", "purpose", "reference", "disclosed_at"]
     list_filter = ["partner", "purpose"]
     search_fields = ["=grant__id", "=subject__id", "reference"]

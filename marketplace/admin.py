@@ -106,7 +106,8 @@ class LeadEventAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ReadOnlyAdmin):
+class DeliveryAttemptAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
+    partner_field = "lead__partner"
     list_display = ["lead", "kind", "outcome", "http_status", "latency_ms", "reason", "started_at"]
     list_filter = ["outcome", "kind"]
 

@@ -4,8 +4,9 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from guardian.admin import ReinforcedGuardedModelAdmin
 
@@ -88,6 +89,34 @@ class PartnerAdmin(PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin):
             fields += [f for f in self.operator_fields if f not in fields]
         return fields
 
+    # Object permission pages (django-guardian): a refusal is a 403, as everywhere else in
+    # the admin, rather than guardian's redirect to the index.
+    def _require(self, request: HttpRequest, *perms: str) -> None:
+        if not self.has_change_permission(request) or not request.user.has_perms(perms):
+            raise PermissionDenied
+
+    def obj_perms_manage_view(self, request: HttpRequest, object_pk: Any) -> HttpResponse:
+        self._require(
+            request, "guardian.view_userobjectpermission", "guardian.view_groupobjectpermission"
+        )
+        return super().obj_perms_manage_view(request, object_pk)  # type: ignore[no-any-return]
+
+    def obj_perms_manage_user_view(
+        self, request: HttpRequest, object_pk: Any, user_id: Any
+    ) -> HttpResponse:
+        self._require(request, "guardian.change_userobjectpermission")
+        return super().obj_perms_manage_user_view(  # type: ignore[no-any-return]
+            request, object_pk, user_id
+        )
+
+    def obj_perms_manage_group_view(
+        self, request: HttpRequest, object_pk: Any, group_id: Any
+    ) -> HttpResponse:
+        self._require(request, "guardian.change_groupobjectpermission")
+        return super().obj_perms_manage_group_view(  # type: ignore[no-any-return]
+            request, object_pk, group_id
+        )
+
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         if partner_ids_for_user(request.user) is not None:
             return {}  # slug is read-only for partner staff
@@ -146,7 +175,7 @@ class TrafficSourceAdmin(admin.ModelAdmin):
     list_display = ["name", "is_operator", "created_at"]
     actions = ["issue_key"]
 
-    @admin.action(description="Issue a live source API key (shown once)")
+    @admin.action(description="Issue a live source API key (shown once)", permissions=["change"])
     def issue_key(self, request: HttpRequest, queryset: QuerySet[TrafficSource]) -> None:
         for source in queryset:
             issued = issue_api_key(source=source, name=f"admin:{request.user}")

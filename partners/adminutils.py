@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -97,6 +98,26 @@ class PartnerScopedAdminMixin:
         if restricted and self.partner_field == "partner" and "partner" not in fields:
             fields.append("partner")  # partner staff never move a row to another partner
         return fields
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        """For partner staff, every filter on a relation (partner, product, ...) offers only
+        the related rows their own list holds: a plain related filter would name every
+        partner on the platform."""
+        filters = super().get_list_filter(request)  # type: ignore[misc]
+        if partner_ids_for_user(request.user) is None:
+            return filters
+        return [self._scoped_filter(spec) for spec in filters]
+
+    def _scoped_filter(self, spec: Any) -> Any:
+        name, filter_class = spec if isinstance(spec, tuple) else (spec, None)
+        if not isinstance(name, str):
+            return spec  # a SimpleListFilter: its own lookups
+        if filter_class is not None and not issubclass(filter_class, admin.RelatedFieldListFilter):
+            return spec
+        model = self.model  # type: ignore[attr-defined]
+        if not get_fields_from_path(model, name)[-1].is_relation:
+            return spec
+        return (name, admin.RelatedOnlyFieldListFilter)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         from partners.models import Partner

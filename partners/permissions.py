@@ -49,6 +49,8 @@ PARTNER_STAFF_MODEL_PERMS = [
     "marketplace.view_leadevent",
     "billing.view_invoice",
     "billing.view_charge",
+    "billing.view_creditnote",
+    "billing.view_payment",
     "consent.view_deletionrequest",
 ]
 

@@ -91,6 +91,8 @@ ROLES: dict[str, list[str]] = {
                 "partnerbillingprofile": RUN,
                 "returnreview": ACT,  # approve or reject
                 "exchangerate": ALL,
+                "pendingfee": VIEW,  # fees waiting for an exchange rate
+                "issueoverride": VIEW,  # invoices issued despite reconciliation differences
             },
         ),
     ],
