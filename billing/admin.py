@@ -26,12 +26,14 @@ from billing.models import (
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    IssueOverride,
     PartnerBillingProfile,
     Payment,
     PaymentAllocation,
     ReturnReview,
     ReviewStatus,
 )
+from billing.reconcile import reconcile_invoice
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -209,6 +211,24 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_filter = ["status", "currency", "partner"]
     inlines = [InvoiceLineInline, AllocationInline]
     actions = ["issue", "void"]
+    readonly_fields = ["issuing"]
+
+    @admin.display(description="Issuing")
+    def issuing(self, obj: Invoice) -> str:
+        if obj.status == InvoiceStatus.DRAFT:
+            url = reverse("admin:billing_invoice_issue", args=[obj.pk])
+            return format_html('<a href="{}">Check reconciliation and issue</a>', url)
+        override = IssueOverride.objects.filter(invoice=obj).first()
+        if override is None:
+            return "Issued with a clean reconciliation."
+        url = reverse("admin:billing_issueoverride_change", args=[override.pk])
+        return format_html(
+            'Issued by override of {} on {}: <a href="{}">{} difference(s), reason</a>',
+            override.actor,
+            f"{override.created_at:%Y-%m-%d %H:%M}",
+            url,
+            len(override.differences),
+        )
 
     @admin.display(description="Documents")
     def documents(self, obj: Invoice) -> str:
@@ -224,6 +244,7 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             path("<uuid:pk>/html/", view(self.html_view), name="billing_invoice_html"),
             path("<uuid:pk>/pdf/", view(self.pdf_view), name="billing_invoice_pdf"),
             path("<uuid:pk>/csv/", view(self.csv_view), name="billing_invoice_csv"),
+            path("<uuid:pk>/issue/", view(self.issue_view), name="billing_invoice_issue"),
             *super().get_urls(),
         ]
 
@@ -255,8 +276,65 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         description="Issue selected drafts (assigns gapless numbers)", permissions=["finance"]
     )
     def issue(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("created_at"):
-            invoicing.issue_invoice(invoice_id=invoice.id)
+        drafts = self.manageable(request, queryset).filter(status=InvoiceStatus.DRAFT)
+        issued = 0
+        for invoice in drafts.order_by("created_at"):
+            try:
+                invoicing.issue_invoice(invoice_id=invoice.id)
+            except invoicing.IssueRefused as refused:
+                url = reverse("admin:billing_invoice_issue", args=[invoice.pk])
+                self.message_user(
+                    request,
+                    format_html(
+                        '{}: {} <a href="{}">See the differences, or issue with a reason</a>.',
+                        str(refused),
+                        "; ".join(refused.differences[:3])
+                        + (" ..." if len(refused.differences) > 3 else ""),
+                        url,
+                    ),
+                    messages.ERROR,
+                )
+            else:
+                issued += 1
+        self.message_user(request, f"{issued} invoice(s) issued.")
+
+    def issue_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        """A draft's reconciliation differences, and issuing it anyway with a reason
+        (recorded as an IssueOverride)."""
+        if not self.has_finance_permission(request):
+            raise PermissionDenied
+        invoice: Invoice = get_object_or_404(
+            self.manageable(request, self.get_queryset(request)), pk=pk
+        )
+        if invoice.status != InvoiceStatus.DRAFT:
+            self.message_user(request, f"{invoice} is issued already.", messages.WARNING)
+            return redirect("admin:billing_invoice_change", invoice.pk)
+        form = IssueOverrideForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = invoicing.issue_invoice(
+                    invoice_id=invoice.id,
+                    override=invoicing.Override(
+                        reason=form.cleaned_data["reason"], user=request.user
+                    ),
+                )
+            except invoicing.InvoicingError as exc:
+                form.add_error("reason", str(exc))
+            else:
+                self.message_user(request, f"{issued.number} issued.", messages.SUCCESS)
+                return redirect("admin:billing_invoice_change", issued.pk)
+        return TemplateResponse(
+            request,
+            "billing/issue_override.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Issue {invoice}",
+                "invoice": invoice,
+                "differences": reconcile_invoice(invoice).differences,
+                "form": form,
+            },
+        )
 
     @admin.action(
         description="Void selected invoices (issues a full credit note each)",
@@ -272,6 +350,38 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(request, f"{invoice.number} void; credit note {note.number}.")
+
+
+class IssueOverrideForm(forms.Form):
+    reason = forms.CharField(
+        min_length=invoicing.MIN_OVERRIDE_REASON,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why this invoice is issued although reconciliation found differences; "
+        "kept with the differences, your name and the time.",
+    )
+
+
+@admin.register(IssueOverride)
+class IssueOverrideAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
+    """Invoices issued although reconciliation was not clean: who, when, why, and the
+    differences as they were then."""
+
+    list_display = ["created_at", "invoice", "partner", "actor", "difference_count"]
+    list_filter = ["partner"]
+    list_select_related = ["invoice", "partner"]
+    fields = ["invoice", "partner", "actor", "decided_by", "created_at", "reason", "listed"]
+    readonly_fields = fields
+
+    @admin.display(description="Differences")
+    def difference_count(self, obj: IssueOverride) -> int:
+        return len(obj.differences)
+
+    @admin.display(description="Differences when issued")
+    def listed(self, obj: IssueOverride) -> str:
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((d,) for d in obj.differences))
+        )
 
 
 class CreditNoteLineInline(ReadOnlyInline):

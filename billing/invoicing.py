@@ -22,10 +22,11 @@ Design:
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,7 @@ from billing.models import (
     InvoiceLine,
     InvoiceSequence,
     InvoiceStatus,
+    IssueOverride,
     PartnerBillingProfile,
     PaymentAllocation,
 )
@@ -58,10 +60,49 @@ from partners.models import Partner, Product
 from partners.outbound import enqueue
 
 EARLIEST = date(2000, 1, 1)
+# An override of a failed reconciliation says why in at least this many characters.
+MIN_OVERRIDE_REASON = 10
+
+log = logging.getLogger(__name__)
 
 
 class InvoicingError(ValueError):
     pass
+
+
+class IssueRefused(InvoicingError):
+    """Reconciliation of the invoice's partner and months is not clean (R10)."""
+
+    def __init__(self, invoice: Invoice, differences: list[str]) -> None:
+        super().__init__(
+            f"{invoice} not issued: reconciliation of its partner and months found "
+            f"{len(differences)} difference(s)"
+        )
+        self.invoice = invoice
+        self.differences = differences
+
+
+@dataclass(frozen=True)
+class Override:
+    """Issue although reconciliation is not clean: who decides and why (recorded)."""
+
+    reason: str
+    user: Any = None  # the staff user deciding (admin)
+    actor: str = ""  # who, when there is no user (command line)
+
+    def who(self) -> str:
+        name = self.actor.strip() or str(getattr(self.user, "get_username", lambda: "")())
+        if not name:
+            raise InvoicingError("an override names who decides it")
+        return name[:150]
+
+    def why(self) -> str:
+        reason = " ".join(self.reason.split())
+        if len(reason) < MIN_OVERRIDE_REASON:
+            raise InvoicingError(
+                f"say why the invoice is issued anyway (at least {MIN_OVERRIDE_REASON} characters)"
+            )
+        return reason[:500]
 
 
 @dataclass(frozen=True)
@@ -323,20 +364,64 @@ def _replace_voided(*, partner_id: uuid.UUID, period: Period) -> list[Invoice]:
 BATCH = 100
 
 
-def generate_invoices(*, period: Period, issue: bool = False) -> list[Invoice]:
-    """Draft (and optionally issue) every partner's invoices for a closed or current month."""
+@dataclass(frozen=True)
+class Refusal:
+    invoice: Invoice
+    differences: list[str]
+
+
+@dataclass
+class InvoicingRun:
+    """What one run did: drafts made, invoices issued (new drafts and drafts of the month
+    made earlier), and drafts refused with their reconciliation differences."""
+
+    period: Period
+    made: list[Invoice] = field(default_factory=list)
+    issued: list[Invoice] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
+    """Draft every partner's invoices for a closed or current month; with ``issue``, then
+    issue every draft of the month (also those made by an earlier run), each only if
+    reconciliation of its partner and months is clean."""
     if period.start > timezone.now().date():
         raise InvoicingError(f"period {period} is in the future")
     billed = Charge.objects.filter(partner_id=OuterRef("pk"), period__lte=period.start)
     partner_ids = list(
         Partner.objects.filter(Exists(billed)).order_by("pk").values_list("pk", flat=True)
     )
-    made: list[Invoice] = []
+    run = InvoicingRun(period=period)
     for start in range(0, len(partner_ids), BATCH):
         batch = partner_ids[start : start + BATCH]
-        for invoice in invoice_partners(partner_ids=batch, period=period):
-            made.append(issue_invoice(invoice_id=invoice.id) if issue else invoice)
-    return made
+        run.made += invoice_partners(partner_ids=batch, period=period)
+    if not issue:
+        return run
+    drafts = Invoice.objects.filter(period_start=period.start, status=InvoiceStatus.DRAFT).order_by(
+        "partner_id", "currency", "created_at"
+    )
+    for draft_id in list(drafts.values_list("pk", flat=True)):
+        try:
+            run.issued.append(issue_invoice(invoice_id=draft_id))
+        except IssueRefused as refused:
+            log.warning(
+                "invoice %s of %s not issued: %d reconciliation difference(s)",
+                refused.invoice.pk,
+                period,
+                len(refused.differences),
+            )
+            run.refused.append(Refusal(refused.invoice, refused.differences))
+    return run
+
+
+def generate_invoices(*, period: Period, issue: bool = False) -> list[Invoice]:
+    """The invoices a run made (issued where issuing was asked and allowed), then drafts
+    of the month made earlier that it issued. Refused drafts stay drafts
+    (:func:`invoice_month` says which and why)."""
+    run = invoice_month(period=period, issue=issue)
+    issued = {invoice.pk: invoice for invoice in run.issued}
+    made = [issued.pop(invoice.pk, invoice) for invoice in run.made]
+    return made + list(issued.values())
 
 
 def _next_number(
@@ -357,15 +442,33 @@ def _bill_to(partner: Partner) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def issue_invoice(*, invoice_id: uuid.UUID) -> Invoice:
+def issue_invoice(*, invoice_id: uuid.UUID, override: Override | None = None) -> Invoice:
     """Give a draft its gapless number and due date; a no-op for one already issued.
-    Partners get an ``invoice.issued`` webhook."""
+    Refused (:class:`IssueRefused`, listing the differences) unless reconciliation of the
+    invoice's partner and months is clean and no fee of them waits for an exchange rate,
+    or an ``override`` says who issues it anyway and why (recorded as an
+    ``IssueOverride`` with the differences). Partners get an ``invoice.issued`` webhook."""
+    from billing.reconcile import reconcile_invoice
     from billing.statements import payment_terms_days
 
+    who, why = (override.who(), override.why()) if override is not None else ("", "")
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("partner").get(pk=invoice_id)
         if invoice.status != InvoiceStatus.DRAFT:
             return invoice
+        differences = reconcile_invoice(invoice).differences
+        if differences and override is None:
+            raise IssueRefused(invoice, differences)
+        if differences:
+            assert override is not None
+            IssueOverride.objects.create(
+                invoice=invoice,
+                partner_id=invoice.partner_id,
+                decided_by=override.user if getattr(override.user, "pk", None) else None,
+                actor=who,
+                reason=why,
+                differences=differences,
+            )
         now = timezone.now()
         invoice.number = f"INV-{now.year}-{_next_number(InvoiceSequence, now.year):06d}"
         invoice.status = InvoiceStatus.ISSUED
@@ -496,9 +599,14 @@ def previous_period(today: date) -> Period:
 
 __all__ = [
     "InvoicingError",
+    "InvoicingRun",
+    "IssueRefused",
+    "Override",
     "Period",
+    "Refusal",
     "generate_invoices",
     "invoice_charges",
+    "invoice_month",
     "issue_invoice",
     "previous_period",
     "refresh_payment_status",

@@ -628,3 +628,34 @@ class PaymentAllocation(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_positive")
         ]
+
+
+class IssueOverride(models.Model):
+    """An invoice issued although reconciliation of its partner and months was not clean
+    (``billing.invoicing.issue_invoice`` with an override): who decided, when, why, and the
+    differences as they were listed then. Never edited."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    invoice = models.OneToOneField(
+        Invoice, on_delete=models.PROTECT, related_name="issue_override"
+    )
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The acting user's username, or the operator named on the command line.
+    actor = models.CharField(max_length=150)
+    reason = models.CharField(max_length=500)
+    differences = models.JSONField(default=list)  # the refusal's list, as shown
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(actor="") & ~Q(reason=""), name="issue_override_who_and_why"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Override of {self.invoice}"
