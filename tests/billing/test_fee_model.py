@@ -180,6 +180,14 @@ def test_reversal_re_report_and_reversed_return() -> None:
         ("charge", D("30.00")),
     ]
     assert model.chain_nets() == {("L1", "cpl", "", "CNY"): D("30.00")}
+    # The re-booking is dated when the return was reversed (README, Billing 9).
+    assert [e.at for e in model.chain_entries(("L1", "cpl", ""))] == [
+        at(2),
+        at(3),
+        at(4),
+        at(5),
+        at(6),
+    ]
 
 
 def test_a_pending_first_return_blocks_later_returns_until_it_goes() -> None:

@@ -62,6 +62,7 @@ CURRENCIES = ("CNY", "USD")
 UNKNOWN_REASONS = ("changed_mind", "wrong_number")
 KNOWN_REASONS = sorted(fm.KNOWN_REASONS)
 EXAMPLES = int(os.environ.get("FEE_MODEL_EXAMPLES", "25"))
+MAX_TIERS = int(os.environ.get("FEE_MODEL_MAX_TIERS", "2"))
 VARIANTS = os.environ.get("FEE_MODEL_VARIANTS", "live,disconnected,late_config").split(",")
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
 SHRINK = (*NO_SHRINK, Phase.target, Phase.shrink)
@@ -188,7 +189,7 @@ def _schedules(draw: Any, partner: str, products: list[str]) -> list[fm.Schedule
 
     def fees() -> dict[str, Any]:
         tiers = []
-        for start in sorted(draw(st.sets(st.integers(1, 3), max_size=2))):
+        for start in sorted(draw(st.sets(st.integers(1, 3), max_size=MAX_TIERS))):
             named = draw(st.sets(st.sampled_from(["cpl", "cpa", "cpf_rate"]), min_size=1))
             tiers.append(
                 fm.Tier(
@@ -509,9 +510,11 @@ def _deliver(made: Product_, action: Action) -> bool:
     """The action on the product; True when it was applied (a new event or a decision)."""
     lead = made.leads[action.event.lead]
     if action.kind == "decide":
-        review = ReturnReview.objects.get(
+        review = ReturnReview.objects.filter(
             event__lead=lead, event__external_id=action.event.event_id
-        )
+        ).first()
+        # R3: a return with an unknown reason code is sent to review, on every path.
+        assert review is not None, f"return {action.event.event_id} was not sent to review"
         charging.decide_return(review_id=review.pk, approve=action.approve)
         return True
     try:
