@@ -434,7 +434,7 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     inlines = [PaymentAllocationInline]
     actions = ["allocate_oldest_first"]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return [*PaymentForm.Meta.fields, "allocate_now"]
         fields = [*PaymentForm.Meta.fields, "created_at", "unallocated"]
@@ -442,7 +442,7 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
             fields.append("manual_allocation")
         return fields
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return super().get_readonly_fields(request, obj)
         return self.get_fields(request, obj)

@@ -99,23 +99,19 @@ class PartnerAdmin(PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin):
         self._require(
             request, "guardian.view_userobjectpermission", "guardian.view_groupobjectpermission"
         )
-        return super().obj_perms_manage_view(request, object_pk)  # type: ignore[no-any-return]
+        return super().obj_perms_manage_view(request, object_pk)
 
     def obj_perms_manage_user_view(
         self, request: HttpRequest, object_pk: Any, user_id: Any
     ) -> HttpResponse:
         self._require(request, "guardian.change_userobjectpermission")
-        return super().obj_perms_manage_user_view(  # type: ignore[no-any-return]
-            request, object_pk, user_id
-        )
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
 
     def obj_perms_manage_group_view(
         self, request: HttpRequest, object_pk: Any, group_id: Any
     ) -> HttpResponse:
         self._require(request, "guardian.change_groupobjectpermission")
-        return super().obj_perms_manage_group_view(  # type: ignore[no-any-return]
-            request, object_pk, group_id
-        )
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
 
     def get_prepopulated_fields(self, request: HttpRequest, obj: Any = None) -> dict[str, Any]:
         if partner_ids_for_user(request.user) is not None:
