@@ -337,7 +337,11 @@ def _invoices(report: Report, period: Period, partner_id: uuid.UUID | None) -> N
     )
     # Entries of this month that no live invoice bills.
     live = Invoice.objects.exclude(status=InvoiceStatus.VOID)
-    through = dict(PartnerBillingProfile.objects.values_list("partner_id", "invoiced_through"))
+    through = dict(
+        _for_partner(PartnerBillingProfile.objects, partner_id).values_list(
+            "partner_id", "invoiced_through"
+        )
+    )
     loose = (
         _for_partner(
             Charge.objects.filter(period=period.start, credit_note__isnull=True), partner_id
