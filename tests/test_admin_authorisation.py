@@ -388,7 +388,7 @@ class World:
     b_objects: dict[str, models.Model] = field(default_factory=dict)  # label -> B's
 
 
-def _partner_rows(world: World, leads: LeadBuilder, owner: Partner, key: str) -> list[Lead]:
+def _partner_rows(leads: LeadBuilder, owner: Partner, key: str) -> list[Lead]:
     product = ProductFactory(partner=owner, name=f"{owner.name} loan")
     schedule(owner)
     issue_api_key(partner=owner)
@@ -433,8 +433,8 @@ def world(db: None) -> World:
 
     builder = LeadBuilder()
     rows = {
-        a.pk: _partner_rows(world, builder, a, "a"),
-        b.pk: _partner_rows(world, builder, b, "b"),
+        a.pk: _partner_rows(builder, a, "a"),
+        b.pk: _partner_rows(builder, b, "b"),
     }
     # A also sells in USD: that invoice stays a draft.
     dollar_product = ProductFactory(partner=a, name=f"{A_NAME} dollar loan")
@@ -656,8 +656,8 @@ def _action_ran(response: HttpResponse) -> bool:
     return False
 
 
-def outcome(response: HttpResponse, key: str) -> str:
-    """ "allow", "deny" or what the answer was instead."""
+def _outcome(response: HttpResponse, key: str) -> str:
+    """Allow, deny, or what the answer was instead (a 500, a redirect elsewhere)."""
     status = response.status_code
     if status == 403 or _login_redirect(response):
         return "deny"
@@ -709,7 +709,7 @@ def test_every_admin_url_answers_as_the_table_says(world: World, role: str) -> N
         obj = world.objects[page.label]
         url = _url(world, model_admin, page.key, obj)
         expected = "allow" if role in EXPECTED[page.label][page.key] else "deny"
-        got = outcome(_request(client, url, page.key, obj), page.key)
+        got = _outcome(_request(client, url, page.key, obj), page.key)
         if page.key.startswith("action:"):
             if url not in offered:
                 offered[url] = _offered_actions(client, url)
