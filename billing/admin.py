@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -15,12 +16,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing import documents, fees, invoicing, payments, returns, statements
+from billing import charging, documents, fees, fx, invoicing, payments, statements, tasks
 from billing.models import (
     Charge,
     CreditNote,
     CreditNoteLine,
     Currency,
+    ExchangeRate,
     FeeSchedule,
     FeeTier,
     Invoice,
@@ -30,6 +32,7 @@ from billing.models import (
     PartnerBillingProfile,
     Payment,
     PaymentAllocation,
+    PendingFee,
     ReturnReview,
     ReviewStatus,
 )
@@ -159,7 +162,7 @@ class ReturnReviewAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         credits = 0
         for review in queryset.filter(status=ReviewStatus.PENDING):
             credits += len(
-                returns.decide_return(review_id=review.pk, approve=approve, user=request.user)
+                charging.decide_return(review_id=review.pk, approve=approve, user=request.user)
             )
         self.message_user(request, f"Decided; {credits} credit(s) booked.", messages.SUCCESS)
 
@@ -576,3 +579,89 @@ class PartnerBillingProfileAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
                 )
             )
         return format_html_join("", "<p>{}</p>", ((p,) for p in parts)) or "Nothing billed yet."
+
+
+class ExchangeRateForm(forms.ModelForm):
+    class Meta:
+        model = ExchangeRate
+        fields = ["from_currency", "to_currency", "rate", "effective_from", "source"]
+        help_texts = {
+            "rate": "Units of the second currency for one unit of the first (8 places).",
+            "source": "Where the number comes from, e.g. 'PBOC central parity 2026-11-02'.",
+        }
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Finance enters dated rates with their source; a rate is never edited or deleted
+    (charges record the one they used): a correction is a new rate from a later time."""
+
+    form = ExchangeRateForm
+    list_display = [
+        "from_currency",
+        "to_currency",
+        "rate",
+        "effective_from",
+        "source",
+        "entered_by",
+        "created_at",
+    ]
+    list_filter = ["from_currency", "to_currency"]
+    date_hierarchy = "effective_from"
+    ordering = ["-effective_from"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        made = fx.record_rate(
+            from_currency=obj.from_currency,
+            to_currency=obj.to_currency,
+            rate=obj.rate,
+            effective_from=obj.effective_from,
+            source=obj.source,
+            user=request.user,
+        )
+        obj.pk = made.pk
+        waiting = PendingFee.objects.filter(
+            resolved_at__isnull=True,
+            from_currency=made.from_currency,
+            to_currency=made.to_currency,
+            occurred_at__gte=made.effective_from,
+        ).count()
+        # Fees that waited for this rate are booked by the catch-up charger (a worker).
+        transaction.on_commit(tasks.charge_unbilled_events.delay)
+        self.message_user(
+            request,
+            f"Rate entered. {waiting} fee(s) waiting for a {made.from_currency}->"
+            f"{made.to_currency} rate are being booked.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(PendingFee)
+class PendingFeeAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
+    """Fees that are due but wait for an exchange rate ("needs rate"): the partner's
+    invoices covering them cannot be issued until finance enters the rate."""
+
+    list_display = [
+        "partner",
+        "kind",
+        "from_currency",
+        "to_currency",
+        "occurred_at",
+        "created_at",
+        "resolved_at",
+    ]
+    list_filter = [
+        "kind",
+        "from_currency",
+        "to_currency",
+        ("resolved_at", admin.EmptyFieldListFilter),
+    ]
+    date_hierarchy = "occurred_at"
+    list_select_related = ["partner"]
+    ordering = ["-created_at"]
