@@ -17,8 +17,13 @@ its event, revenue after the funding, ...), through one of three paths:
   missing, then finance enters them and the catch-up charger runs.
 
 Past months are invoiced (and issued) at a random point after the catch-up, the current
-month at the end. Then the ledger (each chain's entries and net), the billing month of
-every entry, the invoices, credit notes and balances must equal the model's to the cent.
+month at the end. Then each chain's net, the invoices, credit notes and balances must
+equal the model's to the cent (FEE_MODEL_ENTRIES=1: every ledger entry and its billing
+month too).
+
+Knobs for exploring (environment): FEE_MODEL_EXAMPLES (default 25), FEE_MODEL_SHRINK=0
+(report the first failing example unshrunk), FEE_MODEL_VARIANTS=live,disconnected,
+late_config, FEE_MODEL_MAX_TIERS=0 (no marginal tiers), FEE_MODEL_UNKNOWN_RETURNS=0.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ CURRENCIES = ("CNY", "USD")
 UNKNOWN_REASONS = ("changed_mind", "wrong_number")
 KNOWN_REASONS = sorted(fm.KNOWN_REASONS)
 EXAMPLES = int(os.environ.get("FEE_MODEL_EXAMPLES", "25"))
+UNKNOWN_RETURNS = os.environ.get("FEE_MODEL_UNKNOWN_RETURNS", "1") == "1"
 MAX_TIERS = int(os.environ.get("FEE_MODEL_MAX_TIERS", "2"))
 VARIANTS = os.environ.get("FEE_MODEL_VARIANTS", "live,disconnected,late_config").split(",")
 NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
@@ -326,7 +332,7 @@ def _lead_events(draw: Any, plan: _Plan, spec: LeadSpec, delivered_h: int, outco
     if delivered_h <= window_h - 12:
         for _ in range(draw(st.integers(0, 2))):
             h = at_or_after(delivered_h)
-            known = draw(st.integers(0, 3)) > 0
+            known = draw(st.integers(0, 3)) > 0 or not UNKNOWN_RETURNS
             reason = draw(st.sampled_from(KNOWN_REASONS if known else UNKNOWN_REASONS))
             ev = event("returned", h, reason=reason)
             index = add(ev, [])
@@ -805,7 +811,7 @@ class TestExamples(TestCase):
         # Previous month: 200 - 200 + 150 + 200 = 350.00, VAT 21.00, total 371.00.
         # This month: the reversal of a charge on that (issued) invoice: a credit note
         # against it for 150.00, VAT 9.00, total 159.00; no invoice this month.
-        approved = {"amount": D("20000.00"), "currency": "CNY"}
+        approved: dict[str, Any] = {"amount": D("20000.00"), "currency": "CNY"}
         e1 = fm.Event("e1", "L1", "approved", _previous_month(10), **approved)
         e2 = fm.Event("e2", "L2", "approved", _previous_month(5), **approved)
         x1 = fm.Event("x1", "L1", "reversal", ANCHOR, reverses="e1")
