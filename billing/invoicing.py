@@ -402,7 +402,7 @@ def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
     )
     for draft_id in list(drafts.values_list("pk", flat=True)):
         try:
-            run.issued.append(issue_invoice(invoice_id=draft_id))
+            invoice, issued_now = _issue(invoice_id=draft_id, override=None)
         except IssueRefused as refused:
             log.warning(
                 "invoice %s of %s not issued: %d reconciliation difference(s)",
@@ -411,6 +411,11 @@ def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
                 len(refused.differences),
             )
             run.refused.append(Refusal(refused.invoice, refused.differences))
+        else:
+            if issued_now:  # not by a concurrent run
+                run.issued.append(invoice)
+            else:  # a concurrent run issued it: show it as it is now
+                run.made = [invoice if i.pk == invoice.pk else i for i in run.made]
     return run
 
 
@@ -448,6 +453,11 @@ def issue_invoice(*, invoice_id: uuid.UUID, override: Override | None = None) ->
     invoice's partner and months is clean and no fee of them waits for an exchange rate,
     or an ``override`` says who issues it anyway and why (recorded as an
     ``IssueOverride`` with the differences). Partners get an ``invoice.issued`` webhook."""
+    return _issue(invoice_id=invoice_id, override=override)[0]
+
+
+def _issue(*, invoice_id: uuid.UUID, override: Override | None) -> tuple[Invoice, bool]:
+    """The invoice, and whether this call issued it (False: it was issued already)."""
     from billing.reconcile import reconcile_invoice
     from billing.statements import payment_terms_days
 
@@ -455,7 +465,7 @@ def issue_invoice(*, invoice_id: uuid.UUID, override: Override | None = None) ->
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("partner").get(pk=invoice_id)
         if invoice.status != InvoiceStatus.DRAFT:
-            return invoice
+            return invoice, False
         differences = reconcile_invoice(invoice).differences
         if differences and override is None:
             raise IssueRefused(invoice, differences)
@@ -490,7 +500,7 @@ def issue_invoice(*, invoice_id: uuid.UUID, override: Override | None = None) ->
             dedupe_key=f"invoice.issued:{invoice.id}",
         )
         credit.evaluate_credit_limit(partner_id=invoice.partner_id)
-        return invoice
+        return invoice, True
 
 
 def _issue_credit_note(
