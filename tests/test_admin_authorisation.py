@@ -839,3 +839,38 @@ def test_partner_staff_granted_to_change_payments_still_cannot_allocate_or_see_o
     assert {row.partner_id for row in listed.context["cl"].result_list} == {world.a.pk}
     assert _allocate(client, theirs, invoice).status_code in (403, 404)
     assert not PaymentAllocation.objects.filter(payment=theirs).exists()
+
+
+def test_finance_records_a_payment_and_every_page_of_it_renders(world: World) -> None:
+    client = _client(world.users[FIN])
+    form = client.get(reverse("admin:billing_payment_add"))
+    assert "allocate_now" in form.context["adminform"].form.fields
+    management = {
+        f"{inline.formset.prefix}-{name}": "0"
+        for inline in form.context["inline_admin_formsets"]
+        for name in ("TOTAL_FORMS", "INITIAL_FORMS")
+    }
+
+    response = client.post(
+        reverse("admin:billing_payment_add"),
+        {
+            "partner": str(world.a.pk),
+            "currency": "CNY",
+            "amount": "3.00",
+            "received_at_0": timezone.now().strftime("%Y-%m-%d"),
+            "received_at_1": "09:00:00",
+            "bank_reference": "ALPHA-BANK-REF-12",
+            "note": "",
+            "allocate_now": "on",
+            **management,
+        },
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    payment = Payment.objects.get(bank_reference="ALPHA-BANK-REF-12")
+    assert PaymentAllocation.objects.filter(payment=payment).exists()  # oldest first
+    page = client.get(reverse("admin:billing_payment_change", args=[payment.pk]))
+    assert page.status_code == 200
+    allocate_url = reverse("admin:billing_payment_allocate", args=[payment.pk])
+    assert allocate_url in page.content.decode()
+    assert client.get(allocate_url).status_code == 200
