@@ -307,6 +307,11 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
         chains.setdefault(key, _Chain(lead, entry.kind, entry.chain, [])).entries.append(entry)
     for chain in chains.values():
         chain.entries.sort(key=lambda e: e.seq)
+    for event in events:
+        if event.type == EventType.RETURNED and event.reason not in returns.KNOWN_REASONS:
+            # Whatever path brought the return here (live, catch-up after an outage), an
+            # unknown reason code waits for finance: judged here, idempotently.
+            returns.review_return(event=event)
     credited_by = returns.crediting_return(events)
     due = {} if credited_by is not None else _due(events)
     made: list[Charge] = []
@@ -524,7 +529,12 @@ def charge_unbilled_events() -> int:
         ~Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk"))),
         # ... nor is anything on a lead all of whose standing returns credit it (skipping
         # those keeps every run from settling every returned lead again).
-        ~(Exists(standing_returns) & ~Exists(standing_returns.filter(Exists(waiting)))),
+        ~(
+            Exists(standing_returns)
+            & ~Exists(
+                standing_returns.filter(Q(Exists(waiting)) | ~Q(reason__in=returns.KNOWN_REASONS))
+            )
+        ),
         type__in=list(EVENT_FEE_KIND),
         lead__is_sandbox=False,
     )

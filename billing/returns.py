@@ -3,8 +3,9 @@
 Marketplace stores a return only inside the window (``marketplace.events``); billing then
 decides whether it credits the lead:
 
-- every return is judged when it is reported: an unknown reason code (not a
-  ``ReturnReason``) waits for finance, and so does a return from a partner whose returns
+- an unknown reason code (not a ``ReturnReason``) always waits for finance, whichever
+  path brings the return to billing (live, or the catch-up charger after an outage);
+- a return judged on the live path also waits when it comes from a partner whose returns
   over the last 30 days exceed its cap (default 15% of the leads delivered to it in that
   time, counting this one) once it had at least ``MIN_LEADS_FOR_CAP`` leads in the window
   (below that one return is a large share);
@@ -32,6 +33,7 @@ from marketplace.events import standing
 from marketplace.models import EventType, Lead, LeadEvent
 
 CAP_WINDOW = timedelta(days=30)
+KNOWN_REASONS = frozenset(ReturnReason.values)
 MIN_LEADS_FOR_CAP = 20
 
 
@@ -79,7 +81,12 @@ def return_rate(*, partner_id: Any, at: Any) -> tuple[Decimal, int]:
 
 def review_return(*, event: LeadEvent) -> ReturnReview | None:
     """Judge a return as it is reported: open a review when it must wait (called in the
-    event's transaction); None when it may credit at once."""
+    event's transaction); None when it may credit at once. The reason code is judged on
+    every path; the return-rate cap when the return reaches billing on the live path
+    (the partner's rate when it returned the lead)."""
+    existing = ReturnReview.objects.filter(event=event).first()
+    if existing is not None:
+        return existing
     lead = event.lead
     why = ""
     rate, delivered = return_rate(partner_id=lead.partner_id, at=event.occurred_at)

@@ -140,3 +140,28 @@ def test_sandbox_reversals_and_returns_book_nothing(leads: LeadBuilder) -> None:
     post(lead, report("returned", ago(1)))
 
     assert ledger(lead) == []
+
+
+def test_an_unknown_reason_waits_for_review_on_the_catch_up_path_too(
+    leads: LeadBuilder,
+) -> None:
+    from billing.charging import charge_unbilled_events
+    from billing.receivers import charge_event
+    from marketplace.signals import lead_event_recorded
+
+    lead = leads.billed_lead()
+    start = lead.delivered_at
+    # Billing is not listening (an outage): events are stored, nothing is charged.
+    lead_event_recorded.disconnect(charge_event)
+    try:
+        post(lead, report("accepted", start + timedelta(hours=1)))
+        post(lead, report("returned", start + timedelta(hours=2), reason="changed_my_mind"))
+    finally:
+        lead_event_recorded.connect(charge_event)
+
+    charge_unbilled_events()
+
+    # The CPL is booked and not credited: the return waits for finance like any other.
+    assert ledger(lead) == [("cpl", "charge", CPL)]
+    review = ReturnReview.objects.get(lead=lead)
+    assert review.status == ReviewStatus.PENDING and "unknown reason code" in review.why
