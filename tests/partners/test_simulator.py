@@ -297,6 +297,18 @@ def test_ping_bids_within_range(simulate: SimFactory, client: httpx.Client) -> N
     assert (stats["pings"], stats["bids"], stats["pii_in_ping"]) == (10, 10, 0)
 
 
+def test_bids_state_the_pings_currency_or_the_lenders_own(
+    simulate: SimFactory, client: httpx.Client
+) -> None:
+    sim = simulate(make_lender(), make_lender(slug="dollar", currency="USD"))
+
+    hkd = send(client, sim.url_for("acme", "ping"), ping_payload(currency="HKD")).json()
+    usd = send(client, sim.url_for("dollar", "ping"), ping_payload()).json()
+
+    assert (hkd["decision"], hkd["currency"]) == ("bid", "HKD")
+    assert (usd["decision"], usd["currency"]) == ("bid", "USD")
+
+
 def test_ping_reject_rate_one_always_rejects(simulate: SimFactory, client: httpx.Client) -> None:
     sim = simulate(make_lender(ping_reject_rate=1.0))
     body = send(client, sim.url_for("acme", "ping"), ping_payload()).json()
@@ -450,6 +462,9 @@ def test_outcome_postbacks_accepted_approved_funded(
         assert Decimal("0.1500") <= Decimal(approved["apr"]) <= Decimal("0.2500")
         assert len(approved["apr"].split(".")[1]) == 4
         assert Decimal(funded["principal"]) <= Decimal(approved["amount"])
+        # Amounts state their currency (the loan's); events without one carry none.
+        assert (approved["currency"], funded["currency"]) == ("CNY", "CNY")
+        assert "currency" not in mine[0]["body"]
     stats = sim.stats()["acme"]
     assert (stats["events_sent"], stats["events_failed"]) == (15, 0)
 
@@ -542,6 +557,8 @@ def test_stats_has_every_counter(simulate: SimFactory) -> None:
         {"bid_min": "50", "bid_max": "10"},
         {"apr_min": "0.30", "apr_max": "0.20"},
         {"latency_ms": -1},
+        {"currency": "usd"},
+        {"currency": 840},
     ],
 )
 def test_invalid_knobs_are_refused(knobs: dict[str, Any]) -> None:
