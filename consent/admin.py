@@ -88,6 +88,7 @@ class ConsentTextAdmin(admin.ModelAdmin):
 
 SUBJECT_FIELDS = (
     "id",
+    "is_sandbox",
     "key_id",
     "created_at",
     "updated_at",
@@ -100,10 +101,10 @@ SUBJECT_FIELDS = (
 @admin.register(Subject)
 class SubjectAdmin(ReadOnlyAdmin):
     # Only ids and times: personal data never appears on admin pages.
-    list_display = ["id", "key_id", "created_at", "erased_at", "consent_history"]
+    list_display = ["id", "is_sandbox", "key_id", "created_at", "erased_at", "consent_history"]
     fields = SUBJECT_FIELDS
     readonly_fields = SUBJECT_FIELDS
-    list_filter = [("erased_at", admin.EmptyFieldListFilter)]
+    list_filter = ["is_sandbox", ("erased_at", admin.EmptyFieldListFilter)]
     search_fields = ["=id"]
     actions = ["erase"]
     change_list_template = "admin/consent/subject/change_list.html"

@@ -1,12 +1,15 @@
 """What a compliance officer sees: a subject's consent history, and revealing data on purpose.
 
 ``find_subjects`` matches a typed phone number or ID number through the blind index (no
-decryption). ``subject_history`` gathers everything recorded about a subject without any of
-its personal data: grants (with the text version and hash), withdrawals, disclosures,
-deletion requests and acknowledgements, erasure and earlier reveals. ``reveal`` is the one
-way staff see decrypted data: it needs the ``consent.reveal_subject`` permission and a
-reason, and records a ``RevealRecord`` and a ``data.revealed`` ledger entry in the same
-transaction as the decryption.
+decryption), in both key modes: a sandbox subject (test traffic that carried a real
+person's numbers) is still that person's data, so an officer answering an access or
+erasure request must see it, labelled as sandbox, after the live one. ``subject_history``
+gathers everything recorded about a subject without any of its personal data: grants (with
+the text version and hash), withdrawals, disclosures, deletion requests and
+acknowledgements, erasure and earlier reveals. ``reveal`` is the one way staff see
+decrypted data: it needs the ``consent.reveal_subject`` permission and a reason, and
+records a ``RevealRecord`` and a ``data.revealed`` ledger entry in the same transaction as
+the decryption.
 """
 
 from __future__ import annotations
@@ -66,17 +69,20 @@ class SubjectHistory:
 
 
 def find_subjects(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
-    """Subjects whose blind index matches; an empty query finds nobody."""
+    """Subjects whose blind index matches, live ones first, then sandbox ones; an empty
+    query finds nobody."""
     if not phone.strip() and not national_id.strip():
         return []
-    return vault.find_subject_ids(phone=phone.strip(), national_id=national_id.strip())
+    return vault.find_subject_ids(
+        phone=phone.strip(), national_id=national_id.strip(), is_sandbox=None
+    )
 
 
 def subject_history(*, subject_id: uuid.UUID) -> SubjectHistory:
     """The full consent history of one subject, without any of its personal data."""
-    subject = Subject.objects.only("id", "key_id", "created_at", "erased_at", "erased_by").get(
-        pk=subject_id
-    )
+    subject = Subject.objects.only(
+        "id", "key_id", "created_at", "erased_at", "erased_by", "is_sandbox"
+    ).get(pk=subject_id)
     subject_grants = list(
         ConsentGrant.objects.filter(subject_id=subject_id)
         .select_related("text", "source")

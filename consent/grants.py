@@ -68,11 +68,10 @@ def record_grant(
     subject: Subject,
     source: TrafficSource,
     evidence: ConsentEvidence,
-    is_sandbox: bool = False,
     acting_key: dict[str, str] | None = None,
 ) -> ConsentGrant:
     """Store a consent grant and append it to the ledger. Caller holds the transaction."""
-    grant = create_grant(subject=subject, source=source, evidence=evidence, is_sandbox=is_sandbox)
+    grant = create_grant(subject=subject, source=source, evidence=evidence)
     log_grant(grant=grant, acting_key=acting_key)
     return grant
 
@@ -82,11 +81,11 @@ def create_grant(
     subject: Subject,
     source: TrafficSource,
     evidence: ConsentEvidence,
-    is_sandbox: bool = False,
 ) -> ConsentGrant:
     """Store a consent grant without its ledger entry: the caller must call ``log_grant``
     in the same transaction. Appending last keeps the ledger's sequence lock short.
-    ``is_sandbox``: given through a sandbox key; only sandbox keys will reach it."""
+    The grant has its subject's mode (a sandbox subject's consent was given through a
+    sandbox key): only keys of that mode will reach it."""
     text = ConsentText.objects.filter(
         version=evidence.text_version, published_at__isnull=False
     ).first()
@@ -117,7 +116,7 @@ def create_grant(
         ip_address=evidence.ip_address,
         user_agent=evidence.user_agent,
         expires_at=evidence.expires_at,
-        is_sandbox=is_sandbox,
+        is_sandbox=subject.is_sandbox,
     )
     _add_recipients(grant, evidence.named_partner_ids)
     return grant

@@ -51,6 +51,13 @@ class Subject(models.Model):
     # the reason is free text typed by staff and may name the person, so only its hash stays.
     erased_by = models.CharField(max_length=150, blank=True)
     erasure_reason_sha256 = models.CharField(max_length=64, blank=True)
+    # Key mode is an isolation dimension (DESIGN.md): a person sent with a sandbox key is a
+    # sandbox subject, a record apart from the same person's live one, so sandbox traffic
+    # never refreshes live data, joins live dedupe windows or shares an erasure. A flag
+    # (rather than mode-keyed blind indexes) keeps one index per number, so compliance
+    # finds a person in both modes with one lookup and sees which mode each record is in.
+    # Set once, from the key that sent the person's first referral in that mode.
+    is_sandbox = models.BooleanField(default=False)
 
     class Meta:
         permissions = [
@@ -58,11 +65,12 @@ class Subject(models.Model):
             ("erase_subject", "Can erase a subject (crypto-shredding)"),
         ]
         constraints = [
-            # One live vault record per person; an erased person may come back as new.
+            # One vault record per person and mode while not erased; an erased person may
+            # come back as new.
             models.UniqueConstraint(
-                fields=["national_id_index"],
+                fields=["national_id_index", "is_sandbox"],
                 condition=Q(erased_at__isnull=True),
-                name="subject_unique_live_national_id",
+                name="subject_unique_national_id_per_mode",
             )
         ]
 

@@ -2,6 +2,12 @@
 
 Reading personal data back is private to ``consent``: ``consent.gate.disclose`` is the only
 way out, and it writes the disclosure log in the same transaction.
+
+Key mode separates subjects like a tenant would: one subject per person *and mode*
+(``Subject.is_sandbox``). Sandbox traffic may carry a real person's numbers; it must never
+refresh that person's live data, join their live dedupe windows or be erased with them by
+accident. So every lookup here names its mode: ``store_subject`` deduplicates within one
+mode only, and ``find_subject_ids`` looks in one mode or, said explicitly, in both.
 """
 
 from __future__ import annotations
@@ -61,8 +67,10 @@ def _encrypt_into(subject: Subject, data_key: bytes, applicant: ApplicantData) -
     subject.phone_index = crypto.blind_index("phone", crypto.normalise_phone(applicant.phone))
 
 
-def store_subject(*, applicant: ApplicantData) -> Subject:
-    """The vault record for this person, created or refreshed with the latest values."""
+def store_subject(*, applicant: ApplicantData, is_sandbox: bool) -> Subject:
+    """The vault record for this person in this mode (``is_sandbox``: sent with a sandbox
+    key), created or refreshed with the latest values. The other mode's record of the same
+    person is neither found nor touched."""
     ensure_master_key_usable()
     national_index = crypto.blind_index(
         "national_id", crypto.normalise_national_id(applicant.national_id)
@@ -70,7 +78,7 @@ def store_subject(*, applicant: ApplicantData) -> Subject:
     for _attempt in range(2):
         existing = (
             Subject.objects.select_for_update()
-            .filter(national_id_index=national_index, erased_at__isnull=True)
+            .filter(national_id_index=national_index, is_sandbox=is_sandbox, erased_at__isnull=True)
             .first()
         )
         if existing is not None:
@@ -79,7 +87,7 @@ def store_subject(*, applicant: ApplicantData) -> Subject:
             _encrypt_into(existing, data_key, applicant)
             existing.save()
             return existing
-        subject = Subject(id=uuid.uuid4(), national_id_index=national_index)
+        subject = Subject(id=uuid.uuid4(), national_id_index=national_index, is_sandbox=is_sandbox)
         data_key = crypto.new_data_key()
         subject.key_id, subject.wrapped_key = crypto.wrap_data_key(data_key, subject.id)
         _encrypt_into(subject, data_key, applicant)
@@ -103,12 +111,18 @@ def _decrypt(subject: Subject, fields: tuple[str, ...]) -> dict[str, str]:
     }
 
 
-def find_subject_ids(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
-    """Look up subjects by blind index (compliance search); no decryption. Nothing to look
-    for finds nothing (never every subject)."""
+def find_subject_ids(
+    *, phone: str = "", national_id: str = "", is_sandbox: bool | None
+) -> list[uuid.UUID]:
+    """Look up subjects by blind index; no decryption. Nothing to look for finds nothing
+    (never every subject). ``is_sandbox``: the mode to look in, or ``None`` for both
+    (compliance and erasure: a sandbox record holding a real person's numbers is still
+    that person's data); live subjects come first."""
     if not crypto.normalise_phone(phone) and not crypto.normalise_national_id(national_id):
         return []
-    query = Subject.objects.all()
+    query = Subject.objects.order_by("is_sandbox", "created_at", "id")
+    if is_sandbox is not None:
+        query = query.filter(is_sandbox=is_sandbox)
     if national_id:
         query = query.filter(
             national_id_index=crypto.blind_index(

@@ -60,10 +60,10 @@ def create_referral(
             ).exists()
         ):
             raise DuplicateReferral(request.source_reference)
-        subject = vault.store_subject(applicant=request.applicant)
-        grant = grants.create_grant(
-            subject=subject, source=source, evidence=request.consent, is_sandbox=is_sandbox
-        )
+        # The person's subject in this key's mode: sandbox traffic with a real person's
+        # numbers gets a sandbox subject apart from their live one (consent.vault).
+        subject = vault.store_subject(applicant=request.applicant, is_sandbox=is_sandbox)
+        grant = grants.create_grant(subject=subject, source=source, evidence=request.consent)
         referral = Referral(
             source=source,
             source_reference=request.source_reference,

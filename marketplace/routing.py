@@ -54,14 +54,20 @@ def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
 
 
 def _recently_received(referral: Referral, boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
-    """Partners that already got this person within their product's dedupe window."""
+    """Partners that already got this person within their product's dedupe window, in the
+    referral's mode: a sandbox lead never keeps a live one from a partner, nor the reverse.
+    (Subjects are per mode already; the mode is stated here too because a subject stored
+    before that split may hold leads of both modes.)"""
     windows = {box.partner_id: box.dedupe_days for box in boxes if box.dedupe_days}
     if not windows:
         return set()
     now = timezone.now()
     since = now - timedelta(days=max(windows.values()))
     recent = Lead.objects.filter(
-        subject_id=referral.subject_id, partner_id__in=windows, created_at__gte=since
+        subject_id=referral.subject_id,
+        is_sandbox=referral.is_sandbox,
+        partner_id__in=windows,
+        created_at__gte=since,
     ).values_list("partner_id", "created_at")
     return {
         partner_id

@@ -32,18 +32,23 @@ from tests.factories import (
 
 
 class LeadBuilder:
-    """Delivered leads for billing tests. The source, subject and consent grant are made
-    once per test and shared by every referral: only the referral and lead are new."""
+    """Delivered leads for billing tests. The source, and a subject and consent grant per key
+    mode, are made once per test and shared by every referral of that mode (a sandbox
+    referral has a sandbox subject and grant, as intake makes them): only the referral and
+    lead are new."""
 
     def __init__(self) -> None:
-        self._base: tuple[TrafficSource, Subject, ConsentGrant] | None = None
+        self._source: TrafficSource | None = None
+        self._bases: dict[bool, tuple[Subject, ConsentGrant]] = {}
 
-    def _shared(self) -> tuple[TrafficSource, Subject, ConsentGrant]:
-        if self._base is None:
-            now = timezone.now()
+    def _shared(self, *, is_sandbox: bool) -> tuple[TrafficSource, Subject, ConsentGrant]:
+        if self._source is None:
             with transaction.atomic():
                 published_consent_text()
-                source = TrafficSourceFactory()
+                self._source = TrafficSourceFactory()
+        if is_sandbox not in self._bases:
+            now = timezone.now()
+            with transaction.atomic():
                 subject = store_subject(
                     applicant=ApplicantData(
                         full_name="Li Na",
@@ -53,11 +58,12 @@ class LeadBuilder:
                         monthly_income=Decimal("8500.00"),
                         employer="Example Tech Co.",
                         address="1 Keji Road, Nanshan, Shenzhen",
-                    )
+                    ),
+                    is_sandbox=is_sandbox,
                 )
                 grant = record_grant(
                     subject=subject,
-                    source=source,
+                    source=self._source,
                     evidence=ConsentEvidence(
                         text_version=CONSENT_VERSION,
                         collected_at=now - timedelta(days=60),
@@ -67,8 +73,9 @@ class LeadBuilder:
                         expires_at=now + timedelta(days=365),
                     ),
                 )
-            self._base = (source, subject, grant)
-        return self._base
+            self._bases[is_sandbox] = (subject, grant)
+        subject, grant = self._bases[is_sandbox]
+        return self._source, subject, grant
 
     def lead(
         self,
@@ -78,7 +85,7 @@ class LeadBuilder:
         is_sandbox: bool = False,
         delivered_at: datetime | None = None,
     ) -> Lead:
-        source, subject, grant = self._shared()
+        source, subject, grant = self._shared(is_sandbox=is_sandbox)
         if product is None:
             product = ProductFactory(partner=partner or PartnerFactory())
         referral = Referral.objects.create(

@@ -84,7 +84,7 @@ def make_grant(
         collected_at = collected_at or now - timedelta(minutes=1)
         with transaction.atomic():
             if subject is None:
-                subject = vault.store_subject(applicant=make_applicant())
+                subject = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
             return grants.record_grant(
                 subject=subject,
                 source=source,

@@ -49,7 +49,9 @@ def history_grant(
     """A subject with a disclosed, withdrawn, partly acknowledged consent history."""
     from consent import vault
 
-    subject = vault.store_subject(applicant=make_applicant(national_id=NATIONAL_ID))
+    subject = vault.store_subject(
+        applicant=make_applicant(national_id=NATIONAL_ID), is_sandbox=False
+    )
     grant = make_grant(partners=[partner], subject=subject)
     disclose_to(grant, [partner])
     grants.withdraw(grant_id=grant.id, channel="api")

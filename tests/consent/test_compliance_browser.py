@@ -49,7 +49,9 @@ def test_officer_finds_an_applicant_and_reveals_a_field_with_a_reason(
     sync_api = pytest.importorskip("playwright.sync_api")
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with transaction.atomic():  # live_server: no test transaction around us
-        subject = vault.store_subject(applicant=make_applicant(phone="+86 139 1234 5678"))
+        subject = vault.store_subject(
+            applicant=make_applicant(phone="+86 139 1234 5678"), is_sandbox=False
+        )
     grant = make_grant(partners=[partner], subject=subject)
     disclose_to(grant, [partner])
     grants.withdraw(grant_id=grant.id, channel="api")

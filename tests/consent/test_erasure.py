@@ -122,8 +122,12 @@ def test_erasing_twice_is_a_no_op(make_grant: MakeGrant, partner: Partner) -> No
 def test_erase_by_national_id_and_by_phone_through_the_blind_index(
     make_grant: MakeGrant, make_applicant: MakeApplicant
 ) -> None:
-    by_id = vault.store_subject(applicant=make_applicant(national_id="110101199003071234"))
-    by_phone = vault.store_subject(applicant=make_applicant(phone="+86 139 0000 0001"))
+    by_id = vault.store_subject(
+        applicant=make_applicant(national_id="110101199003071234"), is_sandbox=False
+    )
+    by_phone = vault.store_subject(
+        applicant=make_applicant(phone="+86 139 0000 0001"), is_sandbox=False
+    )
 
     out_id = _erase("--national-id", "110101 199003071234", "--reason", REASON)
     out_phone = _erase("--phone", "13900000001", "--reason", REASON)
@@ -159,8 +163,9 @@ def test_erase_command_without_a_reason_exits_non_zero(db: None) -> None:
 def test_erase_command_refuses_when_several_subjects_share_the_phone(
     make_applicant: MakeApplicant, db: None
 ) -> None:
-    first = vault.store_subject(applicant=make_applicant())
-    second = vault.store_subject(applicant=make_applicant())  # same phone, other ID number
+    first = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
+    # The same phone, another ID number:
+    second = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
 
     with pytest.raises(CommandError, match="2 subjects match that phone number") as failed:
         _erase("--phone", "+86 138 0013 8000", "--reason", REASON)

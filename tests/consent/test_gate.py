@@ -95,7 +95,7 @@ def test_ledger_never_holds_a_personal_data_value(
 ) -> None:
     applicant = make_applicant(full_name="Chen Jing", employer="Unique Employer 77")
     with transaction.atomic():
-        subject = vault.store_subject(applicant=applicant)
+        subject = vault.store_subject(applicant=applicant, is_sandbox=False)
     grant = make_grant(partners=[partner], subject=subject)
 
     disclosed = _disclose(grant, partner)

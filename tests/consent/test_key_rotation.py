@@ -34,7 +34,7 @@ def _store(make_applicant: MakeApplicant, n: int) -> dict[Any, dict[str, str]]:
     for _ in range(n):
         applicant = make_applicant()
         with transaction.atomic():
-            subject = vault.store_subject(applicant=applicant)
+            subject = vault.store_subject(applicant=applicant, is_sandbox=False)
         stored[subject.id] = applicant.as_strings()
     return stored
 
@@ -192,7 +192,7 @@ def test_rotation_under_concurrent_writes_leaves_every_subject_readable(
                         )
                     else:
                         applicant = make_applicant()
-                    subject = vault.store_subject(applicant=applicant)
+                    subject = vault.store_subject(applicant=applicant, is_sandbox=False)
                 with lock:
                     written[subject.id] = applicant.as_strings()
         except BaseException as exc:  # reported by the main thread

@@ -65,7 +65,7 @@ def world(
     now = timezone.now()
     with transaction.atomic():
         foreign = grants.record_grant(
-            subject=vault.store_subject(applicant=make_applicant()),
+            subject=vault.store_subject(applicant=make_applicant(), is_sandbox=False),
             source=TrafficSourceFactory(),
             evidence=ConsentEvidence(
                 text_version=consent_text.version,

@@ -30,7 +30,7 @@ def test_every_field_round_trips_through_the_vault(
 ) -> None:
     applicant = make_applicant()
 
-    subject = vault.store_subject(applicant=applicant)
+    subject = vault.store_subject(applicant=applicant, is_sandbox=False)
 
     assert vault._decrypt(_reload(subject), PII_FIELDS) == applicant.as_strings()
 
@@ -39,7 +39,7 @@ def test_stored_columns_never_contain_the_plaintext(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
     applicant = make_applicant(full_name="Zhang Wei", employer="Plaintext Detector Ltd.")
-    subject = vault.store_subject(applicant=applicant)
+    subject = vault.store_subject(applicant=applicant, is_sandbox=False)
 
     row = Subject.objects.filter(pk=subject.pk).values(*ENC_COLUMNS).get()
 
@@ -56,8 +56,8 @@ def test_stored_columns_never_contain_the_plaintext(
 def test_same_value_encrypts_differently_each_time(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
-    one = vault.store_subject(applicant=make_applicant(full_name="Li Na"))
-    two = vault.store_subject(applicant=make_applicant(full_name="Li Na"))
+    one = vault.store_subject(applicant=make_applicant(full_name="Li Na"), is_sandbox=False)
+    two = vault.store_subject(applicant=make_applicant(full_name="Li Na"), is_sandbox=False)
 
     assert bytes(_reload(one).full_name_enc) != bytes(_reload(two).full_name_enc)
 
@@ -66,14 +66,16 @@ def test_same_national_id_differently_written_dedupes_and_refreshes_values(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
     first = vault.store_subject(
-        applicant=make_applicant(national_id="11010119900307123x", phone="13800138000")
+        applicant=make_applicant(national_id="11010119900307123x", phone="13800138000"),
+        is_sandbox=False,
     )
     again = vault.store_subject(
         applicant=make_applicant(
             national_id=" 110101 19900307 123X ",
             phone="+86 139 0000 0001",
             address="2 New Street, Futian, Shenzhen",
-        )
+        ),
+        is_sandbox=False,
     )
 
     assert again.id == first.id
@@ -89,8 +91,12 @@ def test_same_national_id_differently_written_dedupes_and_refreshes_values(
 def test_a_different_national_id_is_a_different_subject(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
-    one = vault.store_subject(applicant=make_applicant(national_id="110101199003071234"))
-    two = vault.store_subject(applicant=make_applicant(national_id="110101199003071235"))
+    one = vault.store_subject(
+        applicant=make_applicant(national_id="110101199003071234"), is_sandbox=False
+    )
+    two = vault.store_subject(
+        applicant=make_applicant(national_id="110101199003071235"), is_sandbox=False
+    )
 
     assert one.id != two.id
 
@@ -142,7 +148,7 @@ def test_blind_index_is_separated_by_field(vault_keys: dict[str, str]) -> None:
 def test_ciphertext_moved_to_another_column_fails_to_decrypt(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
-    subject = vault.store_subject(applicant=make_applicant())
+    subject = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
     Subject.objects.filter(pk=subject.pk).update(full_name_enc=_reload(subject).phone_enc)
 
     with pytest.raises(InvalidTag):
@@ -154,8 +160,8 @@ def test_ciphertext_moved_to_another_column_fails_to_decrypt(
 def test_ciphertext_moved_to_another_subject_fails_to_decrypt(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
-    alice = vault.store_subject(applicant=make_applicant(full_name="Alice"))
-    bob = vault.store_subject(applicant=make_applicant(full_name="Bob"))
+    alice = vault.store_subject(applicant=make_applicant(full_name="Alice"), is_sandbox=False)
+    bob = vault.store_subject(applicant=make_applicant(full_name="Bob"), is_sandbox=False)
     Subject.objects.filter(pk=bob.pk).update(full_name_enc=_reload(alice).full_name_enc)
 
     with pytest.raises(InvalidTag):
@@ -167,8 +173,10 @@ def test_whole_row_of_ciphertext_moved_with_its_wrapped_key_fails_to_decrypt(
 ) -> None:
     # The data key is wrapped with the subject id as associated data, so even copying the
     # wrapped key along with the fields does not make another row readable.
-    alice = _reload(vault.store_subject(applicant=make_applicant(full_name="Alice")))
-    bob = vault.store_subject(applicant=make_applicant(full_name="Bob"))
+    alice = _reload(
+        vault.store_subject(applicant=make_applicant(full_name="Alice"), is_sandbox=False)
+    )
+    bob = vault.store_subject(applicant=make_applicant(full_name="Bob"), is_sandbox=False)
     copied = {column: getattr(alice, column) for column in ENC_COLUMNS}
     Subject.objects.filter(pk=bob.pk).update(
         wrapped_key=alice.wrapped_key, key_id=alice.key_id, **copied
@@ -191,14 +199,14 @@ def test_field_ciphertext_is_bound_to_the_subject_id_even_under_the_same_data_ke
 def test_wrong_master_key_under_the_same_id_refuses_to_write(
     vault_keys: dict[str, str], settings: Any, make_applicant: MakeApplicant
 ) -> None:
-    vault.store_subject(applicant=make_applicant())
+    vault.store_subject(applicant=make_applicant(), is_sandbox=False)
     assert KeyCanary.objects.filter(key_id="test-1").count() == 1
     wrong_key = new_b64_key()
     settings.VAULT_MASTER_KEYS = f"test-1:{wrong_key}"
     vault._checked_key_ids.clear()
 
     with pytest.raises(crypto.VaultKeyError) as raised:
-        vault.store_subject(applicant=make_applicant())
+        vault.store_subject(applicant=make_applicant(), is_sandbox=False)
 
     message = str(raised.value)
     assert "'test-1'" in message
@@ -215,11 +223,11 @@ def test_rolled_back_first_write_does_not_skip_the_key_check_later(
     # The first intake of a process may fail and roll back its canary: the next write must
     # still store one, or a wrong key after a restart would go unnoticed.
     with pytest.raises(RuntimeError, match="intake failed"), transaction.atomic():
-        vault.store_subject(applicant=make_applicant())
+        vault.store_subject(applicant=make_applicant(), is_sandbox=False)
         raise RuntimeError("intake failed")
     assert not KeyCanary.objects.exists()
 
-    vault.store_subject(applicant=make_applicant())
+    vault.store_subject(applicant=make_applicant(), is_sandbox=False)
 
     assert KeyCanary.objects.filter(key_id="test-1").count() == 1
 
@@ -227,7 +235,7 @@ def test_rolled_back_first_write_does_not_skip_the_key_check_later(
 def test_subject_wrapped_under_a_key_no_longer_configured_cannot_be_read(
     vault_keys: dict[str, str], settings: Any, make_applicant: MakeApplicant
 ) -> None:
-    subject = vault.store_subject(applicant=make_applicant())
+    subject = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
     settings.VAULT_MASTER_KEYS = f"test-2:{new_b64_key()}"
 
     with pytest.raises(crypto.VaultKeyError, match="'test-1' is not configured"):
@@ -237,10 +245,14 @@ def test_subject_wrapped_under_a_key_no_longer_configured_cannot_be_read(
 def test_rotated_master_key_keeps_old_subjects_readable_and_wraps_new_ones(
     vault_keys: dict[str, str], settings: Any, make_applicant: MakeApplicant
 ) -> None:
-    old = vault.store_subject(applicant=make_applicant(full_name="Before Rotation"))
+    old = vault.store_subject(
+        applicant=make_applicant(full_name="Before Rotation"), is_sandbox=False
+    )
     settings.VAULT_MASTER_KEYS = f"test-2:{new_b64_key()},test-1:{vault_keys['master']}"
 
-    new = vault.store_subject(applicant=make_applicant(full_name="After Rotation"))
+    new = vault.store_subject(
+        applicant=make_applicant(full_name="After Rotation"), is_sandbox=False
+    )
 
     assert (_reload(old).key_id, _reload(new).key_id) == ("test-1", "test-2")
     assert vault._decrypt(_reload(old), ("full_name",)) == {"full_name": "Before Rotation"}
@@ -250,7 +262,7 @@ def test_rotated_master_key_keeps_old_subjects_readable_and_wraps_new_ones(
 def test_erased_subject_cannot_be_decrypted(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
-    subject = vault.store_subject(applicant=make_applicant())
+    subject = vault.store_subject(applicant=make_applicant(), is_sandbox=False)
     Subject.objects.filter(pk=subject.pk).update(wrapped_key=None)
 
     with pytest.raises(crypto.VaultKeyError, match="erased"):
@@ -270,17 +282,24 @@ def test_find_subject_ids_by_phone_and_by_national_id(
     vault_keys: dict[str, str], make_applicant: MakeApplicant
 ) -> None:
     alice = vault.store_subject(
-        applicant=make_applicant(national_id="110101199003071234", phone="+86 138 0013 8000")
+        applicant=make_applicant(national_id="110101199003071234", phone="+86 138 0013 8000"),
+        is_sandbox=False,
     )
     bob = vault.store_subject(
-        applicant=make_applicant(national_id="110101199003075678", phone="13900000001")
+        applicant=make_applicant(national_id="110101199003075678", phone="13900000001"),
+        is_sandbox=False,
     )
 
-    assert vault.find_subject_ids(phone="0086 13800138000") == [alice.id]
-    assert vault.find_subject_ids(phone="+86 139 0000 0001") == [bob.id]
-    assert vault.find_subject_ids(national_id=" 110101 199003075678 ") == [bob.id]
-    assert vault.find_subject_ids(national_id="110101199003071234", phone="13800138000") == [
-        alice.id
-    ]
-    assert vault.find_subject_ids(national_id="110101199003071234", phone="13900000001") == []
-    assert vault.find_subject_ids(phone="13700000000") == []
+    assert vault.find_subject_ids(phone="0086 13800138000", is_sandbox=False) == [alice.id]
+    assert vault.find_subject_ids(phone="+86 139 0000 0001", is_sandbox=False) == [bob.id]
+    assert vault.find_subject_ids(national_id=" 110101 199003075678 ", is_sandbox=False) == [bob.id]
+    assert vault.find_subject_ids(
+        national_id="110101199003071234", phone="13800138000", is_sandbox=False
+    ) == [alice.id]
+    assert (
+        vault.find_subject_ids(
+            national_id="110101199003071234", phone="13900000001", is_sandbox=False
+        )
+        == []
+    )
+    assert vault.find_subject_ids(phone="13700000000", is_sandbox=False) == []

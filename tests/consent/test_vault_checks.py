@@ -42,7 +42,7 @@ def _check_command() -> str:
 def stored(db: None, vault_keys: dict[str, str], make_applicant: MakeApplicant) -> str:
     """One subject written under test-1; returns the configured value."""
     with transaction.atomic():
-        vault.store_subject(applicant=make_applicant())
+        vault.store_subject(applicant=make_applicant(), is_sandbox=False)
     return f"test-1:{vault_keys['master']}"
 
 

@@ -13,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Erase one applicant by crypto-shredding (destroy the data key): nothing can be "
         "decrypted afterwards, open consents are withdrawn and partners asked to delete. "
-        "Referrals, billing and the ledger remain."
+        "Referrals, billing and the ledger remain. By ID number or phone it erases the "
+        "person's live and sandbox subjects; by --subject only that one."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,23 +28,32 @@ class Command(BaseCommand):
         reason = (options["reason"] or "").strip()
         if not reason:
             raise CommandError("--reason must not be empty")
-        subject_id = self._subject_id(options)
+        for subject_id in self._subject_ids(options):
+            self._erase(subject_id, reason)
+
+    def _erase(self, subject_id: uuid.UUID, reason: str) -> None:
         result = erasure.erase_subject(
             subject_id=subject_id, reason=reason, erased_by="manage.py erase_subject"
         )
         erased_at = result.subject.erased_at
         assert erased_at is not None
+        mode = "sandbox" if result.subject.is_sandbox else "live"
         if not result.erased:
             self.stdout.write(
-                f"subject {subject_id} was already erased at {erased_at.isoformat()}: nothing to do"
+                f"{mode} subject {subject_id} was already erased at {erased_at.isoformat()}: "
+                "nothing to do"
             )
             return
         self.stdout.write(
-            f"erased subject {subject_id} at {erased_at.isoformat()}; "
+            f"erased {mode} subject {subject_id} at {erased_at.isoformat()}; "
             f"{len(result.withdrawals)} open consent(s) withdrawn"
         )
 
-    def _subject_id(self, options: dict[str, Any]) -> uuid.UUID:
+    def _subject_ids(self, options: dict[str, Any]) -> list[uuid.UUID]:
+        """--subject: that one subject (one key mode). A number: the person it names, in
+        both modes, because an erasure request is the person's and a sandbox record that
+        carried their real numbers is their data too. A number matching several people
+        (a shared phone) is refused: the operator picks with --subject."""
         # Messages never repeat the typed number: it is personal data.
         if options["subject"]:
             try:
@@ -52,16 +62,20 @@ class Command(BaseCommand):
                 raise CommandError("--subject is not a UUID") from None
             if not Subject.objects.filter(pk=subject_id).exists():
                 raise CommandError(f"no subject {subject_id}")
-            return subject_id
+            return [subject_id]
         if options["national_id"]:
-            what, ids = "ID number", vault.find_subject_ids(national_id=options["national_id"])
+            what = "ID number"
+            ids = vault.find_subject_ids(national_id=options["national_id"], is_sandbox=None)
         else:
-            what, ids = "phone number", vault.find_subject_ids(phone=options["phone"] or "")
+            what = "phone number"
+            ids = vault.find_subject_ids(phone=options["phone"] or "", is_sandbox=None)
         if not ids:
             raise CommandError(f"no subject matches that {what} (or it was erased already)")
-        if len(ids) > 1:
+        # One person has at most one subject per mode, all under one ID number's index.
+        people = set(Subject.objects.filter(pk__in=ids).values_list("national_id_index", flat=True))
+        if len(people) > 1:
             listed = ", ".join(sorted(str(i) for i in ids))
             raise CommandError(
                 f"{len(ids)} subjects match that {what}: {listed}; choose one with --subject <id>"
             )
-        return ids[0]
+        return ids
