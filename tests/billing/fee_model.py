@@ -528,12 +528,12 @@ class Model:
                     raise ModelError(f"chain {chain} stops being due for no stated reason ({fee})")
             elif wanted is not None:
                 assert wanted.price is not None and wanted.currency is not None
-                # R4: a charge at its event's time; R8 leaves the time of a re-booking
-                # (the credit went away) open: the README dates it when the return was
-                # reversed, i.e. by the event that made the fee due again.
+                # R4: a charge at its event's time. R8 leaves the time of a re-booking (the
+                # credit went away) open; the README dates it when the return was reversed,
+                # and never before the fee's own event: the later of the two.
                 at = wanted.event.occurred_at
                 if history and history[-1].type == "credit" and cause is not None:
-                    at = cause.occurred_at
+                    at = max(at, cause.occurred_at)
                 self._append(wanted, "charge", wanted.price, wanted.currency, at)
 
     # -- R8 invoices and credit notes ----------------------------------------------------
