@@ -337,6 +337,12 @@ def _settle_chain(
     current = chain.open_charge
     if current is not None:
         reversal = reversal_of.get(current.event_id)
+        undo = reversal is not None or (target is None and credited_by is not None)
+        if undo:
+            # A unit is corrected at its current price: renumbered by a unit reported
+            # late, it is repriced first, so the correction takes back what is due for it.
+            priced = next(e for e in events if e.id == current.event_id)
+            made += _reprice(chain, priced, quote(priced, chain.lead, chain.kind))
         if reversal is not None:
             # Its event was taken back: the partner's reversal undoes the charge.
             made.append(
@@ -344,7 +350,7 @@ def _settle_chain(
                     event=reversal, entry_type=EntryType.REVERSAL, at=reversal.occurred_at
                 )
             )
-        elif target is None and credited_by is not None:
+        elif undo and credited_by is not None:
             made.append(
                 chain.correct(
                     event=credited_by,
@@ -361,24 +367,34 @@ def _settle_chain(
     if price_of.needs_rate is not None:
         _wait_for_rate(target, chain, price_of)
         return made
-    current = chain.open_charge
-    if current is not None and (
-        current.amount != price_of.amount or current.currency != price_of.currency
-    ):
-        # Renumbered (a unit reported late, tiers) or priced again: same unit, new price.
-        made.append(
-            chain.correct(event=target, entry_type=EntryType.REPRICE, at=current.occurred_at)
-        )
-        made.append(chain.charge(event=target, price_of=price_of, at=current.occurred_at))
-        return made
-    if current is None:
-        made.append(
-            chain.charge(event=target, price_of=price_of, at=_rebook_time(chain, events, target))
-        )
-        PendingFee.objects.filter(event=target, kind=chain.kind, resolved_at__isnull=True).update(
-            resolved_at=timezone.now()
-        )
+    if chain.open_charge is not None:
+        return made + _reprice(chain, target, price_of)
+    made.append(
+        chain.charge(event=target, price_of=price_of, at=_rebook_time(chain, events, target))
+    )
+    PendingFee.objects.filter(event=target, kind=chain.kind, resolved_at__isnull=True).update(
+        resolved_at=timezone.now()
+    )
     return made
+
+
+def _reprice(chain: _Chain, event: LeadEvent, price_of: Quote | None) -> list[Charge]:
+    """Correct the open charge for ``event`` and charge it again when its price is no
+    longer what the rules give (a unit renumbered by a late one); both dated at the
+    charge's own time, so they land in its month while that is open."""
+    current = chain.open_charge
+    if (
+        current is None
+        or current.event_id != event.id
+        or price_of is None
+        or price_of.needs_rate is not None
+        or (current.amount, current.currency) == (price_of.amount, price_of.currency)
+    ):
+        return []
+    return [
+        chain.correct(event=event, entry_type=EntryType.REPRICE, at=current.occurred_at),
+        chain.charge(event=event, price_of=price_of, at=current.occurred_at),
+    ]
 
 
 def _wait_for_rate(event: LeadEvent, chain: _Chain, price_of: Quote) -> None:
