@@ -333,8 +333,14 @@ class PartnerLeadOutput(serializers.ModelSerializer):
     loan = serializers.SerializerMethodField()
     risk_tier = serializers.CharField(source="referral.risk_tier")
     region = serializers.CharField(source="referral.region")
-    age_band = serializers.SerializerMethodField()
-    income_band = serializers.SerializerMethodField()
+    age_band = serializers.SerializerMethodField(
+        help_text="The applicant's age band: 18-24, 25-34, 35-44, 45-54, 55-64 or 65-120 "
+        "(under-18 and over-120 only for a stored age outside them)"
+    )
+    income_band = serializers.SerializerMethodField(
+        help_text="The applicant's monthly income band (CNY): 0-2999, 3000-4999, 5000-9999, "
+        "10000-19999, 20000-49999 or 50000+"
+    )
     product_id = serializers.UUIDField()
     bid_amount = serializers.DecimalField(
         max_digits=13,

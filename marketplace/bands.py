@@ -24,6 +24,8 @@ def age_on(birth_date: date, today: date) -> int:
 
 
 def income_band_floor(monthly_income: Decimal) -> Decimal:
+    """The floor of the band containing ``monthly_income`` (the lowest band for anything
+    below it, e.g. a negative value)."""
     floor = INCOME_BAND_FLOORS[0]
     for candidate in INCOME_BAND_FLOORS:
         if monthly_income >= candidate:
@@ -31,7 +33,12 @@ def income_band_floor(monthly_income: Decimal) -> Decimal:
     return floor
 
 
-def income_band_label(floor: Decimal) -> str:
+def income_band_label(income: Decimal) -> str:
+    """The label of the band containing ``income``: total over any stored value, not only
+    the band floors intake writes. Rows written by other paths (imports, fixtures, an older
+    band table) hold values between floors, and a label is read on every lead list, lead
+    detail and ping: an unknown value must never make those fail."""
+    floor = income_band_floor(income)
     index = INCOME_BAND_FLOORS.index(floor)
     # Label from our own constant: the database hands the floor back as 5000.00.
     low = INCOME_BAND_FLOORS[index]
@@ -41,7 +48,11 @@ def income_band_label(floor: Decimal) -> str:
 
 
 def age_band_label(age: int) -> str:
+    """The label of the band containing ``age``; outside every band, which side it is on
+    (intake refuses both, but a stored age is shown, never guessed into a band)."""
     for low, high in AGE_BANDS:
         if low <= age <= high:
             return f"{low}-{high}"
-    return "under-18"
+    if age > AGE_BANDS[-1][1]:
+        return f"over-{AGE_BANDS[-1][1]}"
+    return f"under-{AGE_BANDS[0][0]}"

@@ -183,9 +183,6 @@ def add_invoice(world: World) -> None:
     a = world.partners["A"]
     schedule(a)
     lead = LeadBuilder().lead(product=ProductFactory(partner=a, name="Billed loan"))
-    # The builder's referral has an income floor (8000) that is no band's: make it one, so
-    # the partner's lead list can show it.
-    type(lead.referral).objects.filter(pk=lead.referral_id).update(income_band_floor=5000)
     post(lead, report("accepted", timezone.now() - timedelta(hours=1)))
     (draft,) = [i for i in generate_invoices(period=current_period()) if i.partner_id == a.pk]
     invoice = issue_invoice(invoice_id=draft.pk)

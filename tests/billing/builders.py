@@ -18,6 +18,7 @@ from billing.models import Charge, FeeSchedule
 from consent.grants import ConsentEvidence, record_grant
 from consent.models import ConsentGrant, GrantScope, Subject
 from consent.vault import ApplicantData, store_subject
+from marketplace.bands import income_band_floor
 from marketplace.events import EventReport, record_event
 from marketplace.models import Lead, LeadEvent, LeadStatus, Referral, ReferralStatus
 from partners.models import DeliveryMode, Partner, Product, TrafficSource
@@ -101,7 +102,8 @@ class LeadBuilder:
             channel="app",
             region="CN-GD",
             age=36,
-            income_band_floor=Decimal("8000.00"),
+            # The band floor intake would store for the applicant's 8,500 a month.
+            income_band_floor=income_band_floor(Decimal("8500.00")),
             employment_type="employed",
             status=ReferralStatus.ROUTED,
         )
