@@ -558,6 +558,16 @@ def charge_unbilled_events() -> int:
     lead_ids |= set(
         PendingFee.objects.filter(resolved_at__isnull=True).values_list("lead_id", flat=True)
     )
+    # Returns that reached us while billing was away are judged even with nothing to credit.
+    lead_ids |= set(
+        LeadEvent.objects.filter(
+            ~Exists(ReturnReview.objects.filter(event_id=OuterRef("pk"))),
+            type=EventType.RETURNED,
+            lead__is_sandbox=False,
+        )
+        .exclude(reason__in=returns.KNOWN_REASONS)
+        .values_list("lead_id", flat=True)
+    )
     touched: dict[uuid.UUID, set[date]] = {}
     made = 0
     for lead_id in sorted(lead_ids):
