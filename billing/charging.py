@@ -118,12 +118,13 @@ def unit_number(event: LeadEvent) -> int:
 
 
 def amount_currency(event: LeadEvent, lead: Lead) -> str:
-    """The currency of the event's amount or principal (the referral's unless said)."""
-    return event.currency or lead.referral.currency
+    """The currency of the event's amount or principal (stored with it: the database
+    refuses an amount without one)."""
+    return event.currency
 
 
 def bid_currency(lead: Lead) -> str:
-    return lead.bid_currency or lead.referral.currency
+    return lead.bid_currency
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ principal, reported revenue, an auction bid) is in another currency, that amount
 converted first with the rate in force at the event's time: ``to_cents(amount * rate)``.
 Only the direction finance entered is used (no inversion of the opposite pair: 1/7.1 is
 not what a bank quotes). With no rate in force the fee waits (``PendingFee``): never a
-silent relabel of one currency as another.
+silent relabel of one currency as another. A rate that would change a conversion
+already booked is refused: booked charges keep the rate they recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from billing.models import Currency, ExchangeRate
+from billing.models import Charge, Currency, EntryType, ExchangeRate
 from billing.money import to_cents
 
 RATE_PLACES = Decimal("0.00000001")
@@ -74,6 +75,22 @@ def record_rate(
     if effective_from.tzinfo is None:
         raise ExchangeRateError("effective_from needs a time zone", field="effective_from")
     parsed = _parse_rate(rate)
+    # A rate never changes a conversion already booked: it would reprice charges that
+    # invoices and statements already show. Those stay at the rate they recorded.
+    overtaken = Charge.objects.filter(
+        entry_type=EntryType.CHARGE,
+        exchange_rate__from_currency=from_currency,
+        exchange_rate__to_currency=to_currency,
+        exchange_rate__effective_from__lt=effective_from,
+        event__occurred_at__gte=effective_from,
+    ).count()
+    if overtaken:
+        raise ExchangeRateError(
+            f"{overtaken} fee(s) of events after {effective_from:%Y-%m-%d %H:%M} were already "
+            f"converted at the {from_currency}->{to_currency} rate then in force; enter this "
+            "rate from a time after them",
+            field="effective_from",
+        )
     try:
         with transaction.atomic():
             return ExchangeRate.objects.create(

@@ -636,9 +636,7 @@ class IssueOverride(models.Model):
     differences as they were listed then. Never edited."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    invoice = models.OneToOneField(
-        Invoice, on_delete=models.PROTECT, related_name="issue_override"
-    )
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="issue_override")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -318,22 +318,25 @@ def _check_invoice(report: Report, invoice: Invoice) -> None:
 
 def _invoices(report: Report, period: Period, partner_id: uuid.UUID | None) -> None:
     invoices = _for_partner(Invoice.objects.filter(period_start=period.start), partner_id)
-    billed = ZERO
+    billed: dict[str, Decimal] = defaultdict(lambda: ZERO)  # per currency: never summed
     for invoice in invoices.select_related("partner").order_by("created_at"):
         # Drafts too: a draft that disagrees with its entries must not be issued.
         _check_invoice(report, invoice)
         if invoice.status not in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
-            billed += invoice.subtotal
+            billed[invoice.currency] += invoice.subtotal
     issued = invoices.exclude(status=InvoiceStatus.DRAFT)
     for number, open_amount, allocated in with_open_amounts(issued).values_list(  # type: ignore[misc]
         "number", "open_amount", "allocated"
     ):
+        # SQLite returns the annotation as a binary float: compare to the cent.
+        open_amount = to_cents(Decimal(str(open_amount)))
         if open_amount < 0 and allocated > 0:
             report.differences.append(
                 f"invoice {number}: payments exceed what was due by {-open_amount}"
             )
+    net = ", ".join(f"{code} {to_cents(amount)}" for code, amount in sorted(billed.items()))
     report.facts.append(
-        f"{issued.count()} issued invoice(s) for {period}, net billed {to_cents(billed)}"
+        f"{issued.count()} issued invoice(s) for {period}, net billed {net or 'nothing'}"
     )
     # Entries of this month that no live invoice bills.
     live = Invoice.objects.exclude(status=InvoiceStatus.VOID)

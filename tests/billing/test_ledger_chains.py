@@ -16,7 +16,7 @@ from billing.charging import charge_unbilled_events
 from billing.fx import ExchangeRateError, record_rate
 from billing.models import Charge, EntryType, PendingFee
 from marketplace.models import Lead
-from tests.billing.builders import LeadBuilder, ledger, post, report, schedule
+from tests.billing.builders import LeadBuilder, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
 
 CPL, CPA, CPF = Decimal("40.00"), Decimal("250.00"), Decimal("450.00")
@@ -318,3 +318,38 @@ def test_sandbox_events_book_nothing_and_wait_for_nothing(leads: LeadBuilder) ->
     assert not Charge.objects.filter(lead=lead).exists()
     assert not PendingFee.objects.filter(lead=lead).exists()
     assert EntryType.REPRICE in EntryType.values
+
+
+def test_a_rate_that_would_change_a_booked_conversion_is_refused(leads: LeadBuilder) -> None:
+    lead = usd_partner_lead(leads)
+    start = lead.delivered_at
+    record_rate(
+        from_currency="CNY",
+        to_currency="USD",
+        rate="0.14",
+        effective_from=start - timedelta(days=10),
+        source="PBOC",
+    )
+    post(lead, report("approved", start + timedelta(hours=1)))
+    post(lead, report("funded", start + timedelta(hours=2)))
+    booked = Charge.objects.get(lead=lead, kind="cpf")
+
+    with pytest.raises(ExchangeRateError) as refused:
+        record_rate(
+            from_currency="CNY",
+            to_currency="USD",
+            rate="0.15",
+            effective_from=start,
+            source="PBOC, revised",
+        )
+
+    assert refused.value.field == "effective_from"
+    # From after the booked event it is accepted, and the booked charge is unchanged.
+    record_rate(
+        from_currency="CNY",
+        to_currency="USD",
+        rate="0.15",
+        effective_from=start + timedelta(hours=3),
+        source="PBOC, revised",
+    )
+    assert Charge.objects.get(pk=booked.pk).amount == booked.amount
