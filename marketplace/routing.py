@@ -76,9 +76,10 @@ def _recently_received(referral: Referral, boxes: Sequence[CreditBox]) -> set[uu
     }
 
 
-def _over_cap(boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
+def _over_cap(boxes: Sequence[CreditBox], *, is_sandbox: bool) -> set[uuid.UUID]:
     """Products at their daily or monthly cap. Capped products' rows are locked for the
-    rest of the transaction so concurrent intakes count one after the other."""
+    rest of the transaction so concurrent intakes count one after the other. Each mode
+    counts its own leads: sandbox tests never use up a partner's live volume."""
     capped = [box for box in boxes if box.daily_cap is not None or box.monthly_cap is not None]
     if not capped:
         return set()
@@ -87,7 +88,9 @@ def _over_cap(boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
     now = timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month_start = day_start.replace(day=1)
-    counts = Lead.objects.filter(product_id__in=ids, created_at__gte=month_start)
+    counts = Lead.objects.filter(
+        product_id__in=ids, created_at__gte=month_start, is_sandbox=is_sandbox
+    )
     monthly = dict(counts.values_list("product_id").annotate(n=Count("id")))
     daily = dict(
         counts.filter(created_at__gte=day_start).values_list("product_id").annotate(n=Count("id"))
@@ -114,7 +117,7 @@ def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
     boxes = [box for box in boxes if box.partner_id not in skip_partners]
     # Caps are per product: a partner whose cheapest product is full still gets the lead
     # on another product with room, so caps are applied before picking one per partner.
-    full = _over_cap(boxes)
+    full = _over_cap(boxes, is_sandbox=referral.is_sandbox)
     candidates = _best_box_per_partner([box for box in boxes if box.product_id not in full])
     if not candidates:
         return []

@@ -315,6 +315,20 @@ def test_product_at_its_daily_cap_is_skipped(make_referral: Callable[..., Referr
 
 
 @pytest.mark.django_db
+def test_sandbox_traffic_does_not_use_up_a_live_cap(make_referral: Callable[..., Referral]) -> None:
+    capped = product(daily_cap=1)
+
+    sandbox = make_referral(is_sandbox=True)
+    live = make_referral()
+    second_sandbox = make_referral(is_sandbox=True)
+
+    # Each mode counts its own leads against the cap.
+    assert lead_partner_set(sandbox) == {capped.partner_id}
+    assert lead_partner_set(live) == {capped.partner_id}
+    assert lead_partner_set(second_sandbox) == set()
+
+
+@pytest.mark.django_db
 def test_product_at_its_monthly_cap_is_skipped(make_referral: Callable[..., Referral]) -> None:
     capped = product(monthly_cap=1)
 
