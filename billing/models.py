@@ -321,6 +321,12 @@ class Charge(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return (
+            f"{EntryType(self.entry_type).label}: {FeeKind(self.kind).label} "
+            f"{self.currency} {self.amount} (#{self.seq})"
+        )
+
 
 class PendingFee(models.Model):
     """A fee that is due but cannot be booked yet: the amount it is priced from (a
