@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, Value
+from django.db.models import Exists, Max, OuterRef, Q, Value
 from django.db.models.functions import Collate, TruncMonth
 from django.utils import timezone
 
@@ -50,6 +50,7 @@ from billing.models import (
     EntryType,
     FeeSchedule,
     FeeTier,
+    Invoice,
     PendingFee,
     ReturnReview,
     ReviewStatus,
@@ -482,26 +483,23 @@ def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
     return made
 
 
-def renumbered_months(entries: list[Charge]) -> set[tuple[uuid.UUID, date]]:
-    """(partner, month) pairs in which a unit just charged came after units already
-    reported later in time: those units were renumbered and wait for :func:`retier_months`
-    (queued after commit; invoicing runs it anyway)."""
-    found = set()
-    for entry in entries:
-        if entry.entry_type != EntryType.CHARGE or entry.unit_number is None:
-            continue
-        event = entry.event
-        _, end = month_bounds(event.occurred_at)
-        later = LeadEvent.objects.filter(
-            partner_id=event.partner_id,
-            type=event.type,
-            lead__is_sandbox=False,
-            occurred_at__gt=event.occurred_at,
-            occurred_at__lt=end,
-        )
-        if later.exists():
-            found.add((entry.partner_id, event.occurred_at.astimezone(UTC).date().replace(day=1)))
-    return found
+def renumbers(event: LeadEvent) -> tuple[uuid.UUID, date] | None:
+    """(partner, month) when ``event`` is a unit reported after units dated later in its
+    month: those were renumbered and wait for :func:`retier_months` (queued after commit;
+    invoicing runs it anyway). Whether or not the event itself was charged."""
+    if event.type not in {KIND_EVENT[kind] for kind in TIERED_KINDS} or event.lead.is_sandbox:
+        return None
+    _, end = month_bounds(event.occurred_at)
+    later = LeadEvent.objects.filter(
+        partner_id=event.partner_id,
+        type=event.type,
+        lead__is_sandbox=False,
+        occurred_at__gt=event.occurred_at,
+        occurred_at__lt=end,
+    )
+    if not later.exists():
+        return None
+    return event.partner_id, event.occurred_at.astimezone(UTC).date().replace(day=1)
 
 
 def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
@@ -511,9 +509,12 @@ def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
         return len(retier_months(partner_id=partner_id, months={month}))
 
 
-def months_of_units(*, partner_id: uuid.UUID, first: date, last: date) -> set[date]:
-    """The event months of the tiered charges billed in periods [first, last]."""
-    return {
+def months_to_retier(*, partner_id: uuid.UUID, first: date, last: date) -> set[date]:
+    """The months whose unit numbers may have moved since the partner was last invoiced:
+    those of the tiered units billed in periods [first, last], and those of every unit
+    reported since (a late unit renumbers its month even when it is not charged itself:
+    no schedule at its time, a returned lead)."""
+    months = {
         at.date()
         for at in Charge.objects.filter(
             partner_id=partner_id,
@@ -522,10 +523,25 @@ def months_of_units(*, partner_id: uuid.UUID, first: date, last: date) -> set[da
             entry_type=EntryType.CHARGE,
             kind__in=TIERED_KINDS,
         )
-        .annotate(month=TruncMonth("occurred_at", tzinfo=UTC))
+        .annotate(month=TruncMonth("event__occurred_at", tzinfo=UTC))
         .values_list("month", flat=True)
         .distinct()
     }
+    since = Invoice.objects.filter(partner_id=partner_id).aggregate(at=Max("created_at"))["at"]
+    reported = LeadEvent.objects.filter(
+        partner_id=partner_id,
+        type__in=[KIND_EVENT[kind] for kind in TIERED_KINDS],
+        lead__is_sandbox=False,
+    )
+    if since is not None:
+        reported = reported.filter(received_at__gte=since)
+    months |= {
+        at.date()
+        for at in reported.annotate(month=TruncMonth("occurred_at", tzinfo=UTC))
+        .values_list("month", flat=True)
+        .distinct()
+    }
+    return months
 
 
 def charge_unbilled_events() -> int:

@@ -37,7 +37,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet, Sum
 from django.utils import timezone
 
 from billing import credit
-from billing.charging import months_of_units, retier_months
+from billing.charging import months_to_retier, retier_months
 from billing.locks import lock_billing_rows, next_month
 from billing.models import (
     Charge,
@@ -300,7 +300,7 @@ def invoice_partners(*, partner_ids: list[uuid.UUID], period: Period) -> list[In
             through = profile.invoiced_through
             first = next_month(through) if through is not None else EARLIEST
             if through is None or through < period.start:
-                months = months_of_units(
+                months = months_to_retier(
                     partner_id=profile.partner_id, first=first, last=period.start
                 )
                 retier_months(partner_id=profile.partner_id, months=months)

@@ -10,7 +10,7 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from billing import budgets, tasks
-from billing.charging import charge_for_event, renumbered_months
+from billing.charging import charge_for_event, renumbers
 from marketplace.models import LeadEvent
 from marketplace.signals import lead_event_recorded
 from partners.models import Partner, Product
@@ -23,8 +23,10 @@ HOLD_FIELDS = frozenset({"routing_hold", "updated_at"})
 def charge_event(sender: Any, *, event: LeadEvent, **kwargs: Any) -> None:
     # Runs in the transaction that stored the event: no event is ever left unbilled, and a
     # charge that reaches a budget or the credit limit holds routing with it.
-    made = charge_for_event(event=event)
-    for partner_id, month in renumbered_months(made):
+    charge_for_event(event=event)
+    renumbered = renumbers(event)
+    if renumbered is not None:
+        partner_id, month = renumbered
         transaction.on_commit(partial(tasks.retier_month.delay, str(partner_id), month.isoformat()))
 
 

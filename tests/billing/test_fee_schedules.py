@@ -200,3 +200,36 @@ def test_a_unit_reported_out_of_time_order_reprices_the_month_after_commit(
         ("cpl", "charge", Decimal("40.00")),
         ("cpl", "reprice", Decimal("-40.00")),
     ]
+
+
+def test_a_late_unit_without_a_fee_renumbers_an_invoiced_month_at_the_next_invoicing(
+    leads: LeadBuilder,
+) -> None:
+    from billing.invoicing import issue_invoice
+    from billing.models import CreditNote, Invoice
+
+    product = ProductFactory()
+    this_month = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=last_month + timedelta(days=9),
+        cpa="150",
+        tiers=[{"from_count": 1, "cpa": "100"}],
+    )
+    charged = leads.lead(product=product, delivered_at=last_month + timedelta(days=1))
+    uncharged = leads.lead(product=product, delivered_at=last_month + timedelta(days=1))
+    post(charged, report("approved", last_month + timedelta(days=14), external_id="paid"))
+    assert ledger(charged) == [("cpa", "charge", Decimal("150.00"))]  # unit 1 so far
+    (november,) = invoice_partner(partner_id=product.partner_id, period=Period(last_month.date()))
+    issue_invoice(invoice_id=november.pk)
+
+    # Dated before the schedule: no fee of its own, but it is unit 1 of that month now.
+    post(uncharged, report("approved", last_month + timedelta(days=4), external_id="early"))
+    assert ledger(uncharged) == []
+    (december,) = invoice_partner(partner_id=product.partner_id, period=Period(this_month.date()))
+
+    assert sum((amount for _, _, amount in ledger(charged)), Decimal(0)) == Decimal("100.00")
+    note = CreditNote.objects.get(invoice=november)
+    assert note.subtotal == Decimal("150.00")  # the invoiced 150 taken back ...
+    assert Invoice.objects.get(pk=december.pk).subtotal == Decimal("100.00")  # ... 100 billed
