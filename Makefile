@@ -28,7 +28,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Invoice PDFs embed one TrueType font with Latin, currency signs and Chinese (Debian's
+# fonts-wqy-microhei); installed here when missing and allowed (root with apt-get).
+PDF_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+
 install: $(STAMP)
+	@test -f $(PDF_FONT) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; } || \
+	  echo "WARNING: $(PDF_FONT) is missing: invoice PDFs (and their tests) need 'apt-get install fonts-wqy-microhei'"
 
 # Sets up, loads demo data, pushes synthetic applicants through the whole flow (first run
 # only), then serves the platform on 127.0.0.1:8000 with the partner simulator on :8900.
