@@ -1,6 +1,6 @@
 """Ping-post fan-out overhead: what an auction costs beyond waiting for the partners.
 
-21 simulated partners (``partners.simulator`` in its own process, so its threads do not
+21 simulated partners (``demo.server`` in its own process, so its threads do not
 share our GIL): 20 answer every ping with a bid after 50 ms, one never answers (it hangs
 for a minute). Referrals go through the real intake on PostgreSQL (Celery publishing to a
 real Redis broker that nothing consumes: the winners' posts are not part of the auction),
@@ -179,7 +179,7 @@ def run() -> dict[str, dict[str, Any]]:
             [
                 sys.executable,
                 "-m",
-                "partners.simulator",
+                "demo.server",
                 "--config",
                 str(config),
                 "--port",

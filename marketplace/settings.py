@@ -141,6 +141,9 @@ INSTALLED_APPS = [
     "marketplace",
     "billing",
 ]
+if not PRODUCTION:
+    # The demo world, the traffic driver and the partner simulator: development tools.
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -7,10 +7,10 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from demo.server import PartnerSimulator, SimulatedLender
 from marketplace.celery import app as celery_app
 from partners.keys import issue_api_key
 from partners.models import KeyMode, Partner, Product, TrafficSource
-from partners.simulator import PartnerSimulator, SimulatedLender
 from partners.webhooks import create_endpoint
 from tests.factories import (
     FeeScheduleFactory,

@@ -15,9 +15,9 @@ from rest_framework.test import APIClient
 
 from consent import grants
 from consent.models import Disclosure
+from demo.server import PartnerSimulator, SimulatedLender
 from marketplace import delivery
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus, Referral
-from partners.simulator import PartnerSimulator, SimulatedLender
 from partners.webhooks import create_endpoint
 from tests.conftest import SimulatedPartner
 from tests.factories import PartnerFactory, ProductFactory, referral_payload

@@ -2,7 +2,7 @@
 
 Used by the demo, by end-to-end tests and by benchmarks. Standalone on purpose: this module
 imports only the standard library, ``httpx`` and ``standardwebhooks`` (never Django or a
-project app), so it can be run with ``python -m partners.simulator --config lenders.json``.
+project app), so it can be run with ``python -m demo.server --config lenders.json``.
 
 Each simulated lender answers, under ``{base_url}/{slug}/``:
 

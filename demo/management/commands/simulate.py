@@ -13,15 +13,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from billing.demo import synthetic_referral, var_path
-from billing.demo_traffic import pay_some_invoices, post_corrections
 from billing.invoicing import Period, generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
 from consent import ledger
-from marketplace.loopback import PlatformServer
+from demo.loopback import PlatformServer
+from demo.server import PartnerSimulator, SimulatorConfigError, load_config
+from demo.traffic import pay_some_invoices, post_corrections
+from demo.world import synthetic_referral, var_path
 from marketplace.models import Lead, Referral
-from partners.simulator import PartnerSimulator, SimulatorConfigError, load_config
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
-"""Demo data and synthetic traffic, from DOMAIN.md's numbers.
+"""The demo world and synthetic applicants, from DOMAIN.md's numbers.
 
-Lives in billing, the top layer, because it spans every app (partners, consent texts,
-fee schedules). Keys and secrets for the simulated partners are written to
+Spans every app (partners, consent texts, fee schedules), hence in ``demo``, above billing.
+Keys and secrets for the simulated partners are written to
 ``var/simulator.json`` and the source key to ``var/demo.json``: development files, ignored
 by git, like the development keys.
 """

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from billing.demo import seed_demo
+from demo.world import seed_demo
 
 
 class Command(BaseCommand):

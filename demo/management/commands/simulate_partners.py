@@ -10,7 +10,7 @@ Config file::
       ]
     }
 
-Lender fields are those of :class:`partners.simulator.SimulatedLender`.
+Lender fields are those of :class:`demo.server.SimulatedLender`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from partners.simulator import SimulatorConfigError, load_config, serve
+from demo.server import SimulatorConfigError, load_config, serve
 
 
 class Command(BaseCommand):

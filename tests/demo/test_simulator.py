@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from partners.simulator import (
+from demo.server import (
     STAT_KEYS,
     PartnerSimulator,
     SimulatedLender,
@@ -593,7 +593,7 @@ def test_command_reports_bad_config(tmp_path: Path, content: Any, message: str) 
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
-    from partners.management.commands.simulate_partners import Command
+    from demo.management.commands.simulate_partners import Command
 
     path = tmp_path / "missing.json" if content is None else write_config(tmp_path, content)
     with pytest.raises(CommandError, match=message):
@@ -603,7 +603,7 @@ def test_command_reports_bad_config(tmp_path: Path, content: Any, message: str) 
 def test_command_serves_and_prints_stats(tmp_path: Path) -> None:
     from django.core.management import call_command
 
-    from partners.management.commands.simulate_partners import Command
+    from demo.management.commands.simulate_partners import Command
 
     config = {
         "api_base_url": None,

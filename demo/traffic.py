@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from billing.models import Invoice, InvoiceStatus, ReturnReason
 from billing.payments import record_payment
+from demo.server import SimulatedLender
 from marketplace.models import EventType, Lead, LeadEvent
-from partners.simulator import SimulatedLender
 
 REASONS = [r for r in ReturnReason.values if r != ReturnReason.OTHER]
 
