@@ -21,8 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.gate import DisclosureRefused, disclose
+from marketplace.answers import read_answer, rejection
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
-from partners import outbound, webhooks
+from partners import http, outbound, webhooks
 from partners.urlsafety import UnsafeUrlError, check_partner_url
 
 # The purpose every referral consent must cover for a lead to be disclosed.
@@ -66,21 +67,13 @@ def post_payload(lead: Lead, applicant: dict[str, str]) -> dict[str, Any]:
 
 def parse_post_response(response: httpx.Response) -> tuple[str, str, str]:
     """(outcome, reason, partner reference) from a partner's answer to a post."""
-    if response.is_redirect:
-        return AttemptOutcome.ERROR, f"redirect {response.status_code} not followed", ""
-    if response.status_code != 200:
-        return AttemptOutcome.ERROR, f"http {response.status_code}", ""
-    try:
-        body = response.json()
-    except ValueError:
-        return AttemptOutcome.ERROR, "response is not JSON", ""
-    if not isinstance(body, dict):
-        return AttemptOutcome.ERROR, "response is not a JSON object", ""
-    decision = body.get("decision")
-    if decision == "accept":
-        return AttemptOutcome.SUCCESS, "", str(body.get("reference", ""))[:120]
-    if decision == "reject":
-        return AttemptOutcome.FAILURE, str(body.get("reason", "rejected"))[:200], ""
+    answer = read_answer(response)
+    if answer.error:
+        return AttemptOutcome.ERROR, answer.error, ""
+    if answer.decision == "accept":
+        return AttemptOutcome.SUCCESS, "", str(answer.body.get("reference", ""))[:120]
+    if answer.decision == "reject":
+        return (*rejection(answer), "")
     return AttemptOutcome.ERROR, "response has no decision accept/reject", ""
 
 
@@ -105,6 +98,8 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
     url = lead.product.post_url
     started = time.monotonic()
     try:
+        # Before any personal data is prepared; the client checks again when it connects,
+        # on the address it actually connects to.
         check_partner_url(url)
     except UnsafeUrlError as exc:
         _record(lead, url, started, None, AttemptOutcome.ERROR, str(exc))
@@ -130,23 +125,12 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
         return DeliveryResult(AttemptOutcome.FAILURE, exc.code)
     body = json.dumps(post_payload(lead, disclosed.data), separators=(",", ":")).encode()
     headers = webhooks.signed_headers(secret, body, msg_id=f"lead_{lead.id}")
-    status: int | None = None
-    try:
-        response = httpx.post(
-            url,
-            content=body,
-            headers=headers,
-            timeout=lead.product.post_timeout_ms / 1000,
-            follow_redirects=False,
-        )
-        status = response.status_code
-        outcome, reason, reference = parse_post_response(response)
-    except httpx.TimeoutException:
-        outcome, reason, reference = AttemptOutcome.ERROR, "timed out", ""
-    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        # InvalidURL (a control character) and UnicodeError (a host IDNA cannot encode) are
-        # not HTTPErrors, but they are the partner's bad URL: an error, not a stuck lead.
-        outcome, reason, reference = AttemptOutcome.ERROR, f"{type(exc).__name__}", ""
+    sent = http.post(url, body=body, headers=headers, timeout=lead.product.post_timeout_ms / 1000)
+    if sent.response is not None:
+        outcome, reason, reference = parse_post_response(sent.response)
+    else:
+        outcome, reason, reference = AttemptOutcome.ERROR, sent.reason, ""
+    status = sent.status
     _record(lead, url, started, status, outcome, reason)
     if outcome == AttemptOutcome.SUCCESS:
         _set_status(lead, LeadStatus.DELIVERED, reference=reference)
@@ -155,7 +139,8 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
         _set_status(lead, LeadStatus.POST_REJECTED)
         return DeliveryResult(outcome, reason)
     _set_status(lead, LeadStatus.DELIVERY_FAILED)
-    return DeliveryResult(outcome, reason, retryable=not final_attempt)
+    retryable = not final_attempt and http.POST_RETRIES.retryable(sent)
+    return DeliveryResult(outcome, reason, retryable=retryable)
 
 
 def _claim(lead_id: uuid.UUID) -> Lead | None:

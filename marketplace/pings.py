@@ -25,10 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import ssl
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,14 +32,13 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import certifi
 import httpx
 
+from marketplace.answers import read_answer, rejection
 from marketplace.bands import age_band_label, income_band_label
 from marketplace.models import AttemptOutcome, Referral
+from partners import http
 from partners.webhooks import signed_headers
-
-logger = logging.getLogger(__name__)
 
 # Everything a ping may say about an applicant. Tests assert the payload is exactly this.
 PING_FIELDS = (
@@ -117,17 +112,10 @@ def parse_ping_response(
     """(outcome, reason, bid) from a partner's answer to a ping in ``currency``; a bid is
     in that currency. Anything but a well-formed bid (in the ping's currency), accept or
     reject is an *error* with a reason a human can act on."""
-    if response.is_redirect:
-        return AttemptOutcome.ERROR, f"redirect {response.status_code} not followed", None
-    if response.status_code != 200:
-        return AttemptOutcome.ERROR, f"http {response.status_code}", None
-    try:
-        body = json.loads(response.content)
-    except ValueError:
-        return AttemptOutcome.ERROR, "response is not JSON", None
-    if not isinstance(body, dict):
-        return AttemptOutcome.ERROR, "response is not a JSON object", None
-    decision = body.get("decision")
+    answer = read_answer(response)
+    if answer.error:
+        return AttemptOutcome.ERROR, answer.error, None
+    body, decision = answer.body, answer.decision
     if decision == "bid":
         bid = parse_bid(body.get("bid"))
         if bid is None:
@@ -145,7 +133,7 @@ def parse_ping_response(
     if decision == ACCEPTED:
         return AttemptOutcome.SUCCESS, "accepted at the fee schedule", None
     if decision == "reject":
-        return AttemptOutcome.FAILURE, str(body.get("reason") or "rejected")[:200], None
+        return (*rejection(answer), None)
     return AttemptOutcome.ERROR, "response has no decision bid/accept/reject", None
 
 
@@ -180,25 +168,18 @@ async def _ping(target: PingTarget, body: bytes, deadline: float, currency: str)
         return result(None, AttemptOutcome.ERROR, "auction budget spent before the ping")
     try:
         headers = signed_headers(target.secret, body, msg_id=target.ping_id)
-        client = _runner.client(target.url)
-        # wait_for bounds the whole exchange; httpx's own timeout is per socket operation.
-        response = await asyncio.wait_for(
-            client.post(target.url, content=body, headers=headers, timeout=limit + 1),
-            timeout=limit,
-        )
-    except (TimeoutError, httpx.TimeoutException):
-        which = f"ping timeout {target.timeout_ms} ms" if own <= left else "auction budget"
-        return result(None, AttemptOutcome.ERROR, f"timed out ({which})")
-    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        # InvalidURL and UnicodeError are the partner's bad URL, not our crash.
-        return result(None, AttemptOutcome.ERROR, type(exc).__name__)
     except Exception as exc:
-        # Whatever one partner does must not sink the auction for the others (a crashed
-        # task would leave it running until its claim goes stale).
-        logger.warning("ping %s failed unexpectedly: %s", target.ping_id, type(exc).__name__)
+        # One partner's bad secret must not sink the auction for the others.
         return result(None, AttemptOutcome.ERROR, f"unexpected {type(exc).__name__}")
-    outcome, reason, bid = parse_ping_response(response, currency=currency)
-    return result(response.status_code, outcome, reason, bid)
+    sent = await http.apost(target.url, body=body, headers=headers, timeout=limit)
+    if sent.response is None:
+        reason = sent.reason
+        if sent.kind == http.Kind.TIMEOUT:
+            which = f"ping timeout {target.timeout_ms} ms" if own <= left else "auction budget"
+            reason = f"timed out ({which})"
+        return result(None, AttemptOutcome.ERROR, reason)
+    outcome, reason, bid = parse_ping_response(sent.response, currency=currency)
+    return result(sent.status, outcome, reason, bid)
 
 
 async def _fan_out(
@@ -209,45 +190,6 @@ async def _fan_out(
     )
 
 
-class _Runner(threading.local):
-    """One event loop per worker thread and one HTTP client per ping URL, i.e. per partner
-    (per process, too: a forked Celery child must not reuse its parent's sockets). A client
-    per partner keeps each connection pool tiny: httpcore scans its whole pool on every
-    request, so one pool for every partner would cost O(partners²) per auction."""
-
-    pid = 0
-    loop: asyncio.AbstractEventLoop
-    clients: dict[str, httpx.AsyncClient]
-    tls: ssl.SSLContext
-
-    def get(self) -> asyncio.AbstractEventLoop:
-        if self.pid != os.getpid():
-            self.loop = asyncio.new_event_loop()
-            self.clients = {}
-            # Loading the CA bundle takes tens of milliseconds: once, not per partner.
-            self.tls = ssl.create_default_context(cafile=certifi.where())
-            self.pid = os.getpid()
-        return self.loop
-
-    def client(self, url: str) -> httpx.AsyncClient:
-        client = self.clients.get(url)
-        if client is None:
-            if len(self.clients) >= MAX_CLIENTS:
-                # Partners come and go: forget the oldest (its sockets close when collected).
-                self.clients.pop(next(iter(self.clients)))
-            client = httpx.AsyncClient(
-                verify=self.tls,
-                follow_redirects=False,
-                limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=60),
-            )
-            self.clients[url] = client
-        return client
-
-
-_runner = _Runner()
-MAX_CLIENTS = 512
-
-
 def fan_out(
     targets: Sequence[tuple[PingTarget, bytes]], *, deadline: float, currency: str
 ) -> list[PingResult]:
@@ -256,7 +198,7 @@ def fan_out(
     stragglers), whatever the partners do."""
     if not targets:
         return []
-    loop = _runner.get()
+    loop = http.event_loop()
     return loop.run_until_complete(_fan_out(targets, deadline, currency))
 
 

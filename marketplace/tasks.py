@@ -10,6 +10,7 @@ from django.conf import settings
 
 from marketplace import auctions, delivery
 from marketplace.models import AttemptOutcome
+from partners import http
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -18,8 +19,8 @@ def deliver_lead(self: Task, lead_id: str) -> str:
     final = retries >= settings.DELIVERY_MAX_RETRIES
     result = delivery.deliver(lead_id=uuid.UUID(lead_id), final_attempt=final)
     if result.retryable:
-        # Exponential backoff: 10 s, 20 s, 40 s, ... (ignored in eager mode).
-        raise self.retry(countdown=10 * 2**retries)
+        # The posts' backoff: 10 s, 20 s, 40 s, ... (ignored in eager mode).
+        raise self.retry(countdown=http.POST_RETRIES.delay_after(retries + 1).total_seconds())
     if result.outcome in {AttemptOutcome.FAILURE, AttemptOutcome.ERROR}:
         # An auction winner that rejected the post or could not take it: the next bidder
         # (a no-op for leads that were not won at an auction, or were refused by consent).

@@ -15,10 +15,7 @@ costs a fraction of a round trip per message; ``attempt`` is a batch of one.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,55 +24,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from partners import secretbox
+from partners import http, secretbox
 from partners.models import (
     MessageStatus,
     WebhookEndpoint,
     WebhookMessage,
 )
-from partners.urlsafety import UnsafeUrlError, check_partner_url
 from partners.webhooks import new_secret, signed_headers
 
-# Delay before attempt n+1 (after attempt n failed): 5 s ... 24 h, about 3 days in all.
-RETRY_SCHEDULE = [
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-    timedelta(hours=14),
-    timedelta(hours=20),
-    timedelta(hours=24),
-]
+# Delay before attempt n+1 (after attempt n failed): the one retry policy's webhook schedule.
+RETRY_SCHEDULE = list(http.WEBHOOK_RETRIES.schedule)
 TIMEOUT_SECONDS = 10.0
 ROTATION_OVERLAP = timedelta(hours=24)
-
-_http_lock = threading.Lock()
-_http: tuple[int, httpx.Client] | None = None
-
-
-def _http_client() -> httpx.Client:
-    """One pooled client per process, shared by its threads: keep-alive connections and a
-    TLS context built once (building one per POST costs more than the POST itself). Made
-    lazily and again after a fork, so prefork Celery workers never share sockets."""
-    global _http
-    current = _http
-    if current is None or current[0] != os.getpid():
-        with _http_lock:
-            current = _http
-            if current is None or current[0] != os.getpid():
-                client = httpx.Client(
-                    timeout=TIMEOUT_SECONDS,
-                    follow_redirects=False,
-                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-                )
-                current = _http = (os.getpid(), client)
-    return current[1]
 
 
 def enqueue(
@@ -239,6 +202,7 @@ class _Outcome:
     status_code: int | None
     latency_ms: int
     error: str
+    retryable: bool
 
 
 def _placeholders(n: int) -> str:
@@ -321,30 +285,23 @@ def _claim_many(message_ids: list[str]) -> list[_Claimed]:
 
 
 def _delay_after(attempts: int) -> timedelta:
-    return RETRY_SCHEDULE[min(attempts - 1, len(RETRY_SCHEDULE) - 1)]
+    return http.WEBHOOK_RETRIES.delay_after(attempts)
 
 
 def _post(claimed: _Claimed) -> _Outcome:
-    """Sign and POST one claimed message (no database access: runs in any thread)."""
-    started = time.monotonic()
+    """Sign and POST one claimed message (no database access: runs in any thread). Never
+    raises: whatever one endpoint does is this message's outcome, not the batch's."""
     now = timezone.now()
-    status_code: int | None = None
-    error = ""
-    try:
-        check_partner_url(claimed.url)
-        headers = signed_headers(claimed.secrets, claimed.body, claimed.message_id, now)
-        response = _http_client().post(claimed.url, content=claimed.body, headers=headers)
-        status_code = response.status_code
-        if not 200 <= status_code < 300:
-            error = f"http {status_code}"
-    except UnsafeUrlError as exc:
-        error = str(exc)
-    except httpx.TimeoutException:
-        error = "timed out"
-    except httpx.HTTPError as exc:
-        error = type(exc).__name__
-    latency_ms = int((time.monotonic() - started) * 1000)
-    return _Outcome(claimed, now, status_code, latency_ms, error[:200])
+    headers = signed_headers(claimed.secrets, claimed.body, claimed.message_id, now)
+    sent = http.post(claimed.url, body=claimed.body, headers=headers, timeout=TIMEOUT_SECONDS)
+    return _Outcome(
+        claimed,
+        now,
+        sent.status,
+        sent.latency_ms,
+        sent.reason,
+        http.WEBHOOK_RETRIES.retryable(sent),
+    )
 
 
 def attempt(message_id: str) -> str:
@@ -388,7 +345,9 @@ def _settle_many(outcomes: list[_Outcome]) -> dict[str, str]:
             # The partner says the endpoint is gone for good: stop sending anything to it.
             gone.add(o.claimed.endpoint_id)
             status[message_id] = MessageStatus.FAILED
-        elif o.claimed.attempts > len(RETRY_SCHEDULE):
+        elif not o.retryable or o.claimed.attempts > len(RETRY_SCHEDULE):
+            # A URL that cannot work until someone fixes it fails at once (the admin can
+            # replay it once fixed); anything else after about three days of retries.
             gave_up.append(message_id)
             status[message_id] = MessageStatus.FAILED
         else:

@@ -323,3 +323,27 @@ def test_concurrent_batches_post_each_message_once(transactional_db, receiver):
     assert sorted(delivered) == sorted(ids)
     assert WebhookAttempt.objects.count() == len(ids)
     assert set(WebhookMessage.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        pytest.param("http://127.0.0.1:9/ho\x7foks", "InvalidURL", id="control-character"),
+        pytest.param("http://" + "a" * 70 + ".example/hooks", "UnicodeError", id="label-too-long"),
+        pytest.param("http://[::1/hooks", "partner URL is malformed", id="unclosed-ipv6"),
+    ],
+)
+def test_an_endpoint_url_httpx_cannot_use_fails_its_message_and_not_the_batch(
+    db, receiver, url, reason
+):
+    broken, _ = create_endpoint(partner=PartnerFactory(), url=url)
+    fine, _ = create_endpoint(partner=PartnerFactory(), url=receiver.url)
+    stuck, sent = _enqueue(broken), _enqueue(fine)
+
+    with mock.patch.object(outbound, "POST_CONCURRENCY", 1):  # the bad one first, in order
+        statuses = outbound.attempt_many([stuck.id, sent.id])
+
+    # A URL that cannot work until the partner fixes it: failed at once, replayable.
+    assert statuses == {stuck.id: MessageStatus.FAILED, sent.id: MessageStatus.DELIVERED}
+    assert [(a.http_status, a.error) for a in stuck.attempt_log.all()] == [(None, reason)]
+    assert [h["webhook-id"] for h, _ in receiver.requests] == [sent.id]
