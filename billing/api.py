@@ -10,16 +10,19 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import documents, statements
+from billing import documents, outcomes, statements
 from billing.models import Currency, Invoice, InvoiceLine, InvoiceStatus
+from marketplace import events
+from marketplace.api import EventInput, LeadEventOutput, partner_leads
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
+from partners.idempotency import idempotent
 from partners.scoping import Mode, require_live_billing, scoped
 
 
@@ -234,3 +237,129 @@ class PartnerStatementView(APIView):
         data = asdict(result)
         data["aging"] = {AGING_NAMES[name]: value for name, value in result.aging.items()}
         return Response(StatementOutput(data).data)
+
+
+class PartnerLeadEventView(APIView):
+    permission_classes = [IsPartnerKey]
+
+    @extend_schema(
+        tags=["partner"],
+        summary="Report an outcome on one of your leads",
+        description="Idempotent by `event_id`: sending the same event again returns 200 with "
+        "the stored event. Events may arrive in any order.\n\n"
+        "A `reversal` takes back one of your earlier events on the same lead, named by its "
+        "`event_id` in `reverses`: the reversed event no longer counts, the lead's status is "
+        "recomputed from the events still standing (a reversed `funded` may be reported "
+        "again with a new event_id), and fees charged for it are credited. A reversal cannot "
+        "be reversed, and an event is reversed at most once (409 `already_reversed`); an "
+        "unknown `reverses` is 422 `reversed_event_not_found`.\n\n"
+        "A `revenue` event reports what you earned on a funded loan in one month (interest "
+        "and fees actually collected) in `amount`, with the month in `period` "
+        "(YYYY-MM, default the month of `occurred_at`); the revenue share of your fee "
+        "schedule is charged on it. Only on a funded lead (422 `lead_not_funded`), at most "
+        "the funded principal, one per lead and period (409 `duplicate_revenue_period`; "
+        "reverse it to correct it). It does not change the lead's status; a funding with "
+        "revenue reported cannot be reversed (422 `revenue_reported`).\n\n"
+        "Every amount carries its currency: `currency` (CNY, HKD, USD or EUR) is the currency "
+        "of `amount` and `principal`; without it they are in the lead's loan currency "
+        "(`loan.currency`, the currency of the referral). Events without an amount or a "
+        "principal carry no currency (sending one is a 422); an unknown currency is a 400. "
+        "Amounts are compared only within one currency: a `funded` principal in another "
+        "currency than the standing `approved` amount (or the other way round), or `revenue` "
+        "in another currency than the funded principal, is 422 `currency_mismatch`. Fees are "
+        "booked in your fee schedule's currency, converted at the exchange rate in force at "
+        "`occurred_at`. A replay of an `event_id` in another currency is 409 "
+        "`event_id_conflict`.",
+        request=EventInput,
+        responses={
+            201: LeadEventOutput,
+            200: LeadEventOutput,
+            400: OpenApiResponse(description="Invalid fields"),
+            404: OpenApiResponse(description="Not your lead"),
+            409: OpenApiResponse(
+                description="event_id reused for another event, a second event of one type, "
+                "a second revenue event for one period, or an event already reversed"
+            ),
+            422: OpenApiResponse(
+                description="Valid JSON, but not applicable to this lead (the code says why)"
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Revenue earned in a month",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-revenue-2026-12",
+                    "type": "revenue",
+                    "occurred_at": "2027-01-03T09:00:00Z",
+                    "amount": "142.60",
+                    "period": "2026-12",
+                },
+            ),
+            OpenApiExample(
+                "Reversal of a funding",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-funding-cancelled",
+                    "type": "reversal",
+                    "occurred_at": "2026-11-23T09:00:00Z",
+                    "reverses": "loan-88412-funded",
+                },
+            ),
+            OpenApiExample(
+                "Funded",
+                request_only=True,
+                value={
+                    "event_id": "loan-88412-funded",
+                    "type": "funded",
+                    "occurred_at": "2026-11-22T10:00:00Z",
+                    "principal": "8000.00",
+                    "currency": "CNY",
+                },
+            ),
+        ],
+    )
+    @idempotent
+    def post(self, request: Request, lead_id: uuid.UUID) -> Response:
+        partner_id = client(request).partner_id
+        assert partner_id is not None  # IsPartnerKey
+        if not partner_leads(request).filter(pk=lead_id).exists():
+            raise ApiError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
+        serializer = EventInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        report = events.EventReport(
+            external_id=data["event_id"],
+            type=data["type"],
+            occurred_at=data["occurred_at"],
+            amount=data.get("amount"),
+            apr=data.get("apr"),
+            principal=data.get("principal"),
+            currency=data.get("currency") or "",
+            reason=data.get("reason", ""),
+            reverses=data.get("reverses", ""),
+            period=data.get("period", ""),
+        )
+        try:
+            event, created = outcomes.report_outcome(
+                lead_id=lead_id, partner_id=partner_id, report=report
+            )
+        except events.EventError as exc:
+            conflict = exc.code in {
+                "event_id_conflict",
+                "duplicate_event_type",
+                "already_reversed",
+                "duplicate_revenue_period",
+            }
+            raise ApiError(
+                str(exc),
+                code=exc.code,
+                details={exc.field: [str(exc)]} if exc.field else None,
+                status_code=status.HTTP_409_CONFLICT
+                if conflict
+                else status.HTTP_422_UNPROCESSABLE_ENTITY,
+            ) from None
+        return Response(
+            LeadEventOutput(event).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

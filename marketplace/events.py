@@ -50,7 +50,6 @@ from marketplace.models import (
     LeadStatus,
     Referral,
 )
-from marketplace.signals import lead_event_recorded
 from partners.currencies import CURRENCIES
 
 # Loans on this platform are consumer loans; anything beyond is a typo or an attack.
@@ -429,5 +428,4 @@ def record_event(
             return existing, False
         events.append(event)
         _apply(lead, standing(events))
-        lead_event_recorded.send(sender=LeadEvent, event=event)
         return event, True

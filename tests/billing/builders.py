@@ -1,11 +1,12 @@
 """Builders for billing tests: delivered leads made with the ORM (no HTTP partners) and
-events reported through the real path, marketplace.events.record_event."""
+events reported through the real path, billing.outcomes.report_outcome."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from billing.invoicing import Period
 from billing.models import Charge, FeeSchedule
+from billing.outcomes import report_outcome
 from consent.grants import ConsentEvidence, record_grant
 from consent.models import ConsentGrant, GrantScope, Subject
 from consent.vault import ApplicantData, store_subject
@@ -160,8 +162,25 @@ def report(
 
 
 def post(lead: Lead, event_report: EventReport) -> tuple[LeadEvent, bool]:
-    """Report an event on the real path (record_event sends the signal that charges)."""
-    return record_event(lead_id=lead.id, partner_id=lead.partner_id, report=event_report)
+    """Report an event on the real path (the partner API's: stored, then charged), or,
+    inside :func:`billing_offline`, only stored as marketplace does."""
+    if _offline:
+        return record_event(lead_id=lead.id, partner_id=lead.partner_id, report=event_report)
+    return report_outcome(lead_id=lead.id, partner_id=lead.partner_id, report=event_report)
+
+
+_offline: list[bool] = []
+
+
+@contextmanager
+def billing_offline() -> Iterator[None]:
+    """Events stored while billing does not hear of them (an outage, a bug): the ledger
+    misses what they should have booked until the catch-up charger runs."""
+    _offline.append(True)
+    try:
+        yield
+    finally:
+        _offline.pop()
 
 
 def ledger(lead: Lead) -> list[tuple[str, str, Decimal]]:

@@ -146,18 +146,14 @@ def test_an_unknown_reason_waits_for_review_on_the_catch_up_path_too(
     leads: LeadBuilder,
 ) -> None:
     from billing.charging import charge_unbilled_events
-    from billing.receivers import charge_event
-    from marketplace.signals import lead_event_recorded
+    from tests.billing.builders import billing_offline
 
     lead = leads.billed_lead()
     start = lead.delivered_at
     # Billing is not listening (an outage): events are stored, nothing is charged.
-    lead_event_recorded.disconnect(charge_event)
-    try:
+    with billing_offline():
         post(lead, report("accepted", start + timedelta(hours=1)))
         post(lead, report("returned", start + timedelta(hours=2), reason="changed_my_mind"))
-    finally:
-        lead_event_recorded.connect(charge_event)
 
     charge_unbilled_events()
 

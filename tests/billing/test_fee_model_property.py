@@ -50,10 +50,9 @@ from billing.fees import TierInput, create_fee_schedule
 from billing.fx import record_rate
 from billing.invoicing import Period, generate_invoices
 from billing.models import Charge, CreditNote, Invoice, InvoiceStatus, ReturnReview
-from billing.receivers import charge_event
+from billing.outcomes import report_outcome
 from marketplace.events import EventError, EventReport, record_event
 from marketplace.models import Auction, Lead, Referral
-from marketplace.signals import lead_event_recorded
 from partners.models import Partner, Product
 from tests.billing import fee_model as fm
 from tests.billing.builders import LeadBuilder
@@ -512,7 +511,7 @@ def _report(action: Action) -> EventReport:
     )
 
 
-def _deliver(made: Product_, action: Action) -> bool:
+def _deliver(made: Product_, action: Action, *, billing: bool = True) -> bool:
     """The action on the product; True when it was applied (a new event or a decision)."""
     lead = made.leads[action.event.lead]
     if action.kind == "decide":
@@ -524,9 +523,9 @@ def _deliver(made: Product_, action: Action) -> bool:
         charging.decide_return(review_id=review.pk, approve=action.approve)
         return True
     try:
-        _, created = record_event(
-            lead_id=lead.pk, partner_id=lead.partner_id, report=_report(action)
-        )
+        # Billing away: the event is only stored, as marketplace does on its own.
+        deliver = report_outcome if billing else record_event
+        _, created = deliver(lead_id=lead.pk, partner_id=lead.partner_id, report=_report(action))
     except EventError as exc:
         assert not action.accepted, f"refused {action.kind} {action.event}: {exc} ({exc.code})"
         return False
@@ -552,7 +551,7 @@ def _invoice(model: fm.Model, months: list[date]) -> None:
 def _apply(
     scenario: Scenario, made: Product_, model: fm.Model, action: Action, *, billing: bool = True
 ) -> None:
-    if not _deliver(made, action):
+    if not _deliver(made, action, billing=billing):
         return
     if action.kind == "decide":
         partner = made.leads[action.event.lead].partner_id
@@ -586,13 +585,8 @@ def run(scenario: Scenario) -> tuple[Product_, fm.Model]:
             # No review exists before billing sees the return: decisions wait.
             rest = [a for a in first if a.kind == "decide"] + rest
             first = tuple(a for a in first if a.kind != "decide")
-            lead_event_recorded.disconnect(charge_event)
-        try:
-            for action in first:
-                _apply(scenario, made, model, action, billing=not disconnected)
-        finally:
-            if disconnected:
-                lead_event_recorded.connect(charge_event)
+        for action in first:
+            _apply(scenario, made, model, action, billing=not disconnected)
         schedules_and_rates(now_late=True)
         charging.charge_unbilled_events()
         model.catch_up()

@@ -5,8 +5,6 @@ it refused any. Reconciliation follows the chain rules (R3, R4)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -37,12 +35,17 @@ from billing.models import (
     IssueOverride,
     PendingFee,
 )
-from billing.receivers import charge_event
 from billing.reconcile import reconcile, reconcile_partner
 from marketplace.models import Lead
-from marketplace.signals import lead_event_recorded
 from partners.models import Partner
-from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
+from tests.billing.builders import (
+    LeadBuilder,
+    billing_offline,
+    current_period,
+    post,
+    report,
+    schedule,
+)
 from tests.factories import PartnerFactory
 
 
@@ -53,17 +56,6 @@ def minutes_ago(minutes: float) -> datetime:
     if now - month_start >= timedelta(hours=2):
         return now - timedelta(minutes=minutes)
     return month_start + (now - month_start) * (1 - minutes / 120)
-
-
-@contextmanager
-def billing_offline() -> Iterator[None]:
-    """Events stored while billing does not hear of them (an outage, a bug): the ledger
-    misses what they should have booked."""
-    lead_event_recorded.disconnect(charge_event)
-    try:
-        yield
-    finally:
-        lead_event_recorded.connect(charge_event)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Charge
+from billing.outcomes import report_outcome
 from consent import compliance, crypto, erasure, gate, grants, vault
 from consent.ledger import verify_ledger
 from consent.models import (
@@ -26,7 +27,7 @@ from consent.models import (
     LedgerEntry,
     Subject,
 )
-from marketplace.events import EventReport, record_event
+from marketplace.events import EventReport
 from marketplace.models import Lead, LeadStatus, Referral
 from partners.models import Partner, TrafficSource
 from tests.consent.conftest import MakeApplicant, MakeGrant
@@ -193,7 +194,7 @@ def test_referrals_leads_charges_and_other_subjects_stay_and_the_ledger_verifies
     erased = create_referral(source, referral_payload())
     kept = create_referral(source, referral_payload())
     lead = set_lead_status(erased.leads.get(), LeadStatus.DELIVERED)
-    record_event(
+    report_outcome(
         lead_id=lead.id,
         partner_id=lead.partner_id,
         report=EventReport(external_id="acc-1", type="accepted", occurred_at=timezone.now()),

@@ -1,0 +1,47 @@
+"""A partner's outcome report, start to finish: the one place its consequences are composed.
+
+``POST /api/v1/partner/leads/{id}/events`` (``billing.api.PartnerLeadEventView``) ->
+:func:`report_outcome`, in one transaction:
+
+1. ``marketplace.events.record_event``: the report is checked, stored once by the partner's
+   event id and the lead's status derived from its standing events (the lead row locked);
+2. ``billing.charging.charge_for_event``: the lead's fee chains are brought to what is due
+   (charges, reversals, credits, re-bookings), then the partner's budgets and credit limit
+   are evaluated and routing held or released (``billing.budgets``, ``billing.credit``);
+3. after commit, ``billing.tasks.retier_month`` when the event renumbered its month's
+   tiered units (``billing.charging.renumbers``).
+
+The event and its charges commit together or not at all: a failure answers the partner with
+an error and its retry with the same event id starts again. Billing sits above marketplace,
+so the composition lives here and marketplace knows nothing of fees.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+
+from django.db import transaction
+
+from billing import tasks
+from billing.charging import charge_for_event, renumbers
+from marketplace.events import EventReport, record_event
+from marketplace.models import LeadEvent
+
+
+def report_outcome(
+    *, lead_id: uuid.UUID, partner_id: uuid.UUID, report: EventReport
+) -> tuple[LeadEvent, bool]:
+    """Store a partner's event and book what it changes; (event, created). A replay of a
+    stored event changes nothing."""
+    with transaction.atomic():
+        event, created = record_event(lead_id=lead_id, partner_id=partner_id, report=report)
+        if created:
+            charge_for_event(event=event)
+            renumbered = renumbers(event)
+            if renumbered is not None:
+                renumbered_partner, month = renumbered
+                transaction.on_commit(
+                    partial(tasks.retier_month.delay, str(renumbered_partner), month.isoformat())
+                )
+    return event, created
