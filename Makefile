@@ -18,7 +18,7 @@ MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/gra
 	partners/errors.py marketplace/auctions.py marketplace/pings.py marketplace/tasks.py \
 	partners/permissions.py partners/throttling.py partners/products.py partners/api.py \
 	partners/adminutils.py billing/fx.py partners/scoping.py partners/fields.py partners/parsers.py \
-	partners/currencies.py marketplace/validation.py
+	partners/currencies.py marketplace/validation.py partners/http.py marketplace/answers.py
 
 .PHONY: install run test lint bench clean
 
