@@ -8,7 +8,7 @@ MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/gra
 	consent/gate.py consent/ledger.py consent/deletion.py consent/erasure.py \
 	consent/compliance.py partners/roles.py consent/proofs.py consent/keys.py consent/checks.py \
 	consent/audit_export.py consent/verify_bundle.py partners/keys.py partners/webhooks.py \
-	partners/urlsafety.py demo/server.py marketplace/matching.py \
+	partners/urlsafety.py demo marketplace/matching.py \
 	marketplace/routing.py marketplace/intake.py marketplace/delivery.py marketplace/pull.py \
 	marketplace/events.py marketplace/bands.py billing/money.py billing/pricing.py \
 	billing/charging.py billing/invoicing.py billing/fees.py billing/returns.py billing/locks.py \

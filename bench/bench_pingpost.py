@@ -1,6 +1,6 @@
 """Ping-post fan-out overhead: what an auction costs beyond waiting for the partners.
 
-21 simulated partners (``demo.server`` in its own process, so its threads do not
+21 simulated partners (``demo.cli`` in its own process, so its threads do not
 share our GIL): 20 answer every ping with a bid after 50 ms, one never answers (it hangs
 for a minute). Referrals go through the real intake on PostgreSQL (Celery publishing to a
 real Redis broker that nothing consumes: the winners' posts are not part of the auction),
@@ -135,7 +135,7 @@ def _auctions(source: Any, hanging: Any, count: int) -> dict[bool, dict[str, lis
                 referral = _referral(source, 2 * n + with_hang)
                 auction = referral.auction
                 started, cpu = time.perf_counter(), time.process_time()
-                status = auctions.run(auction_id=auction.id)
+                status = auctions.run(auction_id=auction.id).status
                 wall = (time.perf_counter() - started) * 1000
                 cpu_total = time.process_time() - cpu
                 assert status in {"awarded", "no_bids"}, status
@@ -179,7 +179,7 @@ def run() -> dict[str, dict[str, Any]]:
             [
                 sys.executable,
                 "-m",
-                "demo.server",
+                "demo.cli",
                 "--config",
                 str(config),
                 "--port",

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from billing.models import Invoice, InvoiceStatus, ReturnReason
 from billing.payments import record_payment
-from demo.server import SimulatedLender
+from demo.lenders import SimulatedLender
 from marketplace.models import EventType, Lead, LeadEvent
 
 REASONS = [r for r in ReturnReason.values if r != ReturnReason.OTHER]

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from demo.server import PartnerSimulator, SimulatedLender
+from demo.lenders import SimulatedLender
+from demo.server import PartnerSimulator
 from marketplace.celery import app as celery_app
 from partners.keys import issue_api_key
 from partners.models import KeyMode, Partner, Product, TrafficSource

@@ -19,14 +19,10 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from demo.server import (
-    STAT_KEYS,
-    PartnerSimulator,
-    SimulatedLender,
-    SimulatorConfigError,
-    load_config,
-    sign_headers,
-)
+from demo.config import load_config
+from demo.lenders import SimulatedLender, SimulatorConfigError
+from demo.server import STAT_KEYS, PartnerSimulator
+from demo.transport import sign_headers
 
 SECRET = "whsec_" + base64.b64encode(b"simulator-test-secret-0123456789").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"some-other-secret-abcdefghijklmn").decode()

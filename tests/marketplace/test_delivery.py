@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 
 from consent import grants
 from consent.models import Disclosure
-from demo.server import PartnerSimulator, SimulatedLender
+from demo.lenders import SimulatedLender
+from demo.server import PartnerSimulator
 from marketplace import delivery
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus, Referral
 from partners.webhooks import create_endpoint

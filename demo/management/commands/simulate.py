@@ -17,10 +17,12 @@ from billing.invoicing import Period, generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
 from consent import ledger
+from demo.applicants import synthetic_referral
+from demo.config import SimulatorConfigError, load_config
 from demo.loopback import PlatformServer
-from demo.server import PartnerSimulator, SimulatorConfigError, load_config
+from demo.server import PartnerSimulator
 from demo.traffic import pay_some_invoices, post_corrections
-from demo.world import synthetic_referral, var_path
+from demo.world import var_path
 from marketplace.models import Lead, Referral
 
 

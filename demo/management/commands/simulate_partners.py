@@ -10,7 +10,7 @@ Config file::
       ]
     }
 
-Lender fields are those of :class:`demo.server.SimulatedLender`.
+Lender fields are those of :class:`demo.lenders.SimulatedLender`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from demo.server import SimulatorConfigError, load_config, serve
+from demo.cli import serve
+from demo.config import SimulatorConfigError, load_config
 
 
 class Command(BaseCommand):
