@@ -55,6 +55,7 @@ from billing.models import (
     ReturnReview,
     ReviewStatus,
 )
+from billing.periods import month_bounds, month_of, month_start, next_month
 from billing.pricing import EVENT_FEE_KIND, FeeTerms, Tier, price
 from marketplace.events import standing
 from marketplace.models import EventType, Lead, LeadEvent
@@ -87,13 +88,6 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
         revshare_rate=schedule.revshare_rate,
         tiers=tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in schedule.tiers.all()),
     )
-
-
-def month_bounds(at: datetime) -> tuple[datetime, datetime]:
-    at = at.astimezone(UTC)
-    start = datetime(at.year, at.month, 1, tzinfo=UTC)
-    end = datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
 
 
 def unit_number(event: LeadEvent) -> int:
@@ -448,7 +442,7 @@ def _tiered_months(partner_id: uuid.UUID, months: set[date]) -> set[date]:
     """The months among ``months`` in which some schedule of the partner has tiers."""
     tiered = set()
     for month in months:
-        start, end = month_bounds(datetime(month.year, month.month, 1, tzinfo=UTC))
+        start, end = month_start(month), month_start(next_month(month))
         spans = FeeSchedule.objects.filter(
             Q(effective_to__isnull=True) | Q(effective_to__gt=start),
             partner_id=partner_id,
@@ -465,8 +459,7 @@ def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
     (invoicing, catch-up): no lead is settled concurrently, so no lead lock is needed."""
     made: list[Charge] = []
     for month in sorted(_tiered_months(partner_id, months)):
-        start = datetime(month.year, month.month, 1, tzinfo=UTC)
-        _, end = month_bounds(start)
+        start, end = month_start(month), month_start(next_month(month))
         lead_ids = (
             LeadEvent.objects.filter(
                 partner_id=partner_id,
@@ -499,7 +492,7 @@ def renumbers(event: LeadEvent) -> tuple[uuid.UUID, date] | None:
     )
     if not later.exists():
         return None
-    return event.partner_id, event.occurred_at.astimezone(UTC).date().replace(day=1)
+    return event.partner_id, month_of(event.occurred_at)
 
 
 def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
@@ -596,9 +589,7 @@ def charge_unbilled_events() -> int:
         made += len(entries)
         for entry in entries:
             if entry.kind in TIERED_KINDS:
-                touched.setdefault(entry.partner_id, set()).add(
-                    entry.occurred_at.astimezone(UTC).date().replace(day=1)
-                )
+                touched.setdefault(entry.partner_id, set()).add(month_of(entry.occurred_at))
     for partner_id, months in touched.items():
         with transaction.atomic():
             hold_billing_lock(partner_id=partner_id)

@@ -23,9 +23,10 @@ from xml.sax.saxutils import escape
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from billing.invoicing import _bill_to, invoice_charges
+from billing.invoicing import _bill_to
 from billing.models import CreditNote, FeeKind, Invoice
 from billing.money import ZERO
+from billing.periods import entries_billed_by
 
 if TYPE_CHECKING:
     from reportlab.platypus import Flowable, Paragraph, Table
@@ -61,7 +62,7 @@ def operator() -> Operator:
 
 def detail_rows(invoice: Invoice) -> Iterator[list[str]]:
     rows = (
-        invoice_charges(invoice)
+        entries_billed_by(invoice)
         .order_by("occurred_at", "id")
         .values_list(
             "occurred_at", "lead_id", "product__name", "kind", "entry_type", "reason", "amount"
@@ -94,7 +95,7 @@ def context(invoice: Invoice, *, detail_limit: int = 2000) -> dict[str, Any]:
         if index >= detail_limit:
             break
         detail.append(dict(zip(DETAIL_COLUMNS, row, strict=True)))
-    count = invoice_charges(invoice).count()
+    count = entries_billed_by(invoice).count()
     return {
         "invoice": invoice,
         "operator": operator(),

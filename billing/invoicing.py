@@ -27,18 +27,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, QuerySet, Sum
+from django.db.models import Count, Exists, F, Min, OuterRef, Sum
 from django.utils import timezone
 
 from billing import credit
 from billing.charging import months_to_retier, retier_months
-from billing.locks import lock_billing_rows, next_month
+from billing.locks import lock_billing_rows
 from billing.models import (
     Charge,
     CreditNote,
@@ -56,6 +56,8 @@ from billing.models import (
     PaymentAllocation,
 )
 from billing.money import ZERO, to_cents
+from billing.periods import InvoicingError, Period, next_month
+from billing.reconcile import reconcile_invoice
 from partners.models import Partner, Product
 from partners.outbound import enqueue
 
@@ -64,10 +66,6 @@ EARLIEST = date(2000, 1, 1)
 MIN_OVERRIDE_REASON = 10
 
 log = logging.getLogger(__name__)
-
-
-class InvoicingError(ValueError):
-    pass
 
 
 class IssueRefused(InvoicingError):
@@ -105,43 +103,12 @@ class Override:
         return reason[:500]
 
 
-@dataclass(frozen=True)
-class Period:
-    start: date
-
-    @classmethod
-    def parse(cls, text: str) -> Period:
-        try:
-            parsed = datetime.strptime(text, "%Y-%m").date()
-        except ValueError:
-            raise InvoicingError(f"period must look like YYYY-MM, got {text!r}") from None
-        return cls(parsed)
-
-    @property
-    def end(self) -> date:
-        return next_month(self.start)
-
-    @property
-    def end_datetime(self) -> datetime:
-        return datetime.combine(self.end, datetime.min.time(), tzinfo=UTC)
-
-    def __str__(self) -> str:
-        return f"{self.start:%Y-%m}"
-
-
-def invoice_charges(invoice: Invoice) -> QuerySet[Charge]:
-    """The ledger entries an invoice bills (corrections billed by credit notes excluded)."""
-    return Charge.objects.filter(
-        partner_id=invoice.partner_id,
-        currency=invoice.currency,
-        period__gte=invoice.first_period,
-        period__lte=invoice.period_start,
-        credit_note__isnull=True,
-    )
-
-
 def describe_line(product_name: str, kind: str, entry_type: str) -> str:
-    suffix = {EntryType.CREDIT: " (returns)", EntryType.REVERSAL: " (reversals)"}
+    suffix = {
+        EntryType.CREDIT: " (returns)",
+        EntryType.REVERSAL: " (reversals)",
+        EntryType.REPRICE: " (repriced)",
+    }
     return f"{product_name}: {FeeKind(kind).label}{suffix.get(entry_type, '')}"  # type: ignore[call-overload]
 
 
@@ -458,7 +425,6 @@ def issue_invoice(*, invoice_id: uuid.UUID, override: Override | None = None) ->
 
 def _issue(*, invoice_id: uuid.UUID, override: Override | None) -> tuple[Invoice, bool]:
     """The invoice, and whether this call issued it (False: it was issued already)."""
-    from billing.reconcile import reconcile_invoice
     from billing.statements import payment_terms_days
 
     who, why = (override.who(), override.why()) if override is not None else ("", "")
@@ -601,12 +567,6 @@ def refresh_payment_status(*, invoice_id: uuid.UUID) -> str:
     return status
 
 
-def previous_period(today: date) -> Period:
-    first = today.replace(day=1)
-    year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
-    return Period(date(year, month, 1))
-
-
 __all__ = [
     "InvoicingError",
     "InvoicingRun",
@@ -615,10 +575,8 @@ __all__ = [
     "Period",
     "Refusal",
     "generate_invoices",
-    "invoice_charges",
     "invoice_month",
     "issue_invoice",
-    "previous_period",
     "refresh_payment_status",
     "void_invoice",
 ]

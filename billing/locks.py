@@ -11,15 +11,12 @@ the month, or waits and then goes to the next open month: never lost, never bill
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db import IntegrityError, connection, transaction
 
 from billing.models import PartnerBillingProfile
-
-
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+from billing.periods import month_of, next_month
 
 
 def _profile(partner_id: uuid.UUID) -> None:
@@ -72,7 +69,7 @@ def lock_billing_rows(*, partner_ids: list[uuid.UUID]) -> list[PartnerBillingPro
 def billing_period(*, partner_id: uuid.UUID, at: datetime) -> date:
     """The month an entry that happened ``at`` is billed in: its own, or the first month
     not invoiced yet when its own was (a late event)."""
-    month = at.astimezone(UTC).date().replace(day=1)
+    month = month_of(at)
     through = share_billing_lock(partner_id=partner_id)
     if through is not None and month <= through:
         return next_month(through)

@@ -35,8 +35,6 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 
 from billing.charging import schedule_in_force
-from billing.invoicing import Period, invoice_charges
-from billing.locks import next_month
 from billing.models import (
     Charge,
     CreditNote,
@@ -50,6 +48,7 @@ from billing.models import (
     ReviewStatus,
 )
 from billing.money import ZERO, to_cents
+from billing.periods import Period, entries_billed_by, next_month
 from billing.pricing import EVENT_FEE_KIND
 from billing.statements import with_open_amounts
 from marketplace.models import EventType, Lead, LeadEvent
@@ -304,7 +303,7 @@ def _check_invoice(report: Report, invoice: Invoice) -> None:
         (x.product_id, x.kind, x.entry_type): (x.quantity, x.amount) for x in invoice.lines.all()
     }
     rows = (
-        invoice_charges(invoice)
+        entries_billed_by(invoice)
         .values("product_id", "kind", "entry_type")
         .annotate(n=Count("id"), s=Sum("amount"))
         .order_by()

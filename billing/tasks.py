@@ -9,12 +9,13 @@ from celery import shared_task
 from django.utils import timezone
 
 from billing import budgets, charging, invoicing
+from billing.periods import Period
 
 
 @shared_task
 def generate_last_month_invoices() -> int:
     """Beat runs it on the 1st (and 2nd, 3rd): last month's invoices, issued."""
-    period = invoicing.previous_period(timezone.now().date())
+    period = Period.before(timezone.now().date())
     return len(invoicing.generate_invoices(period=period, issue=True))
 
 

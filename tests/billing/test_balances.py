@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.credit import HOLD_REASON, evaluate_credit_limit
-from billing.invoicing import generate_invoices, previous_period, void_invoice
+from billing.invoicing import generate_invoices, void_invoice
 from billing.models import (
     Charge,
     CreditNote,
@@ -23,12 +23,15 @@ from billing.models import (
 )
 from billing.money import to_cents
 from billing.payments import record_payment
+from billing.periods import Period
 from billing.statements import statement
 from marketplace.models import Lead
+from partners.holds import lift_hold
 from partners.models import Partner
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory
+from tests.holds import held_for
 
 ZERO = Decimal("0.00")
 
@@ -89,7 +92,7 @@ def documents_of(partner: Partner) -> dict[str, Decimal]:
 
 def test_the_balance_equals_the_sum_of_its_documents(leads: LeadBuilder, partner: Partner) -> None:
     # Last month: a CPL and a CPA, invoiced and issued, voided, re-issued as a replacement.
-    last = previous_period(timezone.now().date())
+    last = Period.before(timezone.now().date())
     t0 = datetime.combine(last.start, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
     old = leads.lead(partner=partner, delivered_at=t0)
     post(old, report("accepted", t0 + timedelta(hours=1), external_id="old-acc"))
@@ -154,8 +157,7 @@ def test_a_partner_over_its_limit_only_by_the_vat_is_held(
     PartnerBillingProfile.objects.create(partner=partner, credit_limit=Decimal("41.00"))
     post(fresh_lead(leads, partner), report("accepted", minutes_ago(5)))
 
-    partner.refresh_from_db()
-    assert partner.routing_hold == HOLD_REASON
+    assert held_for(partner) == {HOLD_REASON}
     assert statement(partner_id=partner.pk, currency="CNY").exposure == Decimal("42.40")
 
 
@@ -164,7 +166,7 @@ def test_a_draft_counts_with_its_vat_towards_the_limit(
 ) -> None:
     PartnerBillingProfile.objects.create(partner=partner, credit_limit=Decimal("41.00"))
     post(fresh_lead(leads, partner), report("accepted", minutes_ago(5)))
-    Partner.objects.filter(pk=partner.pk).update(routing_hold="")
+    lift_hold(partner_id=partner.pk, reason=HOLD_REASON)
     generate_invoices(period=current_period())  # a draft of 42.40
 
     assert evaluate_credit_limit(partner_id=partner.pk) is True
@@ -190,14 +192,12 @@ def test_a_credit_note_lowers_the_exposure_once_not_twice(
     # (Paid 307.40, credited 307.40: the balance is -307.40; exposure 0.00.)
     accept_and_approve(leads, partner, "b")
 
-    partner.refresh_from_db()
-    assert partner.routing_hold != HOLD_REASON  # exposure 0.00: within the limit
+    assert HOLD_REASON not in held_for(partner)  # exposure 0.00: within the limit
     # A second purchase, with no credit behind it, goes over.
     accept_and_approve(leads, partner, "c")
-    partner.refresh_from_db()
     result = statement(partner_id=partner.pk, currency="CNY")
     assert (result.balance, result.uninvoiced) == (Decimal("-307.40"), Decimal("614.80"))
-    assert partner.routing_hold == HOLD_REASON
+    assert held_for(partner) == {HOLD_REASON}
 
 
 def test_the_statement_uses_the_partners_currency(leads: LeadBuilder) -> None:

@@ -18,13 +18,12 @@ from billing.invoicing import (
     InvoicingError,
     Period,
     generate_invoices,
-    invoice_charges,
     invoice_partner,
     issue_invoice,
-    previous_period,
 )
 from billing.models import Charge, Invoice, InvoiceLine, InvoiceSequence, InvoiceStatus
 from billing.money import ZERO, to_cents
+from billing.periods import entries_billed_by
 from partners.models import Partner
 from tests.billing.builders import (
     LeadBuilder,
@@ -148,14 +147,14 @@ def test_every_charge_is_on_exactly_one_invoice(leads: LeadBuilder) -> None:
     made = generate_invoices(period=current_period())
 
     assert Charge.objects.count() == 12
-    billed = [c.pk for invoice in made for c in invoice_charges(invoice)]
+    billed = [c.pk for invoice in made for c in entries_billed_by(invoice)]
     assert sorted(billed) == sorted(Charge.objects.values_list("pk", flat=True))
     for invoice in made:
-        assert set(invoice_charges(invoice).values_list("partner_id", flat=True)) == {
+        assert set(entries_billed_by(invoice).values_list("partner_id", flat=True)) == {
             invoice.partner_id
         }
         assert (
-            sum(line.quantity for line in invoice.lines.all()) == invoice_charges(invoice).count()
+            sum(line.quantity for line in invoice.lines.all()) == entries_billed_by(invoice).count()
         )
 
 
@@ -177,7 +176,7 @@ def test_a_late_charge_goes_on_the_next_invoice_and_is_never_billed_twice(
 ) -> None:
     partner = PartnerFactory()
     schedule(partner)
-    last_month = previous_period(timezone.now().date())
+    last_month = Period.before(timezone.now().date())
     in_last_month = datetime.combine(last_month.start, datetime.min.time(), tzinfo=UTC)
     product = ProductFactory(partner=partner)
     delivered = in_last_month + timedelta(days=1)
@@ -192,8 +191,8 @@ def test_a_late_charge_goes_on_the_next_invoice_and_is_never_billed_twice(
     (current,) = generate_invoices(period=current_period())
 
     late_charge = Charge.objects.get(lead=late)
-    assert list(invoice_charges(current)) == [late_charge]
-    assert list(invoice_charges(closed)) == [Charge.objects.get(lead=early)]
+    assert list(entries_billed_by(current)) == [late_charge]
+    assert list(entries_billed_by(closed)) == [Charge.objects.get(lead=early)]
     assert current.subtotal == closed.subtotal == Decimal("40.00")
     assert generate_invoices(period=current_period()) == []
 
@@ -360,11 +359,11 @@ def test_concurrent_runs_make_one_invoice_per_partner(
     assert sorted(Invoice.objects.values_list("partner_id", flat=True)) == sorted(
         p.pk for p in partners
     )
-    billed = [c.pk for invoice in Invoice.objects.all() for c in invoice_charges(invoice)]
+    billed = [c.pk for invoice in Invoice.objects.all() for c in entries_billed_by(invoice)]
     assert sorted(billed) == sorted(Charge.objects.values_list("pk", flat=True))
     for invoice in Invoice.objects.all():
         assert invoice.subtotal == Decimal("330.00")
-        assert invoice_charges(invoice).count() == 3
+        assert entries_billed_by(invoice).count() == 3
 
 
 @pytest.mark.postgres

@@ -4,7 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing.invoicing import InvoicingError, Period, invoice_month
+from billing.invoicing import InvoicingError, invoice_month
+from billing.periods import Period
 
 
 class Command(BaseCommand):

@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from billing.invoicing import InvoicingError, Period
+from billing.invoicing import InvoicingError
+from billing.periods import Period
 from billing.reconcile import reconcile
 
 
