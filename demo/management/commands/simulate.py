@@ -13,9 +13,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from billing.invoicing import Period, generate_invoices
+from billing.invoicing import generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
+from billing.periods import Period
 from consent import ledger
 from demo.applicants import synthetic_referral
 from demo.config import SimulatorConfigError, load_config
