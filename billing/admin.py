@@ -16,7 +16,17 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing import charging, documents, fees, fx, invoicing, payments, statements, tasks
+from billing import (
+    charging,
+    documents,
+    fees,
+    fx,
+    invoicing,
+    partner_admin,  # noqa: F401  (registers the Partner and Product admins)
+    payments,
+    statements,
+    tasks,
+)
 from billing.models import (
     Charge,
     CreditNote,

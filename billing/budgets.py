@@ -3,13 +3,14 @@ month's charges, net of credits and reversals, reach its ``monthly_budget``.
 
 Budgets are in CNY and count the CNY ledger entries billed in the current month
 (``Charge.period``, the partner's ``charge_billing_period`` index: one index-only
-aggregate). Evaluated after every charge (billing.receivers, in the charge's
-transaction), when a partner's or product's budget is edited, and hourly by beat
+aggregate). Evaluated after every charge (in the charge's transaction), when ops save a
+partner's or product's budget in the admin (``billing.partner_admin``: billing's own
+admin for those models calls :func:`evaluate_budgets` after the save), and hourly by beat
 (:func:`sweep_budgets`), which lifts last month's holds once a new month starts and
 catches anything the other paths missed.
 
-Only the hold set here ("monthly budget reached") is ever released here, and a partner
-already held for another reason (ops, the credit limit) is left as it is. Concurrent
+A budget places and lifts only its own hold (``HoldReason.BUDGET``, partner-wide or on one
+product); a hold of ops or of the credit limit stands beside it, untouched. Concurrent
 charges of one partner may overshoot a budget by the charges in flight (a soft cap); the
 next charge holds.
 """
@@ -17,20 +18,19 @@ next charge holds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date
 from decimal import Decimal
-from functools import partial
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing import credit
 from billing.models import Charge, Currency
-from partners.holds import hold_product, hold_routing, release_product, release_routing
-from partners.models import Partner, Product
+from partners.holds import active_holds, held_partner_ids, held_product_ids, lift_hold, place_hold
+from partners.models import HoldReason, Partner, Product
 
-HOLD_REASON = "monthly budget reached"
+HOLD_REASON = HoldReason.BUDGET
 BUDGET_CURRENCY = Currency.CNY
 
 
@@ -57,70 +57,63 @@ def month_to_date(
     return row["total"] or zero, {pid: row[f"p{i}"] or zero for i, pid in enumerate(ids)}
 
 
-def _apply(reached: bool, hold: str, *, on: Callable[[], bool], off: Callable[[], bool]) -> None:
-    """Hold when the budget is reached, release our own hold when it is not. A row held
-    for another reason (ops, the credit limit) is left alone: it gets no leads anyway, and
-    its reason must survive."""
-    if reached and not hold:
-        on()
-    elif not reached and hold == HOLD_REASON:
-        off()
+def _budget_hold(partner: str, product: str | None = None) -> Exists:
+    """Whether the partner (``partner`` names its id, from the outer query) or, with
+    ``product``, the product is held for its budget right now."""
+    holds = active_holds().filter(reason=HOLD_REASON, partner_id=OuterRef(partner))
+    if product is None:
+        return Exists(holds.filter(product__isnull=True))
+    return Exists(holds.filter(product_id=OuterRef(product)))
 
 
 def evaluate_budgets(*, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] = ()) -> None:
-    """Hold or release the partner and these products of it for their monthly budgets.
-    One primary-key read (partner and products joined), and the aggregate only when a
-    budget (or a budget hold) is concerned."""
+    """Place or lift the budget holds of the partner and these products of it. One
+    primary-key read (partner and products joined, with their budget holds), and the
+    aggregate only when a budget (or a budget hold) is concerned."""
     ids = list(product_ids)
     rows = list(
-        Product.objects.filter(id__in=ids, partner_id=partner_id).values_list(
-            "partner__monthly_budget",
-            "partner__routing_hold",
-            "id",
-            "monthly_budget",
-            "routing_hold",
+        Product.objects.filter(id__in=ids, partner_id=partner_id)
+        .annotate(
+            partner_held=_budget_hold("partner_id"),
+            held=_budget_hold("partner_id", "pk"),
         )
+        .values_list("partner__monthly_budget", "partner_held", "id", "monthly_budget", "held")
     )
     if rows:
-        budget, hold = rows[0][0], rows[0][1]
+        budget, held = rows[0][0], rows[0][1]
     else:
         partner = (
             Partner.objects.filter(pk=partner_id)
-            .values_list("monthly_budget", "routing_hold")
+            .annotate(held=_budget_hold("pk"))
+            .values_list("monthly_budget", "held")
             .first()
         )
         if partner is None:
             return
-        budget, hold = partner
+        budget, held = partner
     products = [
-        (product_id, product_budget, product_hold)
-        for _, _, product_id, product_budget, product_hold in rows
-        if product_budget is not None or product_hold == HOLD_REASON
+        (product_id, product_budget, product_held)
+        for _, _, product_id, product_budget, product_held in rows
+        if product_budget is not None or product_held
     ]
-    if budget is None and hold != HOLD_REASON and not products:
+    if budget is None and not held and not products:
         return  # no budget concerned: no aggregate
     total, per_product = month_to_date(partner_id=partner_id, product_ids=[p[0] for p in products])
-    released = False
-    if budget is not None or hold == HOLD_REASON:
+    if budget is not None or held:
         reached = budget is not None and total >= budget
-        if not reached and hold == HOLD_REASON:
-            released = True
-        _apply(
-            reached,
-            hold,
-            on=partial(hold_routing, partner_id=partner_id, reason=HOLD_REASON),
-            off=partial(release_routing, partner_id=partner_id, reason=HOLD_REASON),
-        )
-    for product_id, product_budget, product_hold in products:
-        _apply(
-            product_budget is not None and per_product[product_id] >= product_budget,
-            product_hold,
-            on=partial(hold_product, product_id=product_id, reason=HOLD_REASON),
-            off=partial(release_product, product_id=product_id, reason=HOLD_REASON),
-        )
-    if released:
-        # Lifting our hold must not lift the credit limit's (it may have been waiting).
-        credit.evaluate_credit_limit(partner_id=partner_id)
+        if reached and not held:
+            place_hold(partner_id=partner_id, reason=HOLD_REASON)
+        elif not reached and held:
+            lift_hold(partner_id=partner_id, reason=HOLD_REASON)
+            # Before routing resumes, the credit limit is checked again: it may have been
+            # set or lowered meanwhile without a charge to evaluate it (admin).
+            credit.evaluate_credit_limit(partner_id=partner_id)
+    for product_id, product_budget, product_held in products:
+        reached = product_budget is not None and per_product[product_id] >= product_budget
+        if reached and not product_held:
+            place_hold(partner_id=partner_id, product_id=product_id, reason=HOLD_REASON)
+        elif not reached and product_held:
+            lift_hold(partner_id=partner_id, product_id=product_id, reason=HOLD_REASON)
 
 
 def sweep_budgets() -> int:
@@ -128,12 +121,12 @@ def sweep_budgets() -> int:
     a new month lifts the holds of the last). Returns the partners evaluated."""
     partner_ids = set(
         Partner.objects.filter(
-            Q(monthly_budget__isnull=False) | Q(routing_hold=HOLD_REASON)
+            Q(monthly_budget__isnull=False) | Q(pk__in=held_partner_ids(reason=HOLD_REASON))
         ).values_list("id", flat=True)
     )
     by_partner: dict[uuid.UUID, list[uuid.UUID]] = {}
     for product_id, partner_id in Product.objects.filter(
-        Q(monthly_budget__isnull=False) | Q(routing_hold=HOLD_REASON)
+        Q(monthly_budget__isnull=False) | Q(pk__in=held_product_ids(reason=HOLD_REASON))
     ).values_list("id", "partner_id"):
         by_partner.setdefault(partner_id, []).append(product_id)
     for partner_id in partner_ids | set(by_partner):

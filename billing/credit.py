@@ -4,8 +4,9 @@ Exposure (``billing.balances.partner_balance``) is the balance of issued documen
 payments plus draft invoices plus ledger entries not invoiced yet with their VAT: what the
 partner owes and will owe, each entry counted once.
 
-Evaluated after every charge, invoice, credit note and payment of the partner. Only the
-hold billing set is released here; a hold ops set for another reason stays.
+Evaluated after every charge, invoice, credit note and payment of the partner. The limit
+places and lifts only its own hold (``HoldReason.CREDIT_LIMIT``); a hold of ops or of a
+budget stands beside it, untouched.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import uuid
 
 from billing.balances import partner_balance
 from billing.models import PartnerBillingProfile
-from partners.holds import hold_routing, release_routing
-from partners.models import Partner
+from partners.holds import lift_hold, place_hold
+from partners.models import HoldReason
 
-HOLD_REASON = "over credit limit"
+HOLD_REASON = HoldReason.CREDIT_LIMIT
 
 
 def evaluate_credit_limit(*, partner_id: uuid.UUID) -> bool | None:
@@ -27,9 +28,7 @@ def evaluate_credit_limit(*, partner_id: uuid.UUID) -> bool | None:
         return None
     owed = partner_balance(partner_id=partner_id, currency=profile.credit_limit_currency)
     if owed.exposure > profile.credit_limit:
-        hold_routing(partner_id=partner_id, reason=HOLD_REASON)
+        place_hold(partner_id=partner_id, reason=HOLD_REASON)
         return True
-    held_by_us = Partner.objects.filter(pk=partner_id, routing_hold=HOLD_REASON).exists()
-    if held_by_us:
-        release_routing(partner_id=partner_id)
+    lift_hold(partner_id=partner_id, reason=HOLD_REASON)
     return False

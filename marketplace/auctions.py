@@ -46,6 +46,7 @@ from marketplace.models import (
     ReferralStatus,
 )
 from partners import secretbox
+from partners.holds import without_holds
 from partners.models import DeliveryMode, PartnerStatus, Product, WebhookEndpoint
 from partners.urlsafety import UnsafeUrlError, check_partner_url
 
@@ -57,11 +58,9 @@ CANDIDATE_FIELDS = (
     "delivery_mode",
     "ping_url",
     "ping_timeout_ms",
-    "routing_hold",
     "max_shared_partners",
     "partner__id",
     "partner__status",
-    "partner__routing_hold",
 )
 # Lead statuses after which a winner's post will not be tried again.
 POST_LOST = {LeadStatus.POST_REJECTED, LeadStatus.DELIVERY_FAILED}
@@ -95,14 +94,14 @@ def _candidates(auction: Auction) -> list[Product]:
     )
     products = {
         str(p.id): p
-        for p in Product.objects.filter(id__in=auction.candidate_product_ids)
+        for p in without_holds(Product.objects.filter(id__in=auction.candidate_product_ids))
         .select_related("partner")
         .only(*CANDIDATE_FIELDS)
         .annotate(sealed_secret=Subquery(newest_secret))
     }
     ordered = [products[pid] for pid in auction.candidate_product_ids if pid in products]
-    # Routable when the auction opened, but a partner may have been paused (or put back in
-    # sandbox: live applicants never go to a partner in sandbox) since.
+    # Routable when the auction opened, but a partner may have been paused or held (or put
+    # back in sandbox: live applicants never go to a partner in sandbox) since.
     statuses = {PartnerStatus.LIVE}
     if auction.referral.is_sandbox:
         statuses.add(PartnerStatus.SANDBOX)
@@ -112,8 +111,6 @@ def _candidates(auction: Auction) -> list[Product]:
         if p.is_active
         and p.delivery_mode == DeliveryMode.PING_POST
         and p.partner.status in statuses
-        and not p.partner.routing_hold
-        and not p.routing_hold
     ]
 
 

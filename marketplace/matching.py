@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.db.models import Count, Max
 
+from partners.holds import without_holds
 from partners.models import PartnerStatus, Product
 
 
@@ -120,19 +121,19 @@ class ProductIndex:
 
     def boxes(self) -> tuple[CreditBox, ...]:
         # One cheap aggregate tells whether anything changed (a product edited, a partner
-        # paused: partner status changes are counted through the filtered row count).
+        # paused: partner status changes are counted through the filtered row count). A
+        # routing hold placed or lifted bumps its partner's or product's updated_at
+        # (partners.holds), so holds need no term of their own here.
         query = Product.objects.filter(
             is_active=True,
             partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
-            partner__routing_hold="",
-            routing_hold="",  # a product held by itself (e.g. its monthly budget reached)
         )
         stats = query.aggregate(n=Count("id"), p=Max("updated_at"), q=Max("partner__updated_at"))
         version = (stats["n"], stats["p"], stats["q"])
         if version != self._version:
             with self._lock:
                 if version != self._version:
-                    products = query.select_related("partner")
+                    products = without_holds(query).select_related("partner")
                     self._boxes = tuple(box_from_product(p) for p in products)
                     self._version = version
         return self._boxes

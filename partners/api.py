@@ -10,9 +10,14 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +27,7 @@ from partners import outbound, products
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
 from partners.fields import StrictDecimalField, StrictIntegerField
+from partners.holds import active_holds
 from partners.idempotency import idempotent
 from partners.models import (
     EMPLOYMENT_TYPES,
@@ -32,6 +38,7 @@ from partners.models import (
     Partner,
     Product,
     ProductChangeRequest,
+    RoutingHold,
     WebhookAttempt,
     WebhookMessage,
 )
@@ -82,8 +89,20 @@ def partner_webhook_messages(request: Request) -> QuerySet[WebhookMessage]:
 # --- Profile ---------------------------------------------------------------------------------
 
 
+class HoldOutput(serializers.ModelSerializer):
+    """A routing hold in force: why (``ops_pause``, ``credit_limit``, ``budget``) and since
+    when. Ops' own note stays internal."""
+
+    since = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = RoutingHold
+        fields = ["reason", "since"]
+
+
 class PartnerProfileOutput(serializers.ModelSerializer):
     key = serializers.SerializerMethodField()
+    holds = serializers.SerializerMethodField()
 
     class Meta:
         model = Partner
@@ -93,7 +112,7 @@ class PartnerProfileOutput(serializers.ModelSerializer):
             "legal_name",
             "licence_number",
             "status",
-            "routing_hold",
+            "holds",
             "monthly_budget",
             "contact_name",
             "contact_email",
@@ -114,6 +133,11 @@ class PartnerProfileOutput(serializers.ModelSerializer):
             }
         }
     )
+    @extend_schema_field(HoldOutput(many=True))
+    def get_holds(self, partner: Partner) -> list[dict[str, Any]]:
+        held = active_holds().filter(partner_id=partner.pk, product__isnull=True)
+        return list(HoldOutput(held, many=True).data)
+
     def get_key(self, partner: Partner) -> dict[str, Any]:
         api_key = self.context["api_key"]
         return {
@@ -132,9 +156,12 @@ class PartnerMeView(APIView):
         tags=TAGS,
         summary="Your partner profile, status and the calling key's mode",
         description="`status` is onboarding, sandbox, live, paused or offboarded; "
-        "`routing_hold` says why leads are held although you are live (empty when not), "
-        "e.g. `monthly budget reached` once this month's charges net of credits reach "
-        "`monthly_budget` (CNY, null: no cap; lifted at the start of the next UTC month). "
+        "`holds` lists why leads are held although you are live (empty when not), one "
+        "entry per reason with the time it was placed: `ops_pause` (the operator paused "
+        "you), `credit_limit` (what you owe exceeds your credit limit; lifted once it no "
+        "longer does), `budget` (this month's charges net of credits reached "
+        "`monthly_budget`, CNY, null: no cap; lifted at the start of the next UTC month or "
+        "by a higher budget). Each is lifted on its own: leads resume when none is left. "
         "`key.mode` is the mode of the key you called with: a sandbox key sees and "
         "changes sandbox traffic only, a live key live traffic only; both read your "
         "products, only a live key changes them or reads invoices and the statement. "
@@ -151,8 +178,8 @@ class PartnerMeView(APIView):
                     "legal_name": "Hengfeng Consumer Finance Co., Ltd.",
                     "licence_number": "CF-2019-0042",
                     "status": "live",
-                    "routing_hold": "",
-                    "monthly_budget": None,
+                    "holds": [{"reason": "budget", "since": "2026-11-20T14:03:11Z"}],
+                    "monthly_budget": "200000.00",
                     "contact_name": "Integration desk",
                     "contact_email": "api@example.com",
                     "key": {
@@ -176,6 +203,14 @@ class PartnerMeView(APIView):
 
 
 class ProductOutput(serializers.ModelSerializer):
+    holds = HoldOutput(
+        source="holds_in_force",
+        many=True,
+        read_only=True,
+        help_text="Holds of this product alone (e.g. its monthly budget reached); "
+        "the partner's own holds are in `GET /api/v1/partner/me`.",
+    )
+
     class Meta:
         model = Product
         fields = [
@@ -185,7 +220,7 @@ class ProductOutput(serializers.ModelSerializer):
             *[name for name in products.CHANGEABLE_FIELDS if name not in {"name", "is_active"}],
             "max_shared_partners",
             "monthly_budget",
-            "routing_hold",
+            "holds",
             "created_at",
             "updated_at",
         ]
@@ -221,10 +256,17 @@ PRODUCT_EXAMPLE = {
     "exclusive": False,
     "max_shared_partners": 3,
     "monthly_budget": "200000.00",
-    "routing_hold": "",
+    "holds": [],
     "created_at": "2026-10-01T08:00:00Z",
     "updated_at": "2026-11-02T08:00:00Z",
 }
+
+
+def with_holds(products: QuerySet[Product]) -> QuerySet[Product]:
+    """Each product with its own holds in force (``holds_in_force``), in one more query."""
+    return products.prefetch_related(
+        Prefetch("routing_holds", queryset=active_holds(), to_attr="holds_in_force")
+    )
 
 
 class ProductListView(generics.ListAPIView):
@@ -234,7 +276,7 @@ class ProductListView(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Product]:
         if getattr(self, "swagger_fake_view", False):
             return Product.objects.none()
-        return partner_products(self.request)
+        return with_holds(partner_products(self.request))
 
     @extend_schema(
         tags=TAGS,
@@ -255,7 +297,7 @@ class ProductDetailView(APIView):
         examples=[OpenApiExample("A product", value=PRODUCT_EXAMPLE, response_only=True)],
     )
     def get(self, request: Request, product_id: uuid.UUID) -> Response:
-        product = generics.get_object_or_404(partner_products(request), pk=product_id)
+        product = generics.get_object_or_404(with_holds(partner_products(request)), pk=product_id)
         return Response(ProductOutput(product).data)
 
 

@@ -37,11 +37,8 @@ class Partner(models.Model):
     contact_name = models.CharField(max_length=120, blank=True)
     contact_email = models.EmailField(blank=True)
     billing_address = models.TextField(blank=True)
-    # Why routing to this partner is held although its status is live (e.g. "over credit
-    # limit", set by billing); empty when not held. Matching skips held partners.
-    routing_hold = models.CharField(max_length=200, blank=True)
     # Monthly budget cap in CNY: once this UTC month's charges net of credits reach it,
-    # billing holds routing ("monthly budget reached") until the next month or a higher
+    # billing holds routing (a RoutingHold for the budget) until the next month or a higher
     # budget (billing.budgets). NULL: no cap.
     monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -117,9 +114,6 @@ class Product(models.Model):
     # Monthly budget cap of this product in CNY, like Partner.monthly_budget: routing skips
     # the product once this UTC month's charges on it reach the budget. NULL: no cap.
     monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
-    # Why routing to this product is held (e.g. "monthly budget reached", set by billing);
-    # empty when not held. Matching skips held products (partners.holds).
-    routing_hold = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Any change bumps it, so per-process product indexes notice (marketplace.matching).
     updated_at = models.DateTimeField(auto_now=True)
@@ -151,6 +145,61 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner.name} / {self.name}"
+
+
+class HoldReason(models.TextChoices):
+    """Who holds routing: each owner places and lifts only its own reason."""
+
+    OPS_PAUSE = "ops_pause", "Paused by ops"
+    CREDIT_LIMIT = "credit_limit", "Over credit limit"  # billing.credit
+    BUDGET = "budget", "Monthly budget reached"  # billing.budgets
+
+
+class RoutingHold(models.Model):
+    """One reason routing to a partner (``product`` NULL) or to one of its products is held
+    although the partner is live. Holds of different reasons stand side by side, so lifting
+    one (the budget's, say) never lifts another (the credit limit's, or ops').
+
+    Rows are history: lifting sets ``lifted_at`` and the row stays (who held, why, when,
+    who lifted); a new hold is a new row. At most one active row per partner or product
+    and reason (the partial unique constraints). Written only through ``partners.holds``,
+    which also bumps the partner's or product's ``updated_at`` so every process's product
+    index notices."""
+
+    id = models.BigAutoField(primary_key=True)
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="routing_holds")
+    product = models.ForeignKey(
+        Product, null=True, blank=True, on_delete=models.PROTECT, related_name="routing_holds"
+    )
+    reason = models.CharField(max_length=16, choices=HoldReason.choices)
+    # Ops' own words (an ops pause); shown to staff, never to the partner.
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)  # NULL: in force
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "reason"],
+                condition=Q(product__isnull=True, lifted_at__isnull=True),
+                name="one_active_partner_hold_per_reason",
+            ),
+            models.UniqueConstraint(
+                fields=["product", "reason"],
+                condition=Q(product__isnull=False, lifted_at__isnull=True),
+                name="one_active_product_hold_per_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} since {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class TrafficSource(models.Model):

@@ -14,10 +14,11 @@ from billing import budgets, credit
 from billing.tasks import sweep_budgets
 from marketplace.matching import product_index
 from marketplace.models import Lead
-from partners.holds import hold_routing, release_routing
-from partners.models import Partner, Product
+from partners.holds import active_holds, lift_hold, place_hold
+from partners.models import HoldReason, Partner, Product
 from tests.billing.builders import LeadBuilder, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
+from tests.holds import held_for, save_in_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +36,16 @@ def accept(leads: LeadBuilder, product: Product, external_id: str | None = None)
 
 
 def hold_of(row: Partner | Product) -> str:
-    row.refresh_from_db()
-    return row.routing_hold
+    """The one reason ``row`` is held for, "" when none (several: the test says which)."""
+    reasons = held_for(row)
+    assert len(reasons) <= 1, reasons
+    return reasons.pop() if reasons else ""
+
+
+def ops_note(partner: Partner) -> str | None:
+    """The note of the partner's ops pause in force, None without one."""
+    hold = active_holds().filter(partner=partner, reason=HoldReason.OPS_PAUSE).first()
+    return None if hold is None else hold.note
 
 
 def routable_product_ids() -> set[object]:
@@ -104,11 +113,9 @@ def test_raising_the_budget_releases_at_once(leads: LeadBuilder, product: Produc
     partner = product.partner
     Partner.objects.filter(pk=partner.pk).update(monthly_budget=Decimal("40.00"))
     accept(leads, product)
-    partner.refresh_from_db()
-    assert partner.routing_hold == budgets.HOLD_REASON
+    assert hold_of(partner) == budgets.HOLD_REASON
 
-    partner.monthly_budget = Decimal("1000.00")  # as the admin saves it
-    partner.save()
+    save_in_admin(partner, monthly_budget="1000.00")
 
     assert hold_of(partner) == ""
 
@@ -118,8 +125,7 @@ def test_lowering_the_budget_below_the_spend_holds_at_once(
 ) -> None:
     accept(leads, product)
     partner = Partner.objects.get(pk=product.partner_id)
-    partner.monthly_budget = Decimal("10.00")
-    partner.save()
+    save_in_admin(partner, monthly_budget="10.00")
     assert hold_of(partner) == budgets.HOLD_REASON
 
 
@@ -157,8 +163,7 @@ def test_a_product_hold_is_released_by_a_higher_budget_and_by_the_next_month(
     monkeypatch.undo()
     sweep_budgets()
     assert hold_of(product) == budgets.HOLD_REASON
-    product.monthly_budget = Decimal("100.00")
-    product.save()
+    save_in_admin(product, monthly_budget="100.00")
     assert hold_of(product) == ""
 
 
@@ -166,15 +171,14 @@ def test_another_hold_is_neither_overwritten_nor_released(
     leads: LeadBuilder, product: Product, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partner = product.partner
-    Partner.objects.filter(pk=partner.pk).update(
-        monthly_budget=Decimal("40.00"), routing_hold="compliance review"
-    )
+    Partner.objects.filter(pk=partner.pk).update(monthly_budget=Decimal("40.00"))
+    place_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE, note="compliance review")
     accept(leads, product)
-    assert hold_of(partner) == "compliance review"
+    assert ops_note(partner) == "compliance review"
 
     monkeypatch.setattr(budgets, "current_month", lambda: date(2999, 1, 1))
     sweep_budgets()
-    assert hold_of(partner) == "compliance review"
+    assert ops_note(partner) == "compliance review"
 
 
 def test_lifting_the_budget_hold_leaves_the_credit_limit_in_force(
@@ -198,10 +202,10 @@ def test_lifting_the_budget_hold_leaves_the_credit_limit_in_force(
 
 def test_release_with_a_reason_only_lifts_that_hold(product: Product) -> None:
     partner = product.partner
-    hold_routing(partner_id=partner.pk, reason="compliance review")
-    assert release_routing(partner_id=partner.pk, reason=budgets.HOLD_REASON) is False
-    assert hold_of(partner) == "compliance review"
-    assert release_routing(partner_id=partner.pk) is True  # no reason: any hold, as before
+    place_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE, note="compliance review")
+    assert lift_hold(partner_id=partner.pk, reason=budgets.HOLD_REASON) is False
+    assert ops_note(partner) == "compliance review"
+    assert lift_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE) is True
     assert hold_of(partner) == ""
 
 

@@ -23,12 +23,14 @@ from billing.models import (
 )
 from billing.payments import PaymentError, allocate_payment, record_payment
 from billing.statements import bucket_for, statement
-from partners.models import Partner
+from partners.holds import place_hold
+from partners.models import HoldReason, Partner
 from partners.outbound import WebhookMessage
 from partners.webhooks import create_endpoint
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory
+from tests.holds import held_for
 
 
 def ago(hours: float = 1) -> timezone.datetime:
@@ -194,8 +196,7 @@ def test_the_credit_limit_holds_and_releases_routing(leads: LeadBuilder, partner
     PartnerBillingProfile.objects.create(partner=partner, credit_limit=Decimal("100.00"))
     invoice = issued_for(leads, partner, "accepted", "approved")  # 290 + VAT
 
-    partner.refresh_from_db()
-    assert partner.routing_hold == HOLD_REASON
+    assert held_for(partner) == {HOLD_REASON}
 
     record_payment(
         partner_id=partner.pk,
@@ -204,17 +205,15 @@ def test_the_credit_limit_holds_and_releases_routing(leads: LeadBuilder, partner
         received_at=timezone.now(),
         bank_reference="B-3",
     )
-    partner.refresh_from_db()
-    assert partner.routing_hold == ""
+    assert held_for(partner) == set()
 
 
 def test_a_hold_set_by_ops_is_not_released_by_billing(partner: Partner) -> None:
     PartnerBillingProfile.objects.create(partner=partner, credit_limit=Decimal("100.00"))
-    Partner.objects.filter(pk=partner.pk).update(routing_hold="compliance review")
+    place_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE, note="compliance review")
 
     assert evaluate_credit_limit(partner_id=partner.pk) is False
-    partner.refresh_from_db()
-    assert partner.routing_hold == "compliance review"
+    assert held_for(partner) == {HoldReason.OPS_PAUSE}
 
 
 def test_a_partner_downloads_its_pdf_csv_html_and_statement(

@@ -624,12 +624,13 @@ def _default_consent() -> dict[str, Any]:
 
 
 def test_a_partner_on_routing_hold_gets_no_leads(source_client: APIClient) -> None:
-    from partners.holds import hold_routing, release_routing
+    from partners.holds import lift_hold, place_hold
+    from partners.models import HoldReason
 
     product = ProductFactory()
-    hold_routing(partner_id=product.partner_id, reason="over credit limit")
+    place_hold(partner_id=product.partner_id, reason=HoldReason.CREDIT_LIMIT)
     held = source_client.post("/api/v1/referrals", referral_payload(), format="json")
     assert held.json()["leads"] == []
-    release_routing(partner_id=product.partner_id)
+    lift_hold(partner_id=product.partner_id, reason=HoldReason.CREDIT_LIMIT)
     released = source_client.post("/api/v1/referrals", referral_payload(), format="json")
     assert [lead["partner_id"] for lead in released.json()["leads"]] == [str(product.partner_id)]

@@ -1,5 +1,5 @@
 """Per-product limits on sharing (``Product.max_shared_partners``) and product holds
-(``Product.routing_hold``, e.g. a product's monthly budget reached)."""
+(``partners.holds``: a ``RoutingHold`` of one product, e.g. its monthly budget reached)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from marketplace import auctions
 from marketplace.matching import product_index
 from marketplace.models import AuctionMode, Referral
 from marketplace.routing import limit_shared, shared_set_limit
-from partners.holds import hold_product, release_product
-from partners.models import DeliveryMode, Product
+from partners.holds import lift_hold, place_hold
+from partners.models import DeliveryMode, HoldReason, Product
 from tests.factories import ProductFactory
 from tests.marketplace.test_matching import make_box
 
@@ -170,14 +170,15 @@ def test_a_held_product_gets_no_leads_and_its_partners_other_product_does(
 ) -> None:
     held = product(1)
     sibling = ProductFactory(partner=held.partner, name="Second", apr_min=Decimal("0.1900"))
-    assert hold_product(product_id=held.id, reason="monthly budget reached") is True
-    assert hold_product(product_id=held.id, reason="monthly budget reached") is False
+    hold = {"partner_id": held.partner_id, "product_id": held.id}
+    assert place_hold(**hold, reason=HoldReason.BUDGET) is True
+    assert place_hold(**hold, reason=HoldReason.BUDGET) is False
 
     referral = make_referral()
 
     assert list(referral.leads.values_list("product_id", flat=True)) == [sibling.id]
     assert held.id not in {box.product_id for box in product_index.boxes()}
 
-    assert release_product(product_id=held.id, reason="another reason") is False
-    assert release_product(product_id=held.id, reason="monthly budget reached") is True
+    assert lift_hold(**hold, reason=HoldReason.OPS_PAUSE) is False
+    assert lift_hold(**hold, reason=HoldReason.BUDGET) is True
     assert held.id in {box.product_id for box in product_index.boxes()}

@@ -117,7 +117,7 @@ def test_managing_staff_edit_contacts_but_not_status_licence_or_holds(partner, a
     html = client.get(f"/admin/partners/partner/{partner.pk}/change/").content.decode()
 
     assert 'name="contact_email"' in html
-    for operator_field in ("status", "routing_hold", "licence_number", "slug"):
+    for operator_field in ("status", "ops_hold", "licence_number", "slug"):
         assert f'name="{operator_field}"' not in html, operator_field
     response = client.post(
         f"/admin/partners/partner/{partner.pk}/change/",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from partners.models import KeyMode, Partner, PartnerStatus
+from partners.holds import place_hold
+from partners.models import HoldReason, KeyMode, Partner, PartnerStatus
 from tests.conftest import partner_client
 from tests.factories import ProductFactory
 
@@ -14,14 +15,14 @@ PRODUCTS = "/api/v1/partner/products"
 
 def test_me_shows_the_partner_status_and_the_calling_keys_mode(partner: Partner):
     partner.status = PartnerStatus.SANDBOX
-    partner.routing_hold = "over credit limit"
     partner.save()
+    place_hold(partner_id=partner.pk, reason=HoldReason.CREDIT_LIMIT)
 
     body = partner_client(partner, KeyMode.SANDBOX).get("/api/v1/partner/me").json()
 
     assert body["id"] == str(partner.id)
     assert body["status"] == "sandbox"
-    assert body["routing_hold"] == "over credit limit"
+    assert [hold["reason"] for hold in body["holds"]] == ["credit_limit"]
     assert body["key"]["mode"] == "sandbox"
     assert "key_hash" not in body["key"]
     assert partner_client(partner).get("/api/v1/partner/me").json()["key"]["mode"] == "live"
