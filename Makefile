@@ -13,7 +13,7 @@ MYPY_TARGETS := consent/merkle.py consent/crypto.py consent/vault.py consent/gra
 	marketplace/events.py marketplace/bands.py billing/money.py billing/pricing.py \
 	billing/charging.py billing/invoicing.py billing/fees.py billing/returns.py billing/locks.py \
 	billing/statements.py billing/credit.py billing/payments.py billing/reconcile.py billing/balances.py \
-	billing/budgets.py billing/tasks.py partners/holds.py \
+	billing/budgets.py billing/tasks.py billing/outcomes.py billing/periods.py partners/holds.py \
 	billing/documents.py partners/outbound.py partners/idempotency.py \
 	partners/errors.py marketplace/auctions.py marketplace/pings.py marketplace/tasks.py \
 	partners/permissions.py partners/throttling.py partners/products.py partners/api.py \
