@@ -135,7 +135,7 @@ def _auctions(source: Any, hanging: Any, count: int) -> dict[bool, dict[str, lis
                 referral = _referral(source, 2 * n + with_hang)
                 auction = referral.auction
                 started, cpu = time.perf_counter(), time.process_time()
-                status = auctions.run(auction_id=auction.id)
+                status = auctions.run(auction_id=auction.id).status
                 wall = (time.perf_counter() - started) * 1000
                 cpu_total = time.process_time() - cpu
                 assert status in {"awarded", "no_bids"}, status

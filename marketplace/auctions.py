@@ -1,8 +1,8 @@
 """Ping-post auctions: who gets a referral when partners bid for it.
 
 1. Intake (``routing.route``) opens an :class:`Auction` for the referral's ping-post
-   candidates and queues :func:`run` on the ``ping`` queue after commit; intake never
-   waits on a partner.
+   candidates; the intake queues :func:`run` (the ``run_auction`` task, on the ``ping``
+   queue) after commit and never waits on a partner.
 2. :func:`run` loads the auction and its candidates with their signing secrets (two
    queries), checks every ping URL (SSRF), then pings all candidates at once
    (``marketplace.pings``): anonymised bands only, each ping under its product's timeout
@@ -11,11 +11,15 @@
    bid and its currency, latency, HTTP status) in the transaction that awards the auction:
    bidders ranked by bid (all in the ping's currency: an answer bidding in another is an
    error), ties to the applicant's cheaper product (consumer order), exclusive -> the best,
-   shared -> the best ``max_winners``. Winners become leads carrying their bid and are
-   posted by the ordinary direct-post path (``delivery.deliver``, the only disclosure).
+   shared -> the best ``max_winners``. Winners become leads carrying their bid, returned
+   to the task, which queues their posts after commit: the ordinary direct-post path
+   (``delivery.deliver``, the only disclosure).
 4. A winner whose post is rejected, or fails for good after its retries, falls back
    (:func:`fall_back`): the next bidders get new leads until the auction has its winners
-   again or no bidder is left.
+   again or no bidder is left; they are returned, and posted the same way.
+
+Nothing here queues work: these functions return what must happen next and the Celery
+tasks (``marketplace.tasks``) queue it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -66,8 +71,15 @@ CANDIDATE_FIELDS = (
 POST_LOST = {LeadStatus.POST_REJECTED, LeadStatus.DELIVERY_FAILED}
 
 
+@dataclass(frozen=True)
+class AuctionRun:
+    status: str  # AuctionStatus, or "skipped" when the auction was not (or no longer) pending
+    winners: list[Lead]  # their leads, for the caller to post after commit
+
+
 def open_auction(*, referral: Referral, boxes: Sequence[CreditBox], max_winners: int) -> Auction:
-    """Store the auction (inside the intake's transaction) and queue it after commit."""
+    """Store the auction (inside the intake's transaction); the caller queues :func:`run`
+    after commit."""
     exclusive = any(box.exclusive for box in boxes)
     auction = Auction.objects.create(
         referral=referral,
@@ -76,10 +88,6 @@ def open_auction(*, referral: Referral, boxes: Sequence[CreditBox], max_winners:
         budget_ms=settings.AUCTION_BUDGET_MS,
         candidate_product_ids=[str(box.product_id) for box in boxes],
     )
-    from marketplace.tasks import run_auction
-
-    auction_id = str(auction.id)
-    transaction.on_commit(lambda: run_auction.delay(auction_id))
     return auction
 
 
@@ -130,8 +138,9 @@ def _target(product: Product) -> pings.PingTarget | str:
     return pings.PingTarget(ping_id, product.ping_url, secret, product.ping_timeout_ms)
 
 
-def run(*, auction_id: uuid.UUID) -> str:
-    """Ping, rank, award. Returns the auction's status (or "skipped")."""
+def run(*, auction_id: uuid.UUID) -> AuctionRun:
+    """Ping, rank, award. Returns the auction's status (or "skipped") and the winners'
+    leads, which the caller posts after commit."""
     began = time.monotonic()  # pings.fan_out's clock
     started_at = timezone.now()
     # No claim before the pings (it would be one more round trip on the latency path): a
@@ -143,7 +152,7 @@ def run(*, auction_id: uuid.UUID) -> str:
         .first()
     )
     if auction is None:
-        return "skipped"
+        return AuctionRun("skipped", [])
     referral = auction.referral
     products = _candidates(auction)
     sends: list[tuple[pings.PingTarget, bytes]] = []
@@ -197,7 +206,9 @@ def _rank(rows: list[PingAttempt]) -> list[PingAttempt]:
     return bidders
 
 
-def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: datetime) -> str:
+def _award(
+    auction: Auction, rows: list[PingAttempt], began: float, started_at: datetime
+) -> AuctionRun:
     bidders = _rank(rows)
     status = AuctionStatus.AWARDED if bidders else AuctionStatus.NO_BIDS
     with transaction.atomic():
@@ -209,7 +220,7 @@ def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: 
             wall_ms=int((time.monotonic() - began) * 1000),
         )
         if not awarded:
-            return "skipped"
+            return AuctionRun("skipped", [])
         winners = _make_leads(auction, _winners(auction, bidders, alive=[]))
         PingAttempt.objects.bulk_create(rows)
         if not winners:
@@ -217,7 +228,7 @@ def _award(auction: Auction, rows: list[PingAttempt], began: float, started_at: 
             Referral.objects.filter(pk=auction.referral_id, status=ReferralStatus.ROUTED).exclude(
                 leads__isnull=False
             ).update(status=ReferralStatus.NO_MATCH, status_reason="no ping-post partner bid")
-    return status
+    return AuctionRun(status, winners)
 
 
 def _winners(
@@ -253,7 +264,7 @@ def _winners(
 
 def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
     """Leads for these winning pings (set on the rows), made recipients of the applicant's
-    'matched partners' consent, and posted after commit."""
+    'matched partners' consent; the caller posts them after commit."""
     if not winners:
         return []
     referral = auction.referral
@@ -278,24 +289,15 @@ def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
         grant=referral.grant, partner_ids=[lead.partner_id for lead in leads]
     )
     Lead.objects.bulk_create(leads)
-    _post_after_commit(leads)
     return leads
-
-
-def _post_after_commit(leads: Sequence[Lead]) -> None:
-    from marketplace.tasks import post_leads
-
-    ids = [str(lead.id) for lead in leads]
-    # One message for all the winners: publishing costs the ping worker ~1 ms of CPU per
-    # message; the post worker queues each lead's own (retried) delivery task.
-    transaction.on_commit(lambda: post_leads.delay(ids))
 
 
 def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
     """A winner's post was rejected or failed for good: give the lead to the next bidders
     until the auction has its winners again. Safe to run twice (it only ever fills the
     auction up to ``max_winners``). Not for consent refusals: the next bidder would be
-    refused too, and nothing more may be disclosed."""
+    refused too, and nothing more may be disclosed. Returns the new leads, for the caller
+    to post after commit."""
     with transaction.atomic():
         lead = Lead.objects.filter(pk=lead_id).only("auction_id", "status").first()
         if lead is None or lead.auction_id is None or lead.status not in POST_LOST:

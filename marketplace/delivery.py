@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.gate import DisclosureRefused, disclose
+from marketplace import auctions
 from marketplace.answers import read_answer, rejection
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
 from partners import http, outbound, webhooks
@@ -38,6 +39,24 @@ class DeliveryResult:
     outcome: str  # AttemptOutcome, or "skipped" when there was nothing to do
     reason: str = ""
     retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Posted:
+    result: DeliveryResult
+    fallback: list[Lead]  # the auction's next bidders' new leads, to post after commit
+
+
+def post_lead(*, lead_id: uuid.UUID, final_attempt: bool) -> Posted:
+    """One delivery attempt (:func:`deliver`) and what must follow it: a lead won at an
+    auction whose post was rejected, or failed for good, goes to the next bidders
+    (``auctions.fall_back``: a no-op for leads not won at an auction, or refused by
+    consent). A retryable failure falls back only once its retries are spent."""
+    result = deliver(lead_id=lead_id, final_attempt=final_attempt)
+    fallback: list[Lead] = []
+    if not result.retryable and result.outcome in {AttemptOutcome.FAILURE, AttemptOutcome.ERROR}:
+        fallback = auctions.fall_back(lead_id=lead_id)
+    return Posted(result, fallback)
 
 
 def post_payload(lead: Lead, applicant: dict[str, str]) -> dict[str, Any]:

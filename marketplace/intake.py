@@ -11,7 +11,7 @@ from django.utils import timezone
 from consent import grants, vault
 from consent.grants import ConsentEvidence
 from consent.vault import ApplicantData
-from marketplace import routing, validation
+from marketplace import routing, tasks, validation
 from marketplace.bands import age_on, income_band_floor
 from marketplace.delivery import REFERRAL_PURPOSE
 from marketplace.models import Referral, ReferralStatus
@@ -106,6 +106,7 @@ def create_referral(
             raise
         if referral.status == ReferralStatus.NO_MATCH:
             routed = routing.route(referral=referral, grant=grant)
+            tasks.queue_routed(routed)  # after commit: nothing runs if the intake rolls back
             if routed.leads or routed.auction:
                 referral.status = ReferralStatus.ROUTED
                 referral.save(update_fields=["status"])

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -27,7 +26,6 @@ from consent.models import ConsentGrant
 from marketplace.auctions import open_auction
 from marketplace.matching import Application, CreditBox, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
-from marketplace.tasks import deliver_lead
 from partners.models import DeliveryMode, Product
 
 
@@ -169,20 +167,27 @@ def _pinged(box: CreditBox) -> bool:
 
 @dataclass(frozen=True)
 class Routed:
+    """What routing made, and so what must happen after the intake commits."""
+
     leads: list[Lead]  # made now (direct post and pull)
-    auction: Auction | None  # ping-post candidates, auctioned after commit
+    auction: Auction | None  # ping-post candidates, to auction after commit
+
+    @property
+    def to_post(self) -> list[Lead]:
+        """Leads to post after commit; pull leads wait for their partner to fetch them."""
+        return [lead for lead in self.leads if lead.delivery_mode == DeliveryMode.DIRECT_POST]
 
 
 def route(*, referral: Referral, grant: ConsentGrant) -> Routed:
-    """Create the referral's direct and pull leads and queue their delivery after commit;
-    open an auction for its ping-post candidates."""
+    """Create the referral's direct and pull leads and open an auction for its ping-post
+    candidates. Queues nothing: the caller queues the posts and the auction after commit
+    (``marketplace.tasks.queue_routed``)."""
     selected = select_boxes(referral, grant)
     auctioned = [box for box in selected if _pinged(box)]
     chosen = [box for box in selected if not _pinged(box)]
     leads = _direct_leads(referral, grant, chosen)
     auction = None
     if auctioned:
-        # Opened last, so its on-commit task is queued after the direct posts.
         auction = open_auction(
             referral=referral,
             boxes=auctioned,
@@ -211,7 +216,4 @@ def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBo
         for box in chosen
     ]
     Lead.objects.bulk_create(leads)
-    push = [str(lead.id) for lead in leads if lead.delivery_mode == DeliveryMode.DIRECT_POST]
-    if push:
-        transaction.on_commit(lambda: [deliver_lead.delay(lead_id) for lead_id in push])
     return leads

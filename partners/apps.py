@@ -7,6 +7,7 @@ class PartnersConfig(AppConfig):
     verbose_name = "Partners"
 
     def ready(self) -> None:
+        from partners import tasks  # noqa: F401  registers the tasks outbound queues by name
         from partners.roles import ensure_role_groups
 
         # Every app's post_migrate, not only ours: billing's permissions exist only after

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -39,6 +40,9 @@ from partners.webhooks import new_secret, signed_headers
 RETRY_SCHEDULE = list(http.WEBHOOK_RETRIES.schedule)
 TIMEOUT_SECONDS = 10.0
 ROTATION_OVERLAP = timedelta(hours=24)
+# The task that attempts a batch of messages (partners.tasks), queued by name: see
+# queue_deliveries.
+DELIVER_TASK = "partners.tasks.deliver_webhooks"
 
 
 def enqueue(
@@ -109,8 +113,14 @@ def _queue_at_commit(ids: list[str]) -> None:
 def queue_deliveries(message_ids: list[str]) -> int:
     """Queue delivery tasks for message_ids in batches of BATCH_SIZE (task args are ids only);
     returns the number of tasks queued."""
-    from partners.tasks import deliver_webhooks
-
+    # The messages are rows (an outbox) written in the caller's transaction, so queuing is
+    # only a wake-up call and the beat task catches anything it misses. The task calls
+    # back into this module, so it is looked up by name in Celery's registry rather than
+    # imported (partners.tasks imports outbound, not the other way round); moving the
+    # queuing out to every caller of enqueue (delivery, consent deletion, billing) would
+    # scatter it. The registered task, not send_task: it honours eager mode and fails
+    # loudly if partners.tasks was never loaded (PartnersConfig.ready loads it).
+    deliver_webhooks = current_app.tasks[DELIVER_TASK]
     batches = [message_ids[i : i + BATCH_SIZE] for i in range(0, len(message_ids), BATCH_SIZE)]
     for batch in batches:
         deliver_webhooks.delay(batch)

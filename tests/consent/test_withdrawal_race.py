@@ -55,7 +55,7 @@ def test_withdrawal_racing_a_post_never_leaves_a_post_without_a_deletion_request
     simulator_factory: Callable[..., SimulatedPartner],
 ) -> None:
     # Leads stay matched after intake: the race below does the delivering.
-    monkeypatch.setattr("marketplace.routing.deliver_lead", SimpleNamespace(delay=lambda _: None))
+    monkeypatch.setattr("marketplace.tasks.deliver_lead", SimpleNamespace(delay=lambda _: None))
     sim = simulator_factory()
     for _round in range(8):
         referral = create_referral(source, referral_payload())

@@ -55,7 +55,7 @@ def source_client_for(source: TrafficSource) -> APIClient:
 @pytest.fixture
 def no_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
     """Leads stay matched: intake commits here, so the on-commit delivery would run."""
-    monkeypatch.setattr("marketplace.routing.deliver_lead", SimpleNamespace(delay=lambda _: None))
+    monkeypatch.setattr("marketplace.tasks.deliver_lead", SimpleNamespace(delay=lambda _: None))
 
 
 def status_of(response: Any) -> int | str:

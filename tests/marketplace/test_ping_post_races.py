@@ -35,9 +35,11 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     monkeypatch.setattr(
         "marketplace.tasks.run_auction", SimpleNamespace(delay=calls["auctions"].append)
     )
-    monkeypatch.setattr("marketplace.auctions._post_after_commit", calls["posts"].extend)
     monkeypatch.setattr(
-        "marketplace.routing.deliver_lead", SimpleNamespace(delay=calls["posts"].append)
+        "marketplace.tasks.post_leads", SimpleNamespace(delay=calls["posts"].extend)
+    )
+    monkeypatch.setattr(
+        "marketplace.tasks.deliver_lead", SimpleNamespace(delay=calls["posts"].append)
     )
     return calls
 
@@ -63,7 +65,7 @@ def test_concurrent_fallbacks_fill_the_auction_without_overfilling(
     sims = [ping_post(simulator_factory(bid_min=Decimal(b), bid_max=Decimal(b))) for b in bids]
     referral = create_referral(source, referral_payload())
     assert queued["auctions"] == [str(referral.auction.id)]
-    assert auctions.run(auction_id=referral.auction.id) == AuctionStatus.AWARDED
+    assert auctions.run(auction_id=referral.auction.id).status == AuctionStatus.AWARDED
     first, second = (Lead.objects.get(referral=referral, partner=s.partner) for s in sims[:2])
     Lead.objects.filter(pk__in=[first.pk, second.pk]).update(status=LeadStatus.POST_REJECTED)
 
