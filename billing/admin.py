@@ -193,16 +193,24 @@ class ReturnReviewAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    fields = ["description", "kind", "entry_type", "quantity", "amount"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "description",
+        "kind",
+        "entry_type",
+        "quantity",
+        "amount",
+    )
     show_change_link = False
 
 
 class AllocationInline(ReadOnlyInline):
     model = PaymentAllocation
     fk_name = "invoice"
-    fields = ["payment", "amount", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "payment",
+        "amount",
+        "created_at",
+    )
     show_change_link = False
 
 
@@ -383,8 +391,15 @@ class IssueOverrideAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["created_at", "invoice", "partner", "actor", "difference_count"]
     list_filter = ["partner"]
     list_select_related = ["invoice", "partner"]
-    fields = ["invoice", "partner", "actor", "decided_by", "created_at", "reason", "listed"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "invoice",
+        "partner",
+        "actor",
+        "decided_by",
+        "created_at",
+        "reason",
+        "listed",
+    )
 
     @admin.display(description="Differences")
     def difference_count(self, obj: IssueOverride) -> int:
@@ -399,8 +414,13 @@ class IssueOverrideAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 class CreditNoteLineInline(ReadOnlyInline):
     model = CreditNoteLine
-    fields = ["description", "kind", "entry_type", "quantity", "amount"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "description",
+        "kind",
+        "entry_type",
+        "quantity",
+        "amount",
+    )
     show_change_link = False
 
 
@@ -425,8 +445,11 @@ class PaymentForm(forms.ModelForm):
 
 class PaymentAllocationInline(ReadOnlyInline):
     model = PaymentAllocation
-    fields = ["invoice", "amount", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "invoice",
+        "amount",
+        "created_at",
+    )
     show_change_link = False
 
 

@@ -15,7 +15,7 @@ from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnly
 
 class LeadInline(ReadOnlyInline):
     model = Lead
-    fields = [
+    fields = readonly_fields = (
         "partner",
         "product",
         "status",
@@ -24,20 +24,25 @@ class LeadInline(ReadOnlyInline):
         "bid_currency",
         "is_sandbox",
         "delivered_at",
-    ]
-    readonly_fields = fields
+    )
 
 
 class AttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
-    fields = ["kind", "started_at", "outcome", "http_status", "latency_ms", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "kind",
+        "started_at",
+        "outcome",
+        "http_status",
+        "latency_ms",
+        "reason",
+    )
     show_change_link = False
 
 
 class EventInline(ReadOnlyInline):
     model = LeadEvent
-    fields = [
+    fields = readonly_fields = (
         "type",
         "external_id",
         "occurred_at",
@@ -47,8 +52,7 @@ class EventInline(ReadOnlyInline):
         "currency",
         "reason",
         "reverses",
-    ]
-    readonly_fields = fields
+    )
     fk_name = "lead"
 
 
@@ -114,7 +118,7 @@ class DeliveryAttemptAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 class PingInline(ReadOnlyInline):
     model = PingAttempt
-    fields = [
+    fields = readonly_fields = (
         "partner",
         "product",
         "outcome",
@@ -127,8 +131,7 @@ class PingInline(ReadOnlyInline):
         "http_status",
         "latency_ms",
         "started_at",
-    ]
-    readonly_fields = fields
+    )
     show_change_link = False
 
 

@@ -182,18 +182,29 @@ class ProductInline(admin.TabularInline):
 
 class ApiKeyInline(ReadOnlyInline):
     model = ApiKey
-    fields = ["prefix", "mode", "name", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "prefix",
+        "mode",
+        "name",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
 
 
 class WebhookInline(ReadOnlyInline):
     model = WebhookEndpoint
-    fields = ["url", "is_active", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "url",
+        "is_active",
+        "created_at",
+    )
 
 
 @admin.register(Partner)
-class PartnerAdmin(RoutingHoldAdminMixin, PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin):
+class PartnerAdmin(  # type: ignore[misc]  # django-guardian types change_form_template as str
+    RoutingHoldAdminMixin, PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin
+):
     # Reinforced: managing a partner does not let its staff grant permissions on it.
     partner_field = "pk"
     partner_staff_can_change = True
@@ -361,8 +372,12 @@ class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
 
 class WebhookAttemptInline(ReadOnlyInline):
     model = WebhookAttempt
-    fields = ["attempted_at", "http_status", "latency_ms", "error"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "attempted_at",
+        "http_status",
+        "latency_ms",
+        "error",
+    )
     show_change_link = False
 
 
