@@ -20,7 +20,7 @@ So accept, reverse, report again books charge, reversal, charge; return, reverse
 return books charge, credit, charge; and the outcome depends only on the set of events,
 never on their arrival order or on the path (live, catch-up, approval of a return).
 
-Marginal tiers number a partner's units of a month by event time (``unit_number``). A unit
+Marginal tiers number a partner's units of a month by event time (``billing.tiers``). A unit
 reported late renumbers the units after it; their prices are brought up to date when the
 month is invoiced (:func:`retier_months`, also run by the catch-up charger) or whenever
 their lead is settled again, under the partner's billing lock held exclusively.
@@ -35,34 +35,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef, Q, Value
-from django.db.models.functions import Collate, TruncMonth
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from billing import budgets, credit, fx, returns
+from billing import budgets, credit, fx, returns, tiers
 from billing.locks import billing_period, hold_billing_lock, share_billing_lock
 from billing.models import (
     Charge,
     EntryType,
     FeeSchedule,
-    FeeTier,
-    Invoice,
     PendingFee,
     ReturnReview,
     ReviewStatus,
 )
-from billing.periods import month_bounds, month_of, month_start, next_month
+from billing.periods import month_of
 from billing.pricing import EVENT_FEE_KIND, FeeTerms, Tier, price
 from marketplace.events import standing
 from marketplace.models import EventType, Lead, LeadEvent
-
-# Fees priced by a unit's number in the month (marginal tiers); revenue share never is.
-TIERED_KINDS = {"cpl", "cpa", "cpf"}
-KIND_EVENT = {kind: event_type for event_type, kind in EVENT_FEE_KIND.items()}
 
 ChainKey = tuple[str, str]  # (kind, chain)
 
@@ -88,28 +81,6 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
         revshare_rate=schedule.revshare_rate,
         tiers=tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in schedule.tiers.all()),
     )
-
-
-def unit_number(event: LeadEvent) -> int:
-    """The event's number among the partner's live units of its type in its UTC month,
-    ordered by (occurred_at, the partner's event id). Every reported unit counts,
-    reversed and returned ones too, so a correction never renumbers anything."""
-    start, end = month_bounds(event.occurred_at)
-    events = LeadEvent.objects.all()
-    tie = Q(occurred_at=event.occurred_at, external_id__lt=event.external_id)
-    if connection.vendor == "postgresql":
-        # Event ids compare by code point (as Python and SQLite do), not by the locale.
-        events = events.annotate(id_c=Collate("external_id", "C"))
-        tie = Q(occurred_at=event.occurred_at, id_c__lt=Collate(Value(event.external_id), "C"))
-    earlier = events.filter(
-        Q(occurred_at__lt=event.occurred_at) | tie,
-        partner_id=event.partner_id,
-        type=event.type,
-        lead__is_sandbox=False,
-        occurred_at__gte=start,
-        occurred_at__lt=end,
-    )
-    return earlier.count() + 1
 
 
 def amount_currency(event: LeadEvent, lead: Lead) -> str:
@@ -159,7 +130,7 @@ def quote(event: LeadEvent, lead: Lead, kind: str) -> Quote | None:
         return Quote(amount, target, schedule, None, conversion)
     assert schedule is not None
     terms = terms_of(schedule)
-    unit = unit_number(event) if terms.tiers and kind in TIERED_KINDS else None
+    unit = tiers.unit_number(event) if terms.tiers and kind in tiers.TIERED_KINDS else None
     reported = {"cpf": event.principal, "revshare": event.amount}.get(kind)
     conversion = None
     if reported is not None and amount_currency(event, lead) != schedule.currency:
@@ -438,61 +409,16 @@ def decide_return(
         return settle_lead(lead=lead)
 
 
-def _tiered_months(partner_id: uuid.UUID, months: set[date]) -> set[date]:
-    """The months among ``months`` in which some schedule of the partner has tiers."""
-    tiered = set()
-    for month in months:
-        start, end = month_start(month), month_start(next_month(month))
-        spans = FeeSchedule.objects.filter(
-            Q(effective_to__isnull=True) | Q(effective_to__gt=start),
-            partner_id=partner_id,
-            effective_from__lt=end,
-        )
-        if FeeTier.objects.filter(schedule__in=spans).exists():
-            tiered.add(month)
-    return tiered
-
-
 def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
     """Bring the tiered units of these months to their prices by event-time numbering.
     Runs in the caller's transaction under the partner's billing lock held exclusively
     (invoicing, catch-up): no lead is settled concurrently, so no lead lock is needed."""
     made: list[Charge] = []
-    for month in sorted(_tiered_months(partner_id, months)):
-        start, end = month_start(month), month_start(next_month(month))
-        lead_ids = (
-            LeadEvent.objects.filter(
-                partner_id=partner_id,
-                type__in=[KIND_EVENT[kind] for kind in TIERED_KINDS],
-                lead__is_sandbox=False,
-                occurred_at__gte=start,
-                occurred_at__lt=end,
-            )
-            .values_list("lead_id", flat=True)
-            .distinct()
-        )
-        for lead in Lead.objects.filter(pk__in=list(lead_ids)).select_related("referral"):
+    for month in sorted(tiers.tiered_months(partner_id, months)):
+        lead_ids = tiers.unit_lead_ids(partner_id=partner_id, month=month)
+        for lead in Lead.objects.filter(pk__in=lead_ids).select_related("referral"):
             made += settle_lead(lead=lead)
     return made
-
-
-def renumbers(event: LeadEvent) -> tuple[uuid.UUID, date] | None:
-    """(partner, month) when ``event`` is a unit reported after units dated later in its
-    month: those were renumbered and wait for :func:`retier_months` (queued after commit;
-    invoicing runs it anyway). Whether or not the event itself was charged."""
-    if event.type not in {KIND_EVENT[kind] for kind in TIERED_KINDS} or event.lead.is_sandbox:
-        return None
-    _, end = month_bounds(event.occurred_at)
-    later = LeadEvent.objects.filter(
-        partner_id=event.partner_id,
-        type=event.type,
-        lead__is_sandbox=False,
-        occurred_at__gt=event.occurred_at,
-        occurred_at__lt=end,
-    )
-    if not later.exists():
-        return None
-    return event.partner_id, month_of(event.occurred_at)
 
 
 def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
@@ -500,41 +426,6 @@ def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
     with transaction.atomic():
         hold_billing_lock(partner_id=partner_id)
         return len(retier_months(partner_id=partner_id, months={month}))
-
-
-def months_to_retier(*, partner_id: uuid.UUID, first: date, last: date) -> set[date]:
-    """The months whose unit numbers may have moved since the partner was last invoiced:
-    those of the tiered units billed in periods [first, last], and those of every unit
-    reported since (a late unit renumbers its month even when it is not charged itself:
-    no schedule at its time, a returned lead)."""
-    months = {
-        at.date()
-        for at in Charge.objects.filter(
-            partner_id=partner_id,
-            period__gte=first,
-            period__lte=last,
-            entry_type=EntryType.CHARGE,
-            kind__in=TIERED_KINDS,
-        )
-        .annotate(month=TruncMonth("event__occurred_at", tzinfo=UTC))
-        .values_list("month", flat=True)
-        .distinct()
-    }
-    since = Invoice.objects.filter(partner_id=partner_id).aggregate(at=Max("created_at"))["at"]
-    reported = LeadEvent.objects.filter(
-        partner_id=partner_id,
-        type__in=[KIND_EVENT[kind] for kind in TIERED_KINDS],
-        lead__is_sandbox=False,
-    )
-    if since is not None:
-        reported = reported.filter(received_at__gte=since)
-    months |= {
-        at.date()
-        for at in reported.annotate(month=TruncMonth("occurred_at", tzinfo=UTC))
-        .values_list("month", flat=True)
-        .distinct()
-    }
-    return months
 
 
 def charge_unbilled_events() -> int:
@@ -588,8 +479,8 @@ def charge_unbilled_events() -> int:
             entries = settle_lead(lead=lead)
         made += len(entries)
         for entry in entries:
-            if entry.kind in TIERED_KINDS:
-                touched.setdefault(entry.partner_id, set()).add(month_of(entry.occurred_at))
+            if entry.kind in tiers.TIERED_KINDS and entry.entry_type == EntryType.CHARGE:
+                touched.setdefault(entry.partner_id, set()).add(month_of(entry.event.occurred_at))
     for partner_id, months in touched.items():
         with transaction.atomic():
             hold_billing_lock(partner_id=partner_id)

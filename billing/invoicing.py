@@ -37,7 +37,7 @@ from django.db.models import Count, Exists, F, Min, OuterRef, Sum
 from django.utils import timezone
 
 from billing import credit
-from billing.charging import months_to_retier, retier_months
+from billing.charging import retier_months
 from billing.locks import lock_billing_rows
 from billing.models import (
     Charge,
@@ -58,6 +58,7 @@ from billing.models import (
 from billing.money import ZERO, to_cents
 from billing.periods import InvoicingError, Period, next_month
 from billing.reconcile import reconcile_invoice
+from billing.tiers import months_to_retier
 from partners.models import Partner, Product
 from partners.outbound import enqueue
 

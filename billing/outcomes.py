@@ -9,7 +9,7 @@
    (charges, reversals, credits, re-bookings), then the partner's budgets and credit limit
    are evaluated and routing held or released (``billing.budgets``, ``billing.credit``);
 3. after commit, ``billing.tasks.retier_month`` when the event renumbered its month's
-   tiered units (``billing.charging.renumbers``).
+   tiered units (``billing.tiers.renumbers``).
 
 The event and its charges commit together or not at all: a failure answers the partner with
 an error and its retry with the same event id starts again. Billing sits above marketplace,
@@ -24,7 +24,8 @@ from functools import partial
 from django.db import transaction
 
 from billing import tasks
-from billing.charging import charge_for_event, renumbers
+from billing.charging import charge_for_event
+from billing.tiers import renumbers
 from marketplace.events import EventReport, record_event
 from marketplace.models import LeadEvent
 
