@@ -22,6 +22,8 @@ from typing import Any
 
 from django.db import connection
 
+from partners.months import month_of, month_start, previous_month
+
 PARTNERS = 200
 SIZES = [250_000, 1_000_000]
 ROUNDS = 2
@@ -45,14 +47,13 @@ def _world() -> list[tuple[uuid.UUID, uuid.UUID]]:
 
 
 def _month() -> date:
-    first = datetime.now(UTC).date().replace(day=1)
-    return (first - timedelta(days=1)).replace(day=1)
+    return previous_month(month_of(datetime.now(UTC)))
 
 
 def _load(rows: int, pairs: list[tuple[uuid.UUID, uuid.UUID]], month: date) -> None:
     rng = random.Random(rows)
     kinds = [("cpl", "40.00"), ("cpa", "250.00"), ("cpf", None)]
-    start = datetime.combine(month, datetime.min.time(), tzinfo=UTC)
+    start = month_start(month)
     now = datetime.now(UTC).isoformat()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE billing_invoiceline, billing_invoice, billing_charge CASCADE")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, date
+from datetime import date
 from decimal import Decimal
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
@@ -29,6 +29,7 @@ from billing import credit
 from billing.models import Charge, Currency
 from partners.holds import active_holds, held_partner_ids, held_product_ids, lift_hold, place_hold
 from partners.models import HoldReason, Partner, Product
+from partners.months import month_of
 
 HOLD_REASON = HoldReason.BUDGET
 BUDGET_CURRENCY = Currency.CNY
@@ -36,7 +37,7 @@ BUDGET_CURRENCY = Currency.CNY
 
 def current_month() -> date:
     """The first day of the current UTC month (a ``Charge.period`` value)."""
-    return timezone.now().astimezone(UTC).date().replace(day=1)
+    return month_of(timezone.now())
 
 
 def _month_charges(partner_id: uuid.UUID) -> QuerySet[Charge]:

@@ -1,4 +1,4 @@
-"""Billing months: the one place month arithmetic lives.
+"""Billing months (the month arithmetic itself lives in :mod:`partners.months`).
 
 Every month in billing is a UTC calendar month, named by its first day (``date``): charges
 carry the month they are billed in (``Charge.period``), invoices the months they cover
@@ -10,11 +10,24 @@ month falls in its span (:func:`entries_billed_by`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from django.db.models import QuerySet
 
 from billing.models import Charge, Invoice
+from partners.months import month_bounds, month_of, month_start, next_month, previous_month
+
+__all__ = [
+    "InvoicingError",
+    "Period",
+    "PeriodError",
+    "entries_billed_by",
+    "month_bounds",
+    "month_of",
+    "month_start",
+    "next_month",
+    "previous_month",
+]
 
 
 class InvoicingError(ValueError):
@@ -23,31 +36,6 @@ class InvoicingError(ValueError):
 
 class PeriodError(InvoicingError):
     """Not a billing month."""
-
-
-def month_of(at: datetime) -> date:
-    """The first day of the UTC month ``at`` falls in."""
-    return at.astimezone(UTC).date().replace(day=1)
-
-
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def previous_month(month: date) -> date:
-    first = month.replace(day=1)
-    return date(first.year - 1, 12, 1) if first.month == 1 else date(first.year, first.month - 1, 1)
-
-
-def month_start(month: date) -> datetime:
-    """Midnight UTC on the first day of ``month``."""
-    return datetime(month.year, month.month, 1, tzinfo=UTC)
-
-
-def month_bounds(at: datetime) -> tuple[datetime, datetime]:
-    """[start, end) of the UTC month ``at`` falls in."""
-    month = month_of(at)
-    return month_start(month), month_start(next_month(month))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -48,7 +48,7 @@ from billing.models import (
     ReviewStatus,
 )
 from billing.money import ZERO, to_cents
-from billing.periods import Period, entries_billed_by, next_month
+from billing.periods import Period, entries_billed_by, month_start, next_month
 from billing.pricing import EVENT_FEE_KIND
 from billing.statements import with_open_amounts
 from marketplace.models import EventType, Lead, LeadEvent
@@ -76,8 +76,7 @@ class Report:
 
 
 def _month(period: Period) -> tuple[datetime, datetime]:
-    start = datetime.combine(period.start, datetime.min.time(), tzinfo=UTC)
-    return start, period.end_datetime
+    return period.start_datetime, period.end_datetime
 
 
 def _for_partner(queryset: Any, partner_id: uuid.UUID | None) -> Any:
@@ -428,6 +427,5 @@ def reconcile_invoice(invoice: Invoice) -> Report:
     while month <= invoice.period_start:
         report.merge(reconcile_partner(invoice.partner_id, Period(month)))
         month = next_month(month)
-    first = datetime.combine(invoice.first_period, datetime.min.time(), tzinfo=UTC)
-    _earlier_pending_fees(report, first, invoice.partner_id)
+    _earlier_pending_fees(report, month_start(invoice.first_period), invoice.partner_id)
     return report

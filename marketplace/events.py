@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -51,6 +51,7 @@ from marketplace.models import (
     Referral,
 )
 from partners.currencies import CURRENCIES
+from partners.months import month_label
 
 # Loans on this platform are consumer loans; anything beyond is a typo or an attack.
 MAX_AMOUNT = Decimal("10000000")
@@ -100,14 +101,10 @@ def carries_amount(report: EventReport) -> bool:
     return report.amount is not None or report.principal is not None
 
 
-def month_of(at: datetime) -> str:
-    return f"{at.astimezone(UTC):%Y-%m}"
-
-
 def _normalised(report: EventReport) -> EventReport:
     """A revenue event without a period is the revenue of the month it occurred in."""
     if report.type == EventType.REVENUE and not report.period:
-        return replace(report, period=month_of(report.occurred_at))
+        return replace(report, period=month_label(report.occurred_at))
     return report
 
 
@@ -147,7 +144,7 @@ def _validate_shape(report: EventReport) -> None:
             raise EventError("a revenue event carries only amount and period", field="amount")
         if report.period and not PERIOD_FORMAT.match(report.period):
             raise EventError("period is a month, YYYY-MM (e.g. 2026-11)", field="period")
-        if report.period and report.period > month_of(report.occurred_at):
+        if report.period and report.period > month_label(report.occurred_at):
             raise EventError("period is after the month of occurred_at", field="period")
     elif report.period:
         raise EventError("only a revenue event may name a period", field="period")
@@ -242,7 +239,7 @@ def _check_revenue(events: list[LeadEvent], report: EventReport) -> None:
             f"revenue {report.amount} is above the funded principal {principal}",
             field="amount",
         )
-    if report.period < month_of(funded[-1].occurred_at):
+    if report.period < month_label(funded[-1].occurred_at):
         raise EventError("period is before the loan was funded", field="period")
     if any(e.type == EventType.REVENUE and e.revenue_period == report.period for e in events):
         raise EventError(

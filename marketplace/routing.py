@@ -27,6 +27,7 @@ from marketplace.auctions import open_auction
 from marketplace.matching import Application, CreditBox, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
 from partners.models import DeliveryMode, Product
+from partners.months import month_of, month_start
 
 
 def application_for(referral: Referral) -> Application:
@@ -85,9 +86,8 @@ def _over_cap(boxes: Sequence[CreditBox], *, is_sandbox: bool) -> set[uuid.UUID]
     list(Product.objects.select_for_update().filter(id__in=ids).values_list("id"))
     now = timezone.now()
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month_start = day_start.replace(day=1)
     counts = Lead.objects.filter(
-        product_id__in=ids, created_at__gte=month_start, is_sandbox=is_sandbox
+        product_id__in=ids, created_at__gte=month_start(month_of(now)), is_sandbox=is_sandbox
     )
     monthly = dict(counts.values_list("product_id").annotate(n=Count("id")))
     daily = dict(

@@ -25,6 +25,7 @@ from demo.server import PartnerSimulator
 from demo.traffic import pay_some_invoices, post_corrections
 from demo.world import var_path
 from marketplace.models import Lead, Referral
+from partners.months import month_of
 
 
 class Command(BaseCommand):
@@ -94,7 +95,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Returns and reversals before invoicing: {dict(before)}")
             self._report(statuses, elapsed)
             if options["invoice"]:
-                period = Period(timezone.now().date().replace(day=1))
+                period = Period(month_of(timezone.now()))
                 invoices = generate_invoices(period=period, issue=True)
                 self.stdout.write(f"Invoices issued: {len(invoices)}")
                 after = post_corrections(
