@@ -158,19 +158,7 @@ def export_bundle(
     with (out_dir / "entries.jsonl").open("wb") as entries:
         for _, canonical, _ in covered:
             entries.write(canonical.encode() + b"\n")
-    document = {
-        "origin": ledger.CHECKPOINT_ORIGIN,
-        "tree_size": checkpoint.tree_size,
-        "root_hash": base64.b64encode(bytes.fromhex(checkpoint.root_hash)).decode(),
-        "root_hash_hex": checkpoint.root_hash,
-        "signed_at": checkpoint.signed_at.isoformat(),
-        "algorithm": "Ed25519",
-        "key_id": checkpoint.key_id,
-        "signature": checkpoint.signature,
-        "signed_body": ledger.checkpoint_body(
-            checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_at
-        ).decode(),
-    }
+    document = ledger.checkpoint_document(checkpoint)
     (out_dir / "checkpoint.json").write_text(json.dumps(document, indent=2) + "\n")
     (out_dir / "public_key.txt").write_text(summary.public_key + "\n")
     proof_documents = [

@@ -109,6 +109,23 @@ def checkpoint_body(tree_size: int, root_hash_hex: str, signed_at: datetime) -> 
     return f"{CHECKPOINT_ORIGIN}\n{tree_size}\n{root_b64}\n{signed_at.isoformat()}\n".encode()
 
 
+def checkpoint_document(checkpoint: Checkpoint) -> dict[str, Any]:
+    """A checkpoint as auditors receive it (API and audit bundles alike), with the exact
+    text its signature covers."""
+    body = checkpoint_body(checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_at)
+    return {
+        "origin": CHECKPOINT_ORIGIN,
+        "tree_size": checkpoint.tree_size,
+        "root_hash": base64.b64encode(bytes.fromhex(checkpoint.root_hash)).decode(),
+        "root_hash_hex": checkpoint.root_hash,
+        "signed_at": checkpoint.signed_at.isoformat(),
+        "algorithm": "Ed25519",
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+        "signed_body": body.decode(),
+    }
+
+
 def make_checkpoint() -> Checkpoint:
     """Sign the current tree. Reads a consistent prefix: entries below the head's size."""
     with transaction.atomic():

@@ -9,7 +9,6 @@ Hashes in proofs are lowercase hex; roots are given in base64 (as signed) and in
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from typing import Any
@@ -28,22 +27,6 @@ from consent.models import Checkpoint, ConsentGrant, LedgerEntry
 from partners.authentication import client
 from partners.errors import ApiError
 from partners.scoping import scoped
-
-
-def checkpoint_document(checkpoint: Checkpoint) -> dict[str, Any]:
-    """A checkpoint with the exact text its signature covers."""
-    body = ledger.checkpoint_body(checkpoint.tree_size, checkpoint.root_hash, checkpoint.signed_at)
-    return {
-        "origin": ledger.CHECKPOINT_ORIGIN,
-        "tree_size": checkpoint.tree_size,
-        "root_hash": base64.b64encode(bytes.fromhex(checkpoint.root_hash)).decode(),
-        "root_hash_hex": checkpoint.root_hash,
-        "signed_at": checkpoint.signed_at.isoformat(),
-        "algorithm": "Ed25519",
-        "key_id": checkpoint.key_id,
-        "signature": checkpoint.signature,
-        "signed_body": body.decode(),
-    }
 
 
 def _latest() -> Checkpoint | None:
@@ -121,7 +104,7 @@ class CheckpointListView(APIView):
         paginator = CheckpointPagination()
         page = paginator.paginate_queryset(Checkpoint.objects.all(), request, view=self)
         assert page is not None
-        return paginator.get_paginated_response([checkpoint_document(c) for c in page])
+        return paginator.get_paginated_response([ledger.checkpoint_document(c) for c in page])
 
 
 class CheckpointLatestView(APIView):
@@ -134,7 +117,7 @@ class CheckpointLatestView(APIView):
         checkpoint = _latest()
         if checkpoint is None:
             raise Http404
-        return Response(checkpoint_document(checkpoint))
+        return Response(ledger.checkpoint_document(checkpoint))
 
 
 class LedgerEntryView(APIView):
@@ -179,7 +162,7 @@ class LedgerEntryView(APIView):
                     "tree_size": proof.tree_size,
                     "hashes": [h.hex() for h in proof.hashes],
                 },
-                "checkpoint": checkpoint_document(checkpoint),
+                "checkpoint": ledger.checkpoint_document(checkpoint),
             }
         )
 
@@ -211,8 +194,8 @@ class ConsistencyProofView(APIView):
             raise _proof_unavailable() from None
         return Response(
             {
-                "first": checkpoint_document(old),
-                "second": checkpoint_document(new),
+                "first": ledger.checkpoint_document(old),
+                "second": ledger.checkpoint_document(new),
                 "hashes": [h.hex() for h in proof],
             }
         )
