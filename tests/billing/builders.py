@@ -3,15 +3,14 @@ events reported through the real path, billing.outcomes.report_outcome."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from billing.invoicing import Period
@@ -186,27 +185,3 @@ def billing_offline() -> Iterator[None]:
 def ledger(lead: Lead) -> list[tuple[str, str, Decimal]]:
     """The lead's ledger as sorted (kind, entry_type, amount) triples."""
     return sorted(Charge.objects.filter(lead=lead).values_list("kind", "entry_type", "amount"))
-
-
-def run_concurrently(work: Callable[[int], Any], threads: int) -> list[Any]:
-    """Run ``work(i)`` in ``threads`` real threads released together; each result is the
-    return value or the exception raised. Each thread closes its own DB connection."""
-    barrier = threading.Barrier(threads)
-    results: list[Any] = [None] * threads
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[index] = work(index)
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    assert not any(worker.is_alive() for worker in workers), "a worker thread hung"
-    return results

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 import pytest
 from django.utils import timezone
@@ -19,9 +20,9 @@ from tests.billing.builders import (
     current_period,
     post,
     report,
-    run_concurrently,
     schedule,
 )
+from tests.concurrency import run_concurrently
 from tests.factories import PartnerFactory
 
 db_examples = settings(
@@ -107,7 +108,7 @@ def test_a_storm_of_duplicate_postbacks_makes_one_charge() -> None:
     lead = leads.billed_lead()
     event = report("funded", timezone.now() - timedelta(hours=1), external_id="storm-1")
 
-    results = run_concurrently(lambda _: post(lead, event), threads=12)
+    results = run_concurrently(*[lambda: post(lead, event)] * 12)
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert Charge.objects.filter(lead=lead).count() == 1
@@ -123,7 +124,7 @@ def test_two_invoice_runs_at_once_make_one_invoice() -> None:
         post(leads.lead(partner=partner), report("accepted", timezone.now() - timedelta(hours=1)))
 
     results = run_concurrently(
-        lambda _: generate_invoices(period=current_period(), issue=True), threads=4
+        *[lambda: generate_invoices(period=current_period(), issue=True)] * 4
     )
 
     assert not [r for r in results if isinstance(r, Exception)]
@@ -145,11 +146,11 @@ def test_invoice_and_credit_note_numbers_stay_gapless_under_concurrent_issuing()
         )
     drafts = generate_invoices(period=current_period())
 
-    run_concurrently(lambda i: issue_invoice(invoice_id=drafts[i].id), threads=len(drafts))
+    run_concurrently(*(partial(issue_invoice, invoice_id=draft.id) for draft in drafts))
     for partner in partners:
         lead = partner.leads.get()
         post(lead, report("returned", timezone.now() - timedelta(hours=1)))
-    run_concurrently(lambda i: generate_invoices(period=current_period()), threads=4)
+    run_concurrently(*[lambda: generate_invoices(period=current_period())] * 4)
 
     year = timezone.now().year
     numbers = sorted(Invoice.objects.values_list("number", flat=True))

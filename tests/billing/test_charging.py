@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from django.db.models import Sum
@@ -22,9 +23,9 @@ from tests.billing.builders import (
     ledger,
     post,
     report,
-    run_concurrently,
     schedule,
 )
+from tests.concurrency import run_concurrently
 from tests.factories import ProductFactory
 
 CPL, CPA = Decimal("40.00"), Decimal("250.00")
@@ -318,7 +319,7 @@ def test_a_storm_of_the_same_event_stores_one_event_and_one_charge(
     lead = leads.billed_lead()
     accepted = report("accepted", an_hour_ago(), external_id="storm-1")
 
-    results = run_concurrently(lambda _: post(lead, accepted), threads=8)
+    results = run_concurrently(*[lambda: post(lead, accepted)] * 8)
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert {event.pk for event, _ in results} == {LeadEvent.objects.get(lead=lead).pk}
@@ -334,7 +335,7 @@ def test_concurrent_events_of_one_type_with_different_ids_make_one_charge(
     at = an_hour_ago()
 
     results = run_concurrently(
-        lambda i: post(lead, report("accepted", at, external_id=f"accept-{i}")), threads=8
+        *(partial(post, lead, report("accepted", at, external_id=f"accept-{i}")) for i in range(8))
     )
 
     refused = [r for r in results if isinstance(r, EventError)]
@@ -370,7 +371,7 @@ def test_a_return_reported_during_a_catch_up_run_still_credits_the_late_charge(
         returned.set()
         return None
 
-    results = run_concurrently(catch_up_or_return, threads=2)
+    results = run_concurrently(partial(catch_up_or_return, 0), partial(catch_up_or_return, 1))
 
     assert results == [1, None]
     assert ledger(lead) == [("cpl", "charge", CPL), ("cpl", "credit", -CPL)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from io import StringIO
 
 import pytest
@@ -30,9 +31,9 @@ from tests.billing.builders import (
     current_period,
     post,
     report,
-    run_concurrently,
     schedule,
 )
+from tests.concurrency import run_concurrently
 from tests.factories import PartnerFactory, ProductFactory
 
 VAT = Decimal("0.06")
@@ -352,7 +353,7 @@ def test_concurrent_runs_make_one_invoice_per_partner(
         bill(leads, partner, "accepted")
     period = current_period()
 
-    results = run_concurrently(lambda _: generate_invoices(period=period), threads=4)
+    results = run_concurrently(*[lambda: generate_invoices(period=period)] * 4)
 
     assert not [r for r in results if isinstance(r, Exception)]
     assert sum(len(made) for made in results) == 3
@@ -373,7 +374,7 @@ def test_concurrent_issuing_gives_numbers_without_gaps_or_duplicates(
     drafts = make_drafts(leads, 10)
     year = timezone.now().year
 
-    results = run_concurrently(lambda i: issue_invoice(invoice_id=drafts[i].pk), threads=10)
+    results = run_concurrently(*(partial(issue_invoice, invoice_id=draft.pk) for draft in drafts))
 
     assert not [r for r in results if isinstance(r, Exception)]
     numbers = sorted(Invoice.objects.values_list("number", flat=True))

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from consent.models import (
     Subject,
 )
 from partners.models import Partner
+from tests.concurrency import run_concurrently
 from tests.consent.conftest import MakeApplicant, MakeGrant
 from tests.factories import PartnerFactory
 
@@ -292,20 +294,13 @@ def test_racing_withdrawal_and_disclosure_never_disclose_after_withdrawal(
 ) -> None:
     for _round in range(6):
         grant = make_grant(partners=[partner])
-        start = threading.Barrier(2)
-        errors: list[BaseException] = []
 
-        def discloser(grant: ConsentGrant = grant, start: threading.Barrier = start) -> None:
-            start.wait(5)
-            _disclose(grant, partner)
+        results = run_concurrently(
+            partial(_disclose, grant, partner),
+            partial(grants.withdraw, grant_id=grant.id, channel="api"),
+        )
 
-        def withdrawer(grant: ConsentGrant = grant, start: threading.Barrier = start) -> None:
-            start.wait(5)
-            grants.withdraw(grant_id=grant.id, channel="api")
-
-        threads = [_in_thread(discloser, errors), _in_thread(withdrawer, errors)]
-        for thread in threads:
-            thread.join(10)
+        errors = [r for r in results if isinstance(r, BaseException)]
 
         assert all(isinstance(e, gate.DisclosureRefused) for e in errors), errors
         assert _disclosures_after_withdrawal(grant.id) == []

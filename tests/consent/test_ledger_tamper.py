@@ -7,8 +7,8 @@ import base64
 import hashlib
 import io
 import json
-import threading
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,11 +24,12 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from consent import gate, grants, ledger
 from consent.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
 from consent.models import Checkpoint, LedgerEntry, LedgerHead
+from tests.concurrency import run_concurrently
 from tests.consent.conftest import MakeGrant
 from tests.factories import PartnerFactory
 
@@ -440,26 +441,15 @@ def test_later_checkpoint_is_consistent_with_earlier_ones(built_ledger: None) ->
 @pytest.mark.postgres
 def test_concurrent_appends_get_gapless_sequence_numbers(transactional_db: None) -> None:
     threads, per_thread = 4, 25
-    start = threading.Barrier(threads)
-    errors: list[BaseException] = []
 
     def appender(worker: int) -> None:
-        try:
-            start.wait(5)
-            for n in range(per_thread):
-                with transaction.atomic():
-                    ledger.append(kind="test.event", data={"worker": worker, "n": n})
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for n in range(per_thread):
+            with transaction.atomic():
+                ledger.append(kind="test.event", data={"worker": worker, "n": n})
 
-    workers = [threading.Thread(target=appender, args=(w,)) for w in range(threads)]
-    for thread in workers:
-        thread.start()
-    for thread in workers:
-        thread.join(30)
+    results = run_concurrently(*(partial(appender, w) for w in range(threads)))
 
+    errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
     total = threads * per_thread
     assert list(LedgerEntry.objects.values_list("seq", flat=True)) == list(range(total))

@@ -7,45 +7,23 @@ post after the withdrawal that no deletion request covers.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from consent import grants
 from consent.models import DeletionRequest, Disclosure
 from marketplace import delivery
 from partners.models import TrafficSource
+from tests.concurrency import run_concurrently
 from tests.conftest import SimulatedPartner
 from tests.factories import referral_payload
 from tests.marketplace.conftest import create_referral
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def _together(*calls: Callable[[], Any]) -> list[Any]:
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except BaseException as exc:  # reported by the assertions
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def test_withdrawal_racing_a_post_never_leaves_a_post_without_a_deletion_request(
@@ -67,7 +45,7 @@ def test_withdrawal_racing_a_post_never_leaves_a_post_without_a_deletion_request
             time.sleep(delay)
             return grants.withdraw(grant_id=referral.grant_id, channel="api")
 
-        results = _together(lambda lead=lead: delivery.deliver(lead_id=lead.id), withdraw)
+        results = run_concurrently(lambda lead=lead: delivery.deliver(lead_id=lead.id), withdraw)
 
         assert not [r for r in results if isinstance(r, BaseException)], results
         posted = [

@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from marketplace import delivery
 from marketplace.models import Lead, LeadEvent, LeadStatus, Referral
 from partners.keys import issue_api_key
 from partners.models import TrafficSource
+from tests.concurrency import run_concurrently
 from tests.conftest import SimulatedPartner, partner_client
 from tests.factories import PartnerFactory, ProductFactory, referral_payload
 from tests.marketplace.conftest import REFERRALS_URL, create_referral, set_lead_status
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-T = TypeVar("T")
-
-
-def run_together(*calls: Callable[[], T]) -> list[T | BaseException]:
-    """Start every call at the same moment, each in its own thread and connection."""
-    barrier = threading.Barrier(len(calls))
-    results: list[T | BaseException] = [RuntimeError("did not run")] * len(calls)
-
-    def run(index: int, call: Callable[[], T]) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except BaseException as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
 
 
 def source_client_for(source: TrafficSource) -> APIClient:
@@ -73,7 +48,7 @@ def test_concurrent_referrals_with_one_source_reference_make_one_referral_and_a_
             REFERRALS_URL, referral_payload(source_reference="APP-7"), format="json"
         )
 
-    responses = run_together(*(post(client) for client in clients))
+    responses = run_concurrently(*(post(client) for client in clients))
 
     assert sorted(map(status_of, responses), key=str) == [201, 409, 409]
     for response in responses:
@@ -93,7 +68,7 @@ def test_concurrent_requests_with_one_idempotency_key_make_one_referral(
             REFERRALS_URL, body, format="json", headers={"Idempotency-Key": "same-key"}
         )
 
-    responses = run_together(post, post, post, post)
+    responses = run_concurrently(post, post, post, post)
 
     statuses = list(map(status_of, responses))
     assert set(statuses) <= {201, 409}, statuses
@@ -106,7 +81,9 @@ def test_daily_cap_holds_under_concurrent_intake(
 ) -> None:
     capped = ProductFactory(daily_cap=2)
 
-    results = run_together(*(lambda: create_referral(source, referral_payload()) for _ in range(5)))
+    results = run_concurrently(
+        *(lambda: create_referral(source, referral_payload()) for _ in range(5))
+    )
 
     assert all(isinstance(result, Referral) for result in results), results
     assert Lead.objects.filter(product=capped).count() == 2
@@ -126,7 +103,7 @@ def test_the_same_event_posted_concurrently_is_stored_once(
     def post() -> Any:
         return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
 
-    responses = run_together(post, post, post)
+    responses = run_concurrently(post, post, post)
 
     assert sorted(map(status_of, responses), key=str) == [200, 200, 201]
     assert LeadEvent.objects.count() == 1
@@ -151,7 +128,7 @@ def test_different_events_posted_concurrently_all_count(
         full = {**body, "occurred_at": lead.delivered_at.isoformat()}
         return lambda: client.post(f"/api/v1/partner/leads/{lead.id}/events", full, format="json")
 
-    responses = run_together(*(post(body) for body in bodies))
+    responses = run_concurrently(*(post(body) for body in bodies))
 
     assert list(map(status_of, responses)) == [201, 201, 201]
     lead.refresh_from_db()
@@ -169,7 +146,7 @@ def test_a_lead_delivered_by_two_workers_at_once_is_posted_once(
     sim = simulator_factory(latency_ms=300)
     lead = create_referral(source, referral_payload()).leads.get()
 
-    results = run_together(
+    results = run_concurrently(
         lambda: delivery.deliver(lead_id=lead.id), lambda: delivery.deliver(lead_id=lead.id)
     )
 

@@ -20,10 +20,10 @@ from marketplace.models import (
     Referral,
 )
 from partners.models import DeliveryMode, TrafficSource
+from tests.concurrency import run_concurrently
 from tests.conftest import SimulatedPartner
 from tests.factories import referral_payload
 from tests.marketplace.conftest import create_referral
-from tests.marketplace.test_concurrency import run_together
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -69,7 +69,7 @@ def test_concurrent_fallbacks_fill_the_auction_without_overfilling(
     first, second = (Lead.objects.get(referral=referral, partner=s.partner) for s in sims[:2])
     Lead.objects.filter(pk__in=[first.pk, second.pk]).update(status=LeadStatus.POST_REJECTED)
 
-    results = run_together(
+    results = run_concurrently(
         lambda: auctions.fall_back(lead_id=first.id),
         lambda: auctions.fall_back(lead_id=second.id),
     )
@@ -109,7 +109,7 @@ def test_concurrent_reversals_of_one_event_store_one(
         report = events.EventReport(event_id, "reversal", timezone.now(), reverses="acc")
         return events.record_event(lead_id=lead.id, partner_id=sim.partner.id, report=report)
 
-    results = run_together(lambda: reverse("rev-1"), lambda: reverse("rev-2"))
+    results = run_concurrently(lambda: reverse("rev-1"), lambda: reverse("rev-2"))
 
     refused = [r for r in results if isinstance(r, events.EventError)]
     assert len(refused) == 1 and refused[0].code == "already_reversed", results

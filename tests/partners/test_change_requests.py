@@ -4,16 +4,16 @@ bumps the product's updated_at (matching reloads), a rejection carries a note.""
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import close_old_connections
 
 from partners import products
 from partners.models import ChangeRequestStatus, Partner, Product, ProductChangeRequest
+from tests.concurrency import run_concurrently
 from tests.conftest import partner_client
 
 CHANGE_REQUESTS = "/api/v1/partner/change-requests"
@@ -257,24 +257,16 @@ def test_concurrent_approvals_of_conflicting_changes_apply_only_one(partner, pro
     see the first one's result and refuse, instead of breaking the amount-range rule."""
     raise_min = products.propose_change(product=product, changes={"min_amount": Decimal(30000)})
     lower_max = products.propose_change(product=product, changes={"max_amount": Decimal(20000)})
-    barrier = threading.Barrier(2)
     outcomes: dict[str, str] = {}
 
     def approve(change_request: ProductChangeRequest) -> None:
         try:
-            barrier.wait()
             products.approve_change(change_request_id=change_request.id, decided_by=operator)
             outcomes[str(change_request.id)] = "approved"
         except products.ChangeRequestError:
             outcomes[str(change_request.id)] = "refused"
-        finally:
-            close_old_connections()
 
-    threads = [threading.Thread(target=approve, args=(cr,)) for cr in (raise_min, lower_max)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(partial(approve, raise_min), partial(approve, lower_max))
 
     assert sorted(outcomes.values()) == ["approved", "refused"]
     product.refresh_from_db()

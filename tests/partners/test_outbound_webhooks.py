@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
@@ -18,6 +19,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from partners import outbound, tasks
 from partners.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from partners.webhooks import create_endpoint
+from tests.concurrency import run_concurrently
 from tests.factories import PartnerFactory
 
 
@@ -299,24 +301,12 @@ def test_concurrent_batches_post_each_message_once(transactional_db, receiver):
     endpoint, _ = create_endpoint(partner=PartnerFactory(), url=receiver.url)
     with mock.patch.object(tasks.deliver_webhooks, "delay"):
         ids = [_enqueue(endpoint, key=f"k{i}").id for i in range(40)]
-    results: list[dict[str, str]] = []
-    start = threading.Barrier(2)
 
-    def work(batch: list[str]) -> None:
-        try:
-            start.wait()
-            results.append(outbound.attempt_many(batch))
-        finally:
-            connection.close()
+    results = run_concurrently(
+        partial(outbound.attempt_many, ids[:30]),
+        partial(outbound.attempt_many, list(reversed(ids[10:]))),
+    )
 
-    threads = [
-        threading.Thread(target=work, args=(ids[:30],)),
-        threading.Thread(target=work, args=(list(reversed(ids[10:])),)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     sent = [headers["webhook-id"] for headers, _ in receiver.requests]
     assert sorted(sent) == sorted(ids)  # every message POSTed, none twice
     delivered = [i for r in results for i, status in r.items() if status == "delivered"]
