@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters
 
-from consent import compliance
+from consent import compliance, gate
 from consent.models import PII_FIELDS, Subject
 
 FIELD_CHOICES = [(name, name.replace("_", " ")) for name in PII_FIELDS]
@@ -41,7 +41,7 @@ class RevealForm(forms.Form):
         choices=FIELD_CHOICES, widget=forms.CheckboxSelectMultiple, label="Fields to reveal"
     )
     reason = forms.CharField(
-        min_length=compliance.MIN_REASON_LENGTH,
+        min_length=gate.MIN_REASON_LENGTH,
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Why you need to see this data (recorded, with your name and the time).",
@@ -52,7 +52,7 @@ def _context(model_admin: admin.ModelAdmin, request: HttpRequest, **extra: Any) 
     return {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
-        "can_reveal": request.user.has_perm(compliance.REVEAL_PERMISSION),
+        "can_reveal": request.user.has_perm(gate.REVEAL_PERMISSION),
         **extra,
     }
 
@@ -122,7 +122,7 @@ def subject_history(
 
 @sensitive_post_parameters("reason")
 def reveal(request: HttpRequest, model_admin: admin.ModelAdmin, subject_id: uuid.UUID) -> Any:
-    if not request.user.has_perm(compliance.REVEAL_PERMISSION):
+    if not request.user.has_perm(gate.REVEAL_PERMISSION):
         raise PermissionDenied
     subject = Subject.objects.filter(pk=subject_id).only("id", "erased_at").first()
     if subject is None:
@@ -136,13 +136,13 @@ def reveal(request: HttpRequest, model_admin: admin.ModelAdmin, subject_id: uuid
             user = request.user
             assert isinstance(user, User)
             try:
-                revealed = compliance.reveal(
+                revealed = gate.reveal(
                     subject_id=subject.pk,
                     user=user,
                     fields=tuple(form.cleaned_data["personal_fields"]),
                     reason=form.cleaned_data["reason"],
                 )
-            except compliance.RevealRefused as exc:
+            except gate.RevealRefused as exc:
                 error, status = str(exc), 400
         else:
             status = 400

@@ -6,26 +6,19 @@ person's numbers) is still that person's data, so an officer answering an access
 erasure request must see it, labelled as sandbox, after the live one. ``subject_history``
 gathers everything recorded about a subject without any of its personal data: grants (with
 the text version and hash), withdrawals, disclosures, deletion requests and
-acknowledgements, erasure and earlier reveals. ``reveal`` is the one way staff see
-decrypted data: it needs the ``consent.reveal_subject`` permission and a reason, and
-records a ``RevealRecord`` and a ``data.revealed`` ledger entry in the same transaction as
-the decryption.
+acknowledgements, erasure and earlier reveals. Staff see decrypted data only through the gate
+(``consent.gate.reveal``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass, field
 
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.utils import timezone
 
-from consent import deletion, ledger, vault
+from consent import deletion, vault
 from consent.models import (
-    PII_FIELDS,
     ConsentGrant,
     ConsentWithdrawal,
     DeletionRequest,
@@ -33,17 +26,6 @@ from consent.models import (
     RevealRecord,
     Subject,
 )
-
-REVEAL_PERMISSION = "consent.reveal_subject"
-MIN_REASON_LENGTH = 10
-
-
-class RevealRefused(ValueError):
-    """A reveal that cannot be done; ``code`` says why (no personal data in the message)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -129,44 +111,3 @@ def subject_history(*, subject_id: uuid.UUID) -> SubjectHistory:
         )
     reveals = list(RevealRecord.objects.filter(subject_id=subject_id).select_related("user"))
     return SubjectHistory(subject=subject, grants=history, reveals=reveals)
-
-
-def reveal(
-    *, subject_id: uuid.UUID, user: User, fields: tuple[str, ...], reason: str
-) -> dict[str, str]:
-    """Decrypt a subject's fields for a staff member, logging who, what and why first."""
-    if not user.has_perm(REVEAL_PERMISSION):
-        raise PermissionDenied("revealing personal data needs the reveal_subject permission")
-    reason = reason.strip()
-    if len(reason) < MIN_REASON_LENGTH:
-        raise RevealRefused(
-            "reason_required", f"give a reason of at least {MIN_REASON_LENGTH} characters"
-        )
-    if not fields:
-        raise RevealRefused("no_fields", "choose at least one field to reveal")
-    unknown = set(fields) - set(PII_FIELDS)
-    if unknown:
-        raise RevealRefused("unknown_fields", f"unknown fields: {sorted(unknown)}")
-    ordered = tuple(name for name in PII_FIELDS if name in fields)
-    with transaction.atomic():
-        # Locked: an erasure running now either finishes first (and we refuse) or waits.
-        subject = Subject.objects.select_for_update().get(pk=subject_id)
-        if subject.erased_at is not None or subject.wrapped_key is None:
-            raise RevealRefused("subject_erased", "the subject's data was erased")
-        data = vault._decrypt(subject, ordered)
-        now = timezone.now()
-        record = RevealRecord.objects.create(
-            user=user, subject=subject, fields=list(ordered), reason=reason, revealed_at=now
-        )
-        ledger.append(
-            kind="data.revealed",
-            data={
-                "reveal_id": str(record.id),
-                "subject_id": str(subject.id),
-                "user_id": user.pk,
-                "fields": list(ordered),
-                "reason_sha256": hashlib.sha256(reason.encode()).hexdigest(),
-            },
-            at=now,
-        )
-    return data

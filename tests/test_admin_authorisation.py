@@ -41,7 +41,7 @@ from billing.models import (
     PaymentAllocation,
 )
 from billing.payments import record_payment
-from consent import compliance, gate, grants, ledger
+from consent import gate, grants, ledger
 from consent.models import ConsentText
 from marketplace.models import Auction, AuctionMode, DeliveryAttempt, Lead
 from partners import outbound, products
@@ -468,7 +468,7 @@ def world(db: None) -> World:
             grant_id=grant.id, partner_id=owner.pk, purpose="loan_referral", reference=owner.slug
         )
     grants.withdraw(grant_id=grant.id, channel="admin")
-    compliance.reveal(
+    gate.reveal(
         subject_id=grant.subject_id,
         user=users[SU],
         fields=("full_name",),

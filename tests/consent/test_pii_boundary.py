@@ -201,3 +201,16 @@ def test_checker_allows_code_that_stays_outside_the_vault(snippet: str) -> None:
 )
 def test_gate_use_is_recognised(snippet: str, expected: bool) -> None:
     assert uses_gate(snippet) is expected
+
+
+def test_inside_consent_only_the_gate_decrypts() -> None:
+    """The vault's decryption has one caller: the gate's two doors (disclose to a
+    partner, reveal to staff), each writing its log in the same transaction."""
+    callers = sorted(
+        path.name
+        for path in (ROOT / "consent").rglob("*.py")
+        if "migrations" not in path.parts
+        and path.name not in {"vault.py", "gate.py"}
+        and any("_decrypt" in found for found in pii_violations(path.read_text()))
+    )
+    assert callers == []
