@@ -37,10 +37,6 @@ KNOWN_REASONS = frozenset(ReturnReason.values)
 MIN_LEADS_FOR_CAP = 20
 
 
-class ReturnReviewError(ValueError):
-    pass
-
-
 def code(event: LeadEvent) -> str:
     """The reason code a credit carries (unknown codes, once approved, as ``other``)."""
     return event.reason if event.reason in ReturnReason.values else ReturnReason.OTHER

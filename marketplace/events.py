@@ -184,7 +184,7 @@ def standing(events: list[LeadEvent]) -> list[LeadEvent]:
     return [e for e in events if e.type != EventType.REVERSAL and e.id not in reversed_ids]
 
 
-def _reversed_event(lead: Lead, events: list[LeadEvent], report: EventReport) -> LeadEvent:
+def _reversed_event(events: list[LeadEvent], report: EventReport) -> LeadEvent:
     """The event a reversal takes back: the caller's, on this lead, standing."""
     target = next((e for e in events if e.external_id == report.reverses), None)
     if target is None:
@@ -262,7 +262,7 @@ def _same_currency(report: EventReport, other: LeadEvent, *, what: str) -> None:
         )
 
 
-def _check_consistency(lead: Lead, events: list[LeadEvent], report: EventReport) -> None:
+def _check_consistency(events: list[LeadEvent], report: EventReport) -> None:
     """Against the events still standing (a reversed funding may be reported again)."""
     if report.type == EventType.REVERSAL:
         return
@@ -384,8 +384,8 @@ def record_event(
         events = list(lead.events.all())
         target = None
         if report.type == EventType.REVERSAL:
-            target = _reversed_event(lead, events, report)
-        _check_consistency(lead, events, report)
+            target = _reversed_event(events, report)
+        _check_consistency(events, report)
         try:
             with transaction.atomic():
                 event = LeadEvent.objects.create(

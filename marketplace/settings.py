@@ -334,7 +334,6 @@ VAT_RATE = envdecimal("VAT_RATE", "0.06")
 # Partner endpoints on loopback/private ranges are refused unless explicitly allowed
 # (development, tests and the demo simulator run on loopback).
 ALLOW_PRIVATE_PARTNER_URLS = envbool("ALLOW_PRIVATE_PARTNER_URLS", not PRODUCTION)
-POST_TIMEOUT_SECONDS = float(env("POST_TIMEOUT_SECONDS", "10"))
 DELIVERY_MAX_RETRIES = envint("DELIVERY_MAX_RETRIES", 5)
 API_KEY_PREFIX = env("API_KEY_PREFIX", "dm")
 # Requests per minute per partner API key unless the key sets its own limit.

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import Group, Permission
 from django.db import models, transaction
 from django.db.models import QuerySet
-from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
+from guardian.shortcuts import assign_perm, get_objects_for_user
 
 from partners.models import Partner
 
@@ -132,12 +132,5 @@ def grant_partner_access(*, user: Any, partner: Partner, manage: bool = False) -
         assign_perm(VIEW, user, partner)
         if manage:
             assign_perm(MANAGE, user, partner)
-    if hasattr(user, _CACHE_ATTR):
-        delattr(user, _CACHE_ATTR)
-
-
-def revoke_partner_access(*, user: Any, partner: Partner) -> None:
-    remove_perm(VIEW, user, partner)
-    remove_perm(MANAGE, user, partner)
     if hasattr(user, _CACHE_ATTR):
         delattr(user, _CACHE_ATTR)
