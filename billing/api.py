@@ -216,7 +216,11 @@ class PartnerStatementView(APIView):
         summary="Your statement: balance and aging by due date",
         description="Live only: sandbox traffic is never charged, so a sandbox key gets a "
         "404 with code `no_sandbox_billing`.",
-        parameters=[OpenApiParameter("currency", str, description="ISO 4217 code; default CNY")],
+        parameters=[
+            OpenApiParameter(
+                "currency", str, description=f"ISO 4217 code; default {settings.DEFAULT_CURRENCY}"
+            )
+        ],
         responses={
             200: StatementOutput,
             404: OpenApiResponse(description="`no_sandbox_billing`: called with a sandbox key"),

@@ -1,13 +1,14 @@
 """Monthly budget caps: routing to a partner (or one product) pauses once this UTC
 month's charges, net of credits and reversals, reach its ``monthly_budget``.
 
-Budgets are in CNY and count the CNY ledger entries billed in the current month
-(``Charge.period``, the partner's ``charge_billing_period`` index: one index-only
-aggregate). Evaluated after every charge (in the charge's transaction), when ops save a
-partner's or product's budget in the admin (``billing.partner_admin``: billing's own
-admin for those models calls :func:`evaluate_budgets` after the save), and hourly by beat
-(:func:`sweep_budgets`), which lifts last month's holds once a new month starts and
-catches anything the other paths missed.
+Budgets are in the platform currency (``DEFAULT_CURRENCY``, CNY) and count the ledger
+entries in it billed in the current month (``Charge.period``, the partner's
+``charge_billing_period`` index: one index-only aggregate). Evaluated after every charge
+(in the charge's transaction), when ops save a partner's or product's budget in the admin
+(``billing.partner_admin``: billing's own admin for those models calls
+:func:`evaluate_budgets` after the save), and hourly by beat (:func:`sweep_budgets`),
+which lifts last month's holds once a new month starts and catches anything the other
+paths missed.
 
 A budget places and lifts only its own hold (``HoldReason.BUDGET``, partner-wide or on one
 product); a hold of ops or of the credit limit stands beside it, untouched. Concurrent
@@ -22,17 +23,18 @@ from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing import credit
-from billing.models import Charge, Currency
+from billing.models import Charge
 from partners.holds import active_holds, held_partner_ids, held_product_ids, lift_hold, place_hold
 from partners.models import HoldReason, Partner, Product
 from partners.months import month_of
 
 HOLD_REASON = HoldReason.BUDGET
-BUDGET_CURRENCY = Currency.CNY
+BUDGET_CURRENCY = settings.DEFAULT_CURRENCY  # budgets are amounts in the platform currency
 
 
 def current_month() -> date:

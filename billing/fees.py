@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 
@@ -141,7 +142,7 @@ def create_fee_schedule(
     effective_from: datetime,
     product: Product | None = None,
     effective_to: datetime | None = None,
-    currency: str = Currency.CNY,
+    currency: str | None = None,
     cpl: object = "0",
     cpa: object = "0",
     cpf_rate: object = "0",
@@ -153,10 +154,11 @@ def create_fee_schedule(
 ) -> FeeSchedule:
     """A new schedule version. ``close_previous`` ends an open-ended schedule of the same
     scope at ``effective_from`` (a fee change from a date on); anything else overlapping is
-    refused with a message naming both schedules."""
+    refused with a message naming both schedules. Without ``currency``, the schedule bills
+    in the platform currency (``DEFAULT_CURRENCY``)."""
     if product is not None and product.partner_id != partner.pk:
         raise FeeScheduleError("the product belongs to another partner", field="product")
-    check_currency(currency)
+    currency = check_currency(currency or settings.DEFAULT_CURRENCY)
     rate = parse_amount(cpf_rate, field="cpf_rate", places=RATE_PLACES)
     low = parse_amount(cpf_min, field="cpf_min")
     high = None if cpf_max in (None, "") else parse_amount(cpf_max, field="cpf_max")

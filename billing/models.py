@@ -19,16 +19,8 @@ from django.db.models.functions import Mod, Round
 from django.db.models.lookups import Exact
 
 from marketplace.models import Lead, LeadEvent
+from partners.currencies import Currency as Currency  # we bill in the ones we accept
 from partners.models import Partner, Product
-
-
-class Currency(models.TextChoices):
-    """The ISO 4217 currencies we bill in: a short explicit list, not all of ISO 4217."""
-
-    CNY = "CNY", "Chinese yuan"
-    HKD = "HKD", "Hong Kong dollar"
-    USD = "USD", "US dollar"
-    EUR = "EUR", "Euro"
 
 
 def _money(**kwargs: Any) -> models.DecimalField:

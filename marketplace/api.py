@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
@@ -33,7 +34,8 @@ from partners.idempotency import idempotent
 from partners.models import RISK_TIERS, Partner
 from partners.scoping import acting_key, scoped
 
-CURRENCIES = ["CNY"]
+# A loan is asked for in the platform currency: products' amount bounds are in it.
+LOAN_CURRENCIES = [settings.DEFAULT_CURRENCY]
 EMPLOYMENT_TYPES = ["employed", "self_employed", "civil_servant", "student", "retired", "other"]
 
 
@@ -61,7 +63,7 @@ class ApplicantInput(serializers.Serializer):
 
 class LoanInput(serializers.Serializer):
     amount = StrictDecimalField(max_digits=12, decimal_places=2, min_value=1)
-    currency = serializers.ChoiceField(choices=CURRENCIES)
+    currency = serializers.ChoiceField(choices=LOAN_CURRENCIES)
     term_months = StrictIntegerField(min_value=1, max_value=120)
     purpose = serializers.CharField(max_length=40)
 
