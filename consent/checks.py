@@ -24,7 +24,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from consent import keys
+from consent import master_keys
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +37,16 @@ def check_vault_config(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             hint="VAULT_MASTER_KEYS='active-id:base64(32 bytes)[,older-id:base64...]'",
             id="consent.E001",
         )
-        for problem in keys.config_problems()
+        for problem in master_keys.config_problems()
     ]
 
 
 def verify_vault_at_startup() -> None:
     """Raise ImproperlyConfigured, with a plain message, if the vault keys are unusable."""
-    problems = keys.config_problems()
+    problems = master_keys.config_problems()
     if not problems:
         try:
-            problems = keys.vault_key_problems()
+            problems = master_keys.vault_key_problems()
         except DatabaseError as exc:
             logger.warning(
                 "vault key check skipped at start-up: the database is not ready (%s); "

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, transaction
 
-from consent import crypto, keys, vault
+from consent import crypto, master_keys, vault
 from consent.models import PII_FIELDS, Subject
 from tests.consent.conftest import MakeApplicant, new_b64_key
 
@@ -204,7 +204,7 @@ def test_rotation_under_concurrent_writes_leaves_every_subject_readable(
     for thread in threads:
         thread.start()
     try:
-        report = keys.rotate_subject_keys(batch_size=5)
+        report = master_keys.rotate_subject_keys(batch_size=5)
     finally:
         stop.set()
         for thread in threads:
@@ -214,7 +214,7 @@ def test_rotation_under_concurrent_writes_leaves_every_subject_readable(
     assert report.rewrapped >= 1
     # Subjects created during the run are under the new key already; a second run (as the
     # command tells operators) finishes anything that was locked at the very end.
-    keys.rotate_subject_keys(batch_size=5)
+    master_keys.rotate_subject_keys(batch_size=5)
     assert set(Subject.objects.values_list("key_id", flat=True)) == {"test-2"}
     _use_keys(settings, new_key)
     _readable({**stored, **written})

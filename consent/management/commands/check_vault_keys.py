@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from consent import crypto, keys
+from consent import crypto, master_keys
 
 
 class Command(BaseCommand):
@@ -16,13 +16,13 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []  # report our own findings, not a check traceback
 
     def handle(self, *args: Any, **options: Any) -> None:
-        problems = keys.vault_key_problems()
+        problems = master_keys.vault_key_problems()
         if problems:
             for problem in problems:
                 self.stderr.write(f"PROBLEM: {problem}")
             raise CommandError(f"vault keys are not usable ({len(problems)} problem(s))")
         master = crypto.master_keys()
-        counts = keys.subjects_per_key_id()
+        counts = master_keys.subjects_per_key_id()
         listed = ", ".join(
             f"{key_id!r}{' (active)' if key_id == master.active_id else ''}: "
             f"{counts.get(key_id, 0)} subject(s)"

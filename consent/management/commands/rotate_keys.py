@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.crypto import VaultKeyError
-from consent.keys import BATCH_SIZE, RotationRefused, RotationReport, rotate_subject_keys
+from consent.master_keys import BATCH_SIZE, RotationRefused, RotationReport, rotate_subject_keys
 
 
 class Command(BaseCommand):
