@@ -53,6 +53,13 @@ def consent_text(db: None) -> object:
 
 
 @pytest.fixture
+def partner(db: None) -> Partner:
+    """A live partner with no products yet. The apps' conftests give it what their tests
+    need (a product in marketplace and partners, a fee schedule in billing)."""
+    return PartnerFactory()
+
+
+@pytest.fixture
 def source_client(source: TrafficSource, consent_text: object) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {issue_api_key(source=source).plaintext}")

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def partner(consent_text: object) -> Partner:
+    """A product and a webhook endpoint: leads and webhook messages in both key modes."""
     partner = PartnerFactory()
     ProductFactory(partner=partner)
     create_endpoint(partner=partner, url="http://127.0.0.1:9/hooks")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from django.conf import settings
 from django.utils import timezone
 
@@ -50,13 +49,6 @@ def vat(net: Decimal) -> Decimal:
     """An invoice's total for ``net`` (R9), written out here rather than imported."""
     subtotal = to_cents(net)
     return subtotal + to_cents(subtotal * Decimal(str(settings.VAT_RATE)))
-
-
-@pytest.fixture
-def partner(db: None) -> Partner:
-    partner = PartnerFactory()
-    schedule(partner)  # CPL 40, CPA 250 (CNY)
-    return partner
 
 
 def fresh_lead(leads: LeadBuilder, partner: Partner) -> Lead:

@@ -45,13 +45,6 @@ def issued_for(leads: LeadBuilder, partner: Partner, *events: str) -> Invoice:
     return invoice
 
 
-@pytest.fixture
-def partner(db: None) -> Partner:
-    partner = PartnerFactory()
-    schedule(partner)
-    return partner
-
-
 def test_a_return_after_issue_makes_a_credit_note_not_an_edit(
     leads: LeadBuilder, partner: Partner
 ) -> None:

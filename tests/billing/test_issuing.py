@@ -58,13 +58,6 @@ def minutes_ago(minutes: float) -> datetime:
     return month_start + (now - month_start) * (1 - minutes / 120)
 
 
-@pytest.fixture
-def partner(db: None) -> Partner:
-    partner = PartnerFactory()
-    schedule(partner)  # CPL 40, CPA 250, CNY
-    return partner
-
-
 def new_lead(leads: LeadBuilder, partner: Partner) -> Lead:
     return leads.lead(partner=partner, delivered_at=minutes_ago(100))
 

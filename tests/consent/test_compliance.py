@@ -18,7 +18,6 @@ from consent.models import ConsentGrant, LedgerEntry, RevealRecord, Subject
 from partners.models import Partner
 from tests.consent.conftest import MakeApplicant, MakeGrant
 from tests.consent.support import APPLICANT_SECRETS, disclose_to, staff_user
-from tests.factories import PartnerFactory
 
 NATIONAL_ID = "110101199003071234"
 REASON = "Complaint 2026-114: applicant disputes a disclosure"
@@ -35,11 +34,6 @@ VIEW_ONLY_MODELS = [
     "marketplace_referral",
     "marketplace_lead",
 ]
-
-
-@pytest.fixture
-def partner(db: None) -> Partner:
-    return PartnerFactory(name="Lender With A Name")
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from consent.models import LedgerEntry, RevealRecord
 from partners.models import Partner
 from tests.consent.conftest import MakeApplicant, MakeGrant
 from tests.consent.support import disclose_to, staff_user
-from tests.factories import PartnerFactory
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,11 +31,6 @@ REASON = "Complaint 2026-114: applicant disputes a disclosure"
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install)"
 )
-
-
-@pytest.fixture
-def partner(db: None) -> Partner:
-    return PartnerFactory()
 
 
 def test_officer_finds_an_applicant_and_reveals_a_field_with_a_reason(

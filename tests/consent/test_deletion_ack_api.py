@@ -26,11 +26,6 @@ BASE = "/api/v1/partner/consent-withdrawals"
 
 
 @pytest.fixture
-def partner(db: None) -> Partner:
-    return PartnerFactory()
-
-
-@pytest.fixture
 def api(partner: Partner) -> APIClient:
     return partner_client(partner)
 

@@ -34,18 +34,12 @@ from tests.consent.conftest import MakeApplicant, MakeGrant
 from tests.consent.support import APPLICANT_SECRETS, disclose_to
 from tests.factories import (
     FeeScheduleFactory,
-    PartnerFactory,
     ProductFactory,
     referral_payload,
 )
 from tests.marketplace.conftest import create_referral, set_lead_status
 
 REASON = "Applicant asked for erasure by letter"
-
-
-@pytest.fixture
-def partner(db: None) -> Partner:
-    return PartnerFactory()
 
 
 def _erase(*args: str) -> str:

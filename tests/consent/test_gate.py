@@ -43,11 +43,6 @@ def _disclose(grant: ConsentGrant, partner: Partner, **overrides: Any) -> gate.D
     return gate.disclose(**arguments)
 
 
-@pytest.fixture
-def partner(db: None) -> Partner:
-    return PartnerFactory()
-
-
 def test_disclose_returns_the_data_and_logs_one_disclosure_and_one_ledger_entry(
     make_grant: MakeGrant, partner: Partner
 ) -> None:

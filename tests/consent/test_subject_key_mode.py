@@ -33,6 +33,7 @@ FIND_URL = "/admin/consent/subject/find/"
 
 @pytest.fixture
 def partner(consent_text: object) -> Partner:
+    """Its product never dedupes, so the same applicant can be referred again."""
     partner = PartnerFactory()
     ProductFactory(partner=partner, dedupe_days=0)
     return partner

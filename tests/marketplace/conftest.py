@@ -1,8 +1,9 @@
 """Fixtures for the routing domain's tests: referrals through the real intake service,
-leads moved to a status, and a partner's API client."""
+leads moved to a status, and a partner's API client reporting events on its leads."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,9 @@ from consent.models import ConsentGrant, Disclosure, LedgerEntry, Subject
 from marketplace import intake
 from marketplace.api import ReferralInput
 from marketplace.models import Lead, LeadStatus, Referral
-from partners.models import IdempotencyRecord, TrafficSource
-from tests.factories import referral_payload
+from partners.models import IdempotencyRecord, Partner, TrafficSource
+from tests.conftest import partner_client
+from tests.factories import PartnerFactory, ProductFactory, referral_payload
 
 REFERRALS_URL = "/api/v1/referrals"
 
@@ -76,3 +78,66 @@ def set_lead_status(lead: Lead, status: str) -> Lead:
 
 def api_post(client: APIClient, payload: Any, **headers: str) -> Any:
     return client.post(REFERRALS_URL, payload, format="json", headers=headers)
+
+
+@pytest.fixture
+def partner(db: None) -> Partner:
+    """A live partner with one product, so every referral makes it a lead."""
+    partner = PartnerFactory()
+    ProductFactory(partner=partner)
+    return partner
+
+
+@pytest.fixture
+def client(partner: Partner) -> APIClient:
+    """The partner's API client (in place of Django's test client, which these tests never use)."""
+    return partner_client(partner)
+
+
+@pytest.fixture
+def delivered(source: TrafficSource, consent_text: object) -> Callable[[Partner], Lead]:
+    """``delivered(partner)``: the partner's lead of a fresh referral, delivered."""
+
+    def make(partner: Partner) -> Lead:
+        referral = create_referral(source, referral_payload())
+        return set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
+
+    return make
+
+
+@pytest.fixture
+def lead(delivered: Callable[[Partner], Lead], partner: Partner) -> Lead:
+    """One delivered lead of ``partner``."""
+    return delivered(partner)
+
+
+def report_event(
+    client: APIClient, lead: Lead, event_type: str, event_id: str | None = None, **fields: Any
+) -> Any:
+    """POST one event on the lead through the partner API (a fresh event id unless given)."""
+    body = {
+        "event_id": event_id or f"{event_type}-{uuid.uuid4().hex[:8]}",
+        "type": event_type,
+        "occurred_at": timezone.now().isoformat(),
+    }
+    body.update(fields)
+    return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
+
+
+def error_body(response: Any) -> dict[str, Any]:
+    """The ``error`` object of the project's one JSON error shape."""
+    body: dict[str, Any] = response.json()["error"]
+    return body
+
+
+def funded_lead(client: APIClient, lead: Lead) -> Lead:
+    """Report accepted, approved and funded on the lead; it is then funded."""
+    for event_type, event_id, fields in [
+        ("accepted", "e-acc", {}),
+        ("approved", "e-app", {"amount": "8000.00", "apr": "0.1800"}),
+        ("funded", "e-fund", {"principal": "7500.00"}),
+    ]:
+        assert report_event(client, lead, event_type, event_id, **fields).status_code == 201
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.FUNDED
+    return lead

@@ -5,7 +5,6 @@ partner lead list, a lead's detail and a ping never fail on a stored value."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,12 +12,10 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from marketplace.bands import AGE_BANDS, INCOME_BAND_FLOORS, age_band_label, income_band_label
-from marketplace.models import Lead, LeadStatus, Referral
+from marketplace.models import Lead, Referral
 from marketplace.pings import ping_payload
 from partners.models import Partner
 from tests.conftest import partner_client
-from tests.factories import PartnerFactory, ProductFactory, referral_payload
-from tests.marketplace.conftest import create_referral, set_lead_status
 
 # Everything Referral.income_band_floor (DecimalField(13, 2)) and Referral.age
 # (PositiveSmallIntegerField) can store.
@@ -94,19 +91,6 @@ def test_age_over_the_last_band_is_not_labelled_a_minor() -> None:
 
 
 # --- Through the partner API and pings ------------------------------------------------------
-
-
-@pytest.fixture
-def partner(consent_text: object) -> Partner:
-    partner = PartnerFactory()
-    ProductFactory(partner=partner)
-    return partner
-
-
-@pytest.fixture
-def lead(source: Any, partner: Partner) -> Lead:
-    referral = create_referral(source, referral_payload())
-    return set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
 
 
 @pytest.mark.django_db

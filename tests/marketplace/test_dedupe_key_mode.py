@@ -29,6 +29,7 @@ NATIONAL_ID = "110101199003070011"
 
 @pytest.fixture
 def partner(db: None) -> Partner:
+    """Its product dedupes applicants over 30 days: the window under test."""
     partner = PartnerFactory()
     ProductFactory(partner=partner, dedupe_days=30)
     return partner

@@ -11,10 +11,7 @@ from rest_framework.test import APIClient
 
 from marketplace.events import derive_status
 from marketplace.models import EventType, Lead, LeadEvent, LeadStatus
-from partners.models import Partner
-from tests.conftest import partner_client
-from tests.factories import PartnerFactory, ProductFactory, referral_payload
-from tests.marketplace.conftest import create_referral, set_lead_status
+from tests.marketplace.conftest import error_body, funded_lead, report_event
 
 pytestmark = pytest.mark.django_db
 
@@ -22,47 +19,12 @@ THIS_MONTH = f"{timezone.now():%Y-%m}"
 
 
 @pytest.fixture
-def partner() -> Partner:
-    partner = PartnerFactory()
-    ProductFactory(partner=partner)
-    return partner
-
-
-@pytest.fixture
-def client(partner: Partner) -> APIClient:
-    return partner_client(partner)
-
-
-@pytest.fixture
-def delivered(source: Any, consent_text: object, partner: Partner) -> Lead:
-    referral = create_referral(source, referral_payload())
-    return set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
-
-
-def report(client: APIClient, lead: Lead, event_type: str, event_id: str, **fields: Any) -> Any:
-    body = {"event_id": event_id, "type": event_type, "occurred_at": timezone.now().isoformat()}
-    body.update(fields)
-    return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
-
-
-def error(response: Any) -> dict[str, Any]:
-    body: dict[str, Any] = response.json()["error"]
-    return body
-
-
-@pytest.fixture
-def funded(client: APIClient, delivered: Lead) -> Lead:
-    for event_type, event_id, fields in [
-        ("accepted", "e-acc", {}),
-        ("approved", "e-app", {"amount": "8000.00", "apr": "0.1800"}),
-        ("funded", "e-fund", {"principal": "7500.00"}),
-    ]:
-        assert report(client, delivered, event_type, event_id, **fields).status_code == 201
-    return delivered
+def funded(client: APIClient, lead: Lead) -> Lead:
+    return funded_lead(client, lead)
 
 
 def revenue(client: APIClient, lead: Lead, event_id: str, amount: str, **fields: Any) -> Any:
-    return report(client, lead, "revenue", event_id, amount=amount, **fields)
+    return report_event(client, lead, "revenue", event_id, amount=amount, **fields)
 
 
 def test_revenue_is_stored_with_its_period_and_keeps_the_status(
@@ -90,13 +52,13 @@ def test_the_period_defaults_to_the_month_of_occurred_at(client: APIClient, fund
     assert LeadEvent.objects.get(external_id="r-1").revenue_period == THIS_MONTH
 
 
-def test_revenue_on_an_unfunded_lead_is_422(client: APIClient, delivered: Lead) -> None:
-    assert report(client, delivered, "accepted", "e-acc").status_code == 201
+def test_revenue_on_an_unfunded_lead_is_422(client: APIClient, lead: Lead) -> None:
+    assert report_event(client, lead, "accepted", "e-acc").status_code == 201
 
-    response = revenue(client, delivered, "r-1", "10.00")
+    response = revenue(client, lead, "r-1", "10.00")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "lead_not_funded"
+    assert error_body(response)["code"] == "lead_not_funded"
 
 
 def test_a_second_revenue_for_one_period_is_409(client: APIClient, funded: Lead) -> None:
@@ -105,7 +67,7 @@ def test_a_second_revenue_for_one_period_is_409(client: APIClient, funded: Lead)
     response = revenue(client, funded, "r-2", "11.00", period=THIS_MONTH)
 
     assert response.status_code == 409
-    assert error(response)["code"] == "duplicate_revenue_period"
+    assert error_body(response)["code"] == "duplicate_revenue_period"
 
 
 @pytest.mark.parametrize(
@@ -123,22 +85,22 @@ def test_a_second_revenue_for_one_period_is_409(client: APIClient, funded: Lead)
 def test_bad_revenue_is_refused(
     client: APIClient, funded: Lead, fields: dict[str, Any], status: int
 ) -> None:
-    response = report(client, funded, "revenue", "r-bad", **fields)
+    response = report_event(client, funded, "revenue", "r-bad", **fields)
 
     assert response.status_code == status, response.content
     assert not LeadEvent.objects.filter(type=EventType.REVENUE).exists()
 
 
-def test_only_revenue_names_a_period(client: APIClient, delivered: Lead) -> None:
-    response = report(client, delivered, "accepted", "e-acc", period=THIS_MONTH)
+def test_only_revenue_names_a_period(client: APIClient, lead: Lead) -> None:
+    response = report_event(client, lead, "accepted", "e-acc", period=THIS_MONTH)
 
     assert response.status_code == 422
-    assert error(response)["details"] == {"period": ["only a revenue event may name a period"]}
+    assert error_body(response)["details"] == {"period": ["only a revenue event may name a period"]}
 
 
 def test_reversed_revenue_may_be_reported_again(client: APIClient, funded: Lead) -> None:
     assert revenue(client, funded, "r-1", "10.00", period=THIS_MONTH).status_code == 201
-    assert report(client, funded, "reversal", "r-1-x", reverses="r-1").status_code == 201
+    assert report_event(client, funded, "reversal", "r-1-x", reverses="r-1").status_code == 201
 
     response = revenue(client, funded, "r-1-fixed", "12.00", period=THIS_MONTH)
 
@@ -150,13 +112,13 @@ def test_reversed_revenue_may_be_reported_again(client: APIClient, funded: Lead)
 def test_a_funding_with_revenue_cannot_be_reversed(client: APIClient, funded: Lead) -> None:
     assert revenue(client, funded, "r-1", "10.00").status_code == 201
 
-    response = report(client, funded, "reversal", "fund-x", reverses="e-fund")
+    response = report_event(client, funded, "reversal", "fund-x", reverses="e-fund")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "revenue_reported"
+    assert error_body(response)["code"] == "revenue_reported"
     # Reverse the revenue first, then the funding.
-    assert report(client, funded, "reversal", "r-1-x", reverses="r-1").status_code == 201
-    assert report(client, funded, "reversal", "fund-x", reverses="e-fund").status_code == 201
+    assert report_event(client, funded, "reversal", "r-1-x", reverses="r-1").status_code == 201
+    assert report_event(client, funded, "reversal", "fund-x", reverses="e-fund").status_code == 201
     assert revenue(client, funded, "r-2", "10.00").json()["error"]["code"] == "lead_not_funded"
 
 

@@ -18,53 +18,15 @@ from marketplace.models import EventType, Lead, LeadEvent, LeadStatus
 from partners.models import Partner
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory, ProductFactory, referral_payload
-from tests.marketplace.conftest import create_referral, set_lead_status
+from tests.marketplace.conftest import (
+    create_referral,
+    error_body,
+    funded_lead,
+    report_event,
+    set_lead_status,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def partner() -> Partner:
-    partner = PartnerFactory()
-    ProductFactory(partner=partner)
-    return partner
-
-
-@pytest.fixture
-def client(partner: Partner) -> APIClient:
-    return partner_client(partner)
-
-
-@pytest.fixture
-def delivered(source: Any, consent_text: object) -> Callable[[Partner], Lead]:
-    def make(partner: Partner) -> Lead:
-        referral = create_referral(source, referral_payload())
-        return set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
-
-    return make
-
-
-def report(client: APIClient, lead: Lead, event_type: str, event_id: str, **fields: Any) -> Any:
-    body = {"event_id": event_id, "type": event_type, "occurred_at": timezone.now().isoformat()}
-    body.update(fields)
-    return client.post(f"/api/v1/partner/leads/{lead.id}/events", body, format="json")
-
-
-def error(response: Any) -> dict[str, Any]:
-    body: dict[str, Any] = response.json()["error"]
-    return body
-
-
-def funded_lead(client: APIClient, lead: Lead) -> Lead:
-    for event_type, event_id, fields in [
-        ("accepted", "e-acc", {}),
-        ("approved", "e-app", {"amount": "8000.00", "apr": "0.1800"}),
-        ("funded", "e-fund", {"principal": "7500.00"}),
-    ]:
-        assert report(client, lead, event_type, event_id, **fields).status_code == 201
-    lead.refresh_from_db()
-    assert lead.status == LeadStatus.FUNDED
-    return lead
 
 
 def test_reversing_a_funding_moves_the_lead_back_to_approved(
@@ -72,7 +34,7 @@ def test_reversing_a_funding_moves_the_lead_back_to_approved(
 ) -> None:
     lead = funded_lead(client, delivered(partner))
 
-    response = report(client, lead, "reversal", "e-rev", reverses="e-fund")
+    response = report_event(client, lead, "reversal", "e-rev", reverses="e-fund")
 
     assert response.status_code == 201, response.content
     assert response.json()["type"] == "reversal"
@@ -89,9 +51,9 @@ def test_a_reversed_type_may_be_reported_again_with_a_new_event_id(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = funded_lead(client, delivered(partner))
-    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+    report_event(client, lead, "reversal", "e-rev", reverses="e-fund")
 
-    again = report(client, lead, "funded", "e-fund-2", principal="7000.00")
+    again = report_event(client, lead, "funded", "e-fund-2", principal="7000.00")
 
     assert again.status_code == 201, again.content
     lead.refresh_from_db()
@@ -102,9 +64,9 @@ def test_reversing_every_event_leaves_the_lead_delivered(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = delivered(partner)
-    report(client, lead, "accepted", "e-acc")
+    report_event(client, lead, "accepted", "e-acc")
 
-    assert report(client, lead, "reversal", "e-rev", reverses="e-acc").status_code == 201
+    assert report_event(client, lead, "reversal", "e-rev", reverses="e-acc").status_code == 201
 
     lead.refresh_from_db()
     assert lead.status == LeadStatus.DELIVERED
@@ -114,10 +76,10 @@ def test_reversing_a_return_restores_the_status_below_it(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = delivered(partner)
-    report(client, lead, "accepted", "e-acc")
-    report(client, lead, "returned", "e-ret", reason="duplicate")
+    report_event(client, lead, "accepted", "e-acc")
+    report_event(client, lead, "returned", "e-ret", reason="duplicate")
 
-    assert report(client, lead, "reversal", "e-rev", reverses="e-ret").status_code == 201
+    assert report_event(client, lead, "reversal", "e-rev", reverses="e-ret").status_code == 201
 
     lead.refresh_from_db()
     assert lead.status == LeadStatus.ACCEPTED
@@ -128,9 +90,9 @@ def test_the_same_reversal_again_is_200_and_stores_nothing_new(
 ) -> None:
     lead = funded_lead(client, delivered(partner))
     at = timezone.now().isoformat()
-    first = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+    first = report_event(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
     entries_after_first = Charge.objects.filter(lead=lead).count()
-    again = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+    again = report_event(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
 
     # The replay books nothing either.
     assert Charge.objects.filter(lead=lead).count() == entries_after_first
@@ -144,24 +106,24 @@ def test_same_reversal_id_naming_another_event_is_409(
 ) -> None:
     lead = funded_lead(client, delivered(partner))
     at = timezone.now().isoformat()
-    report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
+    report_event(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=at)
 
-    response = report(client, lead, "reversal", "e-rev", reverses="e-app", occurred_at=at)
+    response = report_event(client, lead, "reversal", "e-rev", reverses="e-app", occurred_at=at)
 
     assert response.status_code == 409
-    assert error(response)["code"] == "event_id_conflict"
+    assert error_body(response)["code"] == "event_id_conflict"
 
 
 def test_reversing_an_event_twice_is_409_already_reversed(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = funded_lead(client, delivered(partner))
-    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+    report_event(client, lead, "reversal", "e-rev", reverses="e-fund")
 
-    response = report(client, lead, "reversal", "e-rev-2", reverses="e-fund")
+    response = report_event(client, lead, "reversal", "e-rev-2", reverses="e-fund")
 
     assert response.status_code == 409
-    assert error(response)["code"] == "already_reversed"
+    assert error_body(response)["code"] == "already_reversed"
     lead.refresh_from_db()
     assert lead.status == LeadStatus.APPROVED
 
@@ -170,12 +132,12 @@ def test_reversing_a_reversal_is_422(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = funded_lead(client, delivered(partner))
-    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+    report_event(client, lead, "reversal", "e-rev", reverses="e-fund")
 
-    response = report(client, lead, "reversal", "e-rev-2", reverses="e-rev")
+    response = report_event(client, lead, "reversal", "e-rev-2", reverses="e-rev")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "cannot_reverse_a_reversal"
+    assert error_body(response)["code"] == "cannot_reverse_a_reversal"
     lead.refresh_from_db()
     assert lead.status == LeadStatus.APPROVED
 
@@ -185,11 +147,11 @@ def test_reversing_an_unknown_event_is_422(
 ) -> None:
     lead = funded_lead(client, delivered(partner))
 
-    response = report(client, lead, "reversal", "e-rev", reverses="no-such-event")
+    response = report_event(client, lead, "reversal", "e-rev", reverses="no-such-event")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "reversed_event_not_found"
-    assert "reverses" in error(response)["details"]
+    assert error_body(response)["code"] == "reversed_event_not_found"
+    assert "reverses" in error_body(response)["details"]
 
 
 def test_reversing_an_event_of_another_lead_is_422(
@@ -198,10 +160,10 @@ def test_reversing_an_event_of_another_lead_is_422(
     first = funded_lead(client, delivered(partner))
     second = delivered(partner)
 
-    response = report(client, second, "reversal", "e-rev", reverses="e-fund")
+    response = report_event(client, second, "reversal", "e-rev", reverses="e-fund")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "reversed_event_not_found"
+    assert error_body(response)["code"] == "reversed_event_not_found"
     first.refresh_from_db()
     assert first.status == LeadStatus.FUNDED
 
@@ -214,12 +176,12 @@ def test_reversing_another_partners_event_is_422(
     referral = create_referral(source, referral_payload())
     theirs = set_lead_status(referral.leads.get(partner=other), LeadStatus.DELIVERED)
     ours = set_lead_status(referral.leads.get(partner=partner), LeadStatus.DELIVERED)
-    assert report(partner_client(other), theirs, "accepted", "shared-id").status_code == 201
+    assert report_event(partner_client(other), theirs, "accepted", "shared-id").status_code == 201
 
-    response = report(client, ours, "reversal", "e-rev", reverses="shared-id")
+    response = report_event(client, ours, "reversal", "e-rev", reverses="shared-id")
 
     assert response.status_code == 422
-    assert error(response)["code"] == "reversed_event_not_found"
+    assert error_body(response)["code"] == "reversed_event_not_found"
 
 
 @pytest.mark.parametrize(
@@ -240,10 +202,10 @@ def test_malformed_reversal_is_422_naming_reverses(
 ) -> None:
     lead = funded_lead(client, delivered(partner))
 
-    response = report(client, lead, "reversal", "e-rev", **fields)
+    response = report_event(client, lead, "reversal", "e-rev", **fields)
 
     assert response.status_code == 422, response.content
-    assert field in error(response)["details"]
+    assert field in error_body(response)["details"]
     assert not LeadEvent.objects.filter(type=EventType.REVERSAL).exists()
 
 
@@ -252,10 +214,10 @@ def test_reverses_on_an_ordinary_event_is_422(
 ) -> None:
     lead = delivered(partner)
 
-    response = report(client, lead, "accepted", "e-acc", reverses="whatever")
+    response = report_event(client, lead, "accepted", "e-acc", reverses="whatever")
 
     assert response.status_code == 422
-    assert "reverses" in error(response)["details"]
+    assert "reverses" in error_body(response)["details"]
 
 
 def test_reversal_dated_before_the_event_it_reverses_is_422(
@@ -264,17 +226,17 @@ def test_reversal_dated_before_the_event_it_reverses_is_422(
     lead = funded_lead(client, delivered(partner))
     early = (timezone.now() - timedelta(hours=1)).isoformat()
 
-    response = report(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=early)
+    response = report_event(client, lead, "reversal", "e-rev", reverses="e-fund", occurred_at=early)
 
     assert response.status_code == 422
-    assert error(response)["code"] in {"reversal_before_event", "occurred_before_delivery"}
+    assert error_body(response)["code"] in {"reversal_before_event", "occurred_before_delivery"}
 
 
 def test_lead_detail_shows_which_event_reversed_which(
     client: APIClient, partner: Partner, delivered: Callable[[Partner], Lead]
 ) -> None:
     lead = funded_lead(client, delivered(partner))
-    report(client, lead, "reversal", "e-rev", reverses="e-fund")
+    report_event(client, lead, "reversal", "e-rev", reverses="e-fund")
 
     events = client.get(f"/api/v1/partner/leads/{lead.id}").json()["events"]
 

@@ -28,6 +28,7 @@ def _fresh_rate_limits() -> Iterator[None]:
 
 @pytest.fixture
 def partner(db: None) -> Partner:
+    """A partner with one product named "Own loan", told apart from ``other_partner``'s."""
     partner = PartnerFactory()
     ProductFactory(partner=partner, name="Own loan")
     return partner
