@@ -61,7 +61,8 @@ def _load(rows: int, pairs: list[tuple[uuid.UUID, uuid.UUID]], month: date) -> N
         cursor.execute("SET session_replication_role = replica")
         columns = (
             "id, partner_id, lead_id, product_id, event_id, kind, entry_type, amount, "
-            "currency, occurred_at, corrects_id, reason, period"
+            "currency, occurred_at, corrects_id, reason, period, chain, seq, prev_seq, "
+            "source_currency"
         )
         with cursor.cursor.copy(f"COPY billing_charge ({columns}, created_at) FROM STDIN") as copy:
             buffer = io.StringIO()
@@ -87,6 +88,10 @@ def _load(rows: int, pairs: list[tuple[uuid.UUID, uuid.UUID]], month: date) -> N
                             str(uuid.uuid4()) if credit else "\\N",
                             "duplicate" if credit else "",
                             month.isoformat(),
+                            "",
+                            "2" if credit else "1",
+                            "1" if credit else "\\N",
+                            "",
                             now,
                         ]
                     )

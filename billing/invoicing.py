@@ -47,6 +47,7 @@ from billing.models import (
     CreditNoteSequence,
     EntryType,
     FeeKind,
+    FeeTier,
     Invoice,
     InvoiceLine,
     InvoiceSequence,
@@ -262,9 +263,17 @@ def invoice_partners(*, partner_ids: list[uuid.UUID], period: Period) -> list[In
     already gets nothing (unless its invoice was voided: then a replacement)."""
     with transaction.atomic():
         profiles = lock_billing_rows(partner_ids=partner_ids)
+        # Tiered units are numbered by event time: units reported late renumber the month,
+        # and the prices of the units billed now are brought up to date first (only for
+        # partners with tiers: one query for the batch).
+        tiered = set(
+            FeeTier.objects.filter(schedule__partner_id__in=partner_ids).values_list(
+                "schedule__partner_id", flat=True
+            )
+        )
         for profile in profiles:
-            # Tiered units are numbered by event time: units reported late renumber the
-            # month, and the prices of the units billed now are brought up to date first.
+            if profile.partner_id not in tiered:
+                continue
             through = profile.invoiced_through
             first = next_month(through) if through is not None else EARLIEST
             if through is None or through < period.start:
