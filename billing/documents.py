@@ -386,25 +386,36 @@ def _build(pdf: _Pdf, document: _Document, extra: Sequence[Flowable] = ()) -> by
 
 
 def render_pdf(invoice: Invoice) -> bytes:
-    from reportlab.lib.units import mm
-    from reportlab.platypus import PageBreak, Spacer
-
+    """An invoice as PDF: the parts every document has (parties, facts, lines and
+    totals), then the summaries, any credit notes, how to pay and the detail appendix."""
     data = context(invoice)
-    number = invoice.number or "(draft)"
+    document = _invoice_document(invoice, data)
+    pdf = _Pdf()
     money = invoice.currency
+    extra = [
+        *_summaries(pdf, data, money),
+        *_credit_notes(pdf, data["credit_notes"], money),
+        *_payment_instruction(pdf, data["operator"], invoice.number),
+        *_detail_appendix(pdf, data),
+    ]
+    return _build(pdf, document, extra)
+
+
+def _invoice_document(invoice: Invoice, data: dict[str, Any]) -> _Document:
+    number = invoice.number or "(draft)"
     facts = [("Invoice", number), ("Period", _period(invoice.first_period, invoice.period_start))]
     if invoice.issued_at:
         facts += [
             ("Issued", f"{invoice.issued_at:%Y-%m-%d}"),
             ("Due", f"{invoice.due_date:%Y-%m-%d}" if invoice.due_date else "-"),
         ]
-    facts += [("Status", invoice.get_status_display()), ("Currency", money)]
-    document = _Document(
+    facts += [("Status", invoice.get_status_display()), ("Currency", invoice.currency)]
+    return _Document(
         title=f"Invoice {number}",
         number=number,
         parties=(_seller(), _buyer(invoice)),
         facts=facts,
-        currency=money,
+        currency=invoice.currency,
         lines=[(line.description, line.quantity, line.amount) for line in data["lines"]],
         subtotal=invoice.subtotal,
         tax_rate=invoice.tax_rate,
@@ -412,8 +423,10 @@ def render_pdf(invoice: Invoice) -> bytes:
         total=invoice.total,
         total_label="Total due",
     )
-    pdf = _Pdf()
-    extra: list[Flowable] = [
+
+
+def _summaries(pdf: _Pdf, data: dict[str, Any], money: str) -> list[Flowable]:
+    return [
         pdf.para("Summary by fee type", pdf.heading),
         pdf.grid(
             ["Fee type", f"Amount ({money})"],
@@ -429,55 +442,70 @@ def render_pdf(invoice: Invoice) -> bytes:
             numeric=(1,),
         ),
     ]
-    if data["credit_notes"]:
-        extra += [
-            pdf.para("Credit notes against this invoice", pdf.heading),
-            pdf.grid(
-                ["Number", "Reason", "Issued", f"Credited ({money})"],
+
+
+def _credit_notes(pdf: _Pdf, notes: Sequence[CreditNote], money: str) -> list[Flowable]:
+    if not notes:
+        return []
+    return [
+        pdf.para("Credit notes against this invoice", pdf.heading),
+        pdf.grid(
+            ["Number", "Reason", "Issued", f"Credited ({money})"],
+            [
+                [note.number, note.reason, f"{note.issued_at:%Y-%m-%d}", _amount(note.total)]
+                for note in notes
+            ],
+            [35, 80, 25, 40],
+            numeric=(3,),
+        ),
+    ]
+
+
+def _payment_instruction(pdf: _Pdf, op: Operator, number: str | None) -> list[Flowable]:
+    """Only on an issued invoice (a draft has no number to quote) when the operator has a
+    bank account configured."""
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Spacer
+
+    if not (op.bank and number):
+        return []
+    return [Spacer(1, 4 * mm), pdf.para(f"Pay to {op.bank}, quoting {number}.", pdf.body)]
+
+
+def _detail_appendix(pdf: _Pdf, data: dict[str, Any]) -> list[Flowable]:
+    from reportlab.platypus import PageBreak
+
+    if not data["detail"]:
+        return []
+    appendix: list[Flowable] = [
+        PageBreak(),
+        pdf.para("Appendix: detail lines", pdf.heading),
+        pdf.grid(
+            ["Occurred (UTC)", "Lead", "Product", "Fee", "Entry", "Reason", "Amount"],
+            [
                 [
-                    [note.number, note.reason, f"{note.issued_at:%Y-%m-%d}", _amount(note.total)]
-                    for note in data["credit_notes"]
-                ],
-                [35, 80, 25, 40],
-                numeric=(3,),
-            ),
-        ]
-    op = data["operator"]
-    if op.bank and invoice.number:
-        extra += [
-            Spacer(1, 4 * mm),
-            pdf.para(f"Pay to {op.bank}, quoting {invoice.number}.", pdf.body),
-        ]
-    if data["detail"]:
-        extra += [
-            PageBreak(),
-            pdf.para("Appendix: detail lines", pdf.heading),
-            pdf.grid(
-                ["Occurred (UTC)", "Lead", "Product", "Fee", "Entry", "Reason", "Amount"],
-                [
-                    [
-                        r["occurred_at"][:16].replace("T", " "),
-                        r["lead_id"][:8],
-                        r["product"],
-                        r["fee_kind"],
-                        r["entry_type"],
-                        r["reason"],
-                        _amount(Decimal(r["amount"])),
-                    ]
-                    for r in data["detail"]
-                ],
-                [27, 17, 48, 16, 18, 28, 26],
-                numeric=(6,),
-            ),
-        ]
-        if data["detail_truncated"]:
-            extra.append(
-                pdf.para(
-                    f"{data['detail_count']} lines in all: the CSV download has every one.",
-                    pdf.body,
-                )
+                    r["occurred_at"][:16].replace("T", " "),
+                    r["lead_id"][:8],
+                    r["product"],
+                    r["fee_kind"],
+                    r["entry_type"],
+                    r["reason"],
+                    _amount(Decimal(r["amount"])),
+                ]
+                for r in data["detail"]
+            ],
+            [27, 17, 48, 16, 18, 28, 26],
+            numeric=(6,),
+        ),
+    ]
+    if data["detail_truncated"]:
+        appendix.append(
+            pdf.para(
+                f"{data['detail_count']} lines in all: the CSV download has every one.",
+                pdf.body,
             )
-    return _build(pdf, document, extra)
+        )
+    return appendix
 
 
 def render_credit_note_pdf(note: CreditNote) -> bytes:

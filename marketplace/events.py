@@ -357,72 +357,85 @@ def record_event(
     _validate_shape(report)
     report = _normalised(report)
     with transaction.atomic():
+        # The lead's row lock is held to commit: the checks against its events, the insert
+        # and the new status all see one lead that no other event can change meanwhile.
         lead = Lead.objects.select_for_update().get(pk=lead_id, partner_id=partner_id)
         # Resolved before the replay comparison: "no currency" and "the referral's
         # currency" are the same event.
         report = _with_currency(report, _referral_currency(lead))
-        existing = (
-            LeadEvent.objects.filter(partner_id=partner_id, external_id=report.external_id)
-            .select_related("reverses")
-            .first()
-        )
+        existing = _stored(partner_id=partner_id, external_id=report.external_id)
         if existing is not None:
-            if existing.lead_id != lead.id or not _same(existing, report):
-                raise EventError(
-                    "this event_id was already used for a different event",
-                    field="event_id",
-                    code="event_id_conflict",
-                )
-            return existing, False
-        if lead.status not in REPORTABLE_STATUSES:
-            raise EventError(
-                f"the lead was not delivered to you (status {lead.status})",
-                field="lead",
-                code="lead_not_delivered",
-            )
-        _check_dates(lead, report)
+            return _replay(existing, lead=lead, report=report), False
+        _check_reportable(lead, report)
         events = list(lead.events.all())
-        target = None
-        if report.type == EventType.REVERSAL:
-            target = _reversed_event(events, report)
+        target = _reversed_event(events, report) if report.type == EventType.REVERSAL else None
         _check_consistency(events, report)
-        try:
-            with transaction.atomic():
-                event = LeadEvent.objects.create(
-                    reverses=target,
-                    lead=lead,
-                    partner_id=partner_id,
-                    external_id=report.external_id,
-                    type=report.type,
-                    occurred_at=report.occurred_at,
-                    amount=report.amount,
-                    apr=report.apr,
-                    principal=report.principal,
-                    currency=report.currency,
-                    reason=report.reason,
-                    revenue_period=report.period,
-                )
-        except IntegrityError:
-            # The same event id was stored by a concurrent request since we looked (the
-            # lead lock makes that rare: only another lead's event with this id can race).
-            existing = (
-                LeadEvent.objects.filter(partner_id=partner_id, external_id=report.external_id)
-                .select_related("reverses")
-                .first()
+        event, created = _insert(lead=lead, partner_id=partner_id, report=report, reverses=target)
+        if created:
+            events.append(event)
+            _apply(lead, standing(events))
+        return event, created
+
+
+def _stored(*, partner_id: uuid.UUID, external_id: str) -> LeadEvent | None:
+    return (
+        LeadEvent.objects.filter(partner_id=partner_id, external_id=external_id)
+        .select_related("reverses")
+        .first()
+    )
+
+
+def _replay(existing: LeadEvent, *, lead: Lead, report: EventReport) -> LeadEvent:
+    """The event already stored under this id, if the report is that same event again."""
+    if existing.lead_id != lead.id or not _same(existing, report):
+        raise EventError(
+            "this event_id was already used for a different event",
+            field="event_id",
+            code="event_id_conflict",
+        )
+    return existing
+
+
+def _check_reportable(lead: Lead, report: EventReport) -> None:
+    if lead.status not in REPORTABLE_STATUSES:
+        raise EventError(
+            f"the lead was not delivered to you (status {lead.status})",
+            field="lead",
+            code="lead_not_delivered",
+        )
+    _check_dates(lead, report)
+
+
+def _insert(
+    *, lead: Lead, partner_id: uuid.UUID, report: EventReport, reverses: LeadEvent | None
+) -> tuple[LeadEvent, bool]:
+    """Create the event; (the stored one, False) if a concurrent request stored this
+    event id first."""
+    try:
+        with transaction.atomic():
+            event = LeadEvent.objects.create(
+                reverses=reverses,
+                lead=lead,
+                partner_id=partner_id,
+                external_id=report.external_id,
+                type=report.type,
+                occurred_at=report.occurred_at,
+                amount=report.amount,
+                apr=report.apr,
+                principal=report.principal,
+                currency=report.currency,
+                reason=report.reason,
+                revenue_period=report.period,
             )
-            if existing is None:  # not our event id: the reversed event's unique slot
-                raise EventError(
-                    f"event {report.reverses!r} was already reversed",
-                    field="reverses",
-                    code="already_reversed",
-                ) from None
-            if existing.lead_id != lead.id or not _same(existing, report):
-                raise EventError(
-                    "this event_id was already used for a different event",
-                    field="event_id",
-                    code="event_id_conflict",
-                ) from None
-            return existing, False
-        events.append(event)
-        _apply(lead, standing(events))
         return event, True
+    except IntegrityError:
+        # The same event id was stored by a concurrent request since we looked (the
+        # lead lock makes that rare: only another lead's event with this id can race).
+        existing = _stored(partner_id=partner_id, external_id=report.external_id)
+    if existing is None:  # not our event id: the reversed event's unique slot
+        raise EventError(
+            f"event {report.reverses!r} was already reversed",
+            field="reverses",
+            code="already_reversed",
+        )
+    return _replay(existing, lead=lead, report=report), False
