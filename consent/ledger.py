@@ -239,83 +239,129 @@ def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
     key = key or public_key()
     report = VerifyReport()
     checkpoints = list(Checkpoint.objects.order_by("tree_size", "signed_at"))
-    for checkpoint in checkpoints:
-        if not verify_checkpoint_signature(checkpoint, key):
-            report.fail(f"checkpoint at size {checkpoint.tree_size}: signature does not verify")
-    covered = max((c.tree_size for c in checkpoints), default=0)
-    pending = iter(checkpoints)
-    next_checkpoint = next(pending, None)
-    next_size = next_checkpoint.tree_size if next_checkpoint is not None else -1
-    frontier: list[bytes] = []  # roots of the perfect subtrees so far (MerkleAccumulator)
-    size = 0
-    last_seq = -1
-    tails: dict[str, str] = {}
-    sha256 = _sha256
-
-    def settle_checkpoints() -> None:
-        nonlocal next_checkpoint, next_size
-        while next_checkpoint is not None and next_checkpoint.tree_size == size:
-            report.checkpoints_checked += 1
-            if _frontier_root(frontier).hex() != next_checkpoint.root_hash:
-                report.fail(
-                    f"checkpoint at size {next_checkpoint.tree_size} (signed "
-                    f"{next_checkpoint.signed_at.isoformat()}): root hash does not match the "
-                    f"entries; an entry below {next_checkpoint.tree_size} was altered",
-                )
-            next_checkpoint = next(pending, None)
-        next_size = next_checkpoint.tree_size if next_checkpoint is not None else -1
-
+    _check_checkpoint_signatures(checkpoints, key, report)
+    signed_roots = _SignedRoots(checkpoints, report)
     with transaction.atomic():
         # Read before the entries: every entry below the head's size committed with it, so
         # fewer stored entries means deletion, even of entries no checkpoint covers yet.
         head_size = LedgerHead.objects.filter(id=1).values_list("size", flat=True).first() or 0
-        settle_checkpoints()
-        # The stored leaf hashes feed the tree (a recomputed mismatch is already reported),
-        # so a row whose content and hash were both rewritten is caught by the signed roots.
-        for seq, kind, canonical, stored_hex in _entry_rows():
-            if seq != size:
-                report.fail(f"entry {size} is missing: the next entry stored is {seq}", size)
-            leaf = sha256(b"\x00" + canonical.encode()).digest()
-            if leaf.hex() != stored_hex:
-                report.fail(f"entry {seq}: content does not match its stored leaf hash", seq)
-                try:
-                    stored = bytes.fromhex(stored_hex)
-                except ValueError:
-                    stored = b""
-                if len(stored) != HASH_SIZE:
-                    report.fail(f"entry {seq}: stored leaf hash is malformed", seq)
-                else:
-                    leaf = stored  # keep going with what the tree was built from
-            tail = tails.get(kind)
-            if tail is None:
-                tail = tails[kind] = f',"kind":{json.dumps(kind, ensure_ascii=False)},"seq":'
-            if (
-                seq >= covered
-                or not canonical.startswith('{"at":')
-                or not canonical.endswith(f"{tail}{seq}}}")
-            ):
-                _check_document(seq, kind, canonical, report)
-            # MerkleAccumulator.append, inlined: merge equal-sized subtrees like a carry.
-            carry = size
-            while carry & 1:
-                leaf = sha256(b"\x01" + frontier.pop() + leaf).digest()
-                carry >>= 1
-            frontier.append(leaf)
-            size += 1
-            last_seq = seq
-            if size == next_size:
-                settle_checkpoints()
+        size, last_seq = _verify_entries(signed_roots, report)
     report.entries_checked = size
+    _report_deleted_tail(report, head_size=head_size, last_seq=last_seq)
+    _report_checkpoints_beyond(report, signed_roots.unreached(), size=size)
+    return report
+
+
+def _check_checkpoint_signatures(
+    checkpoints: list[Checkpoint], key: Ed25519PublicKey, report: VerifyReport
+) -> None:
+    for checkpoint in checkpoints:
+        if not verify_checkpoint_signature(checkpoint, key):
+            report.fail(f"checkpoint at size {checkpoint.tree_size}: signature does not verify")
+
+
+class _SignedRoots:
+    """The checkpoints in tree-size order, each compared with the tree's root when the walk
+    over the entries reaches its size."""
+
+    def __init__(self, checkpoints: list[Checkpoint], report: VerifyReport) -> None:
+        self.covered = max((c.tree_size for c in checkpoints), default=0)
+        self._pending = iter(checkpoints)
+        self._next = next(self._pending, None)
+        self._report = report
+
+    def settle(self, size: int, frontier: list[bytes]) -> int:
+        """Check every checkpoint of tree size ``size`` against the tree ``frontier`` makes;
+        returns the size of the next checkpoint (-1 when none is left)."""
+        while self._next is not None and self._next.tree_size == size:
+            self._report.checkpoints_checked += 1
+            if _frontier_root(frontier).hex() != self._next.root_hash:
+                self._report.fail(
+                    f"checkpoint at size {self._next.tree_size} (signed "
+                    f"{self._next.signed_at.isoformat()}): root hash does not match the "
+                    f"entries; an entry below {self._next.tree_size} was altered",
+                )
+            self._next = next(self._pending, None)
+        return self._next.tree_size if self._next is not None else -1
+
+    def unreached(self) -> Iterator[Checkpoint]:
+        """The checkpoints the walk never settled: larger than the stored tree."""
+        while self._next is not None:
+            yield self._next
+            self._next = next(self._pending, None)
+
+
+def _verify_entries(signed_roots: _SignedRoots, report: VerifyReport) -> tuple[int, int]:
+    """Walk the stored entries in seq order, rebuilding the tree and settling checkpoints on
+    the way; returns (entries walked, last seq stored, -1 when none). Call inside a
+    transaction (``_entry_rows``)."""
+    frontier: list[bytes] = []  # roots of the perfect subtrees so far (MerkleAccumulator)
+    size = 0
+    last_seq = -1
+    covered = signed_roots.covered
+    tails: dict[str, str] = {}
+    sha256 = _sha256
+    next_size = signed_roots.settle(size, frontier)
+    # The stored leaf hashes feed the tree (a recomputed mismatch is already reported),
+    # so a row whose content and hash were both rewritten is caught by the signed roots.
+    for seq, kind, canonical, stored_hex in _entry_rows():
+        if seq != size:
+            report.fail(f"entry {size} is missing: the next entry stored is {seq}", size)
+        leaf = sha256(b"\x00" + canonical.encode()).digest()
+        if leaf.hex() != stored_hex:
+            stored = _stored_leaf(seq, stored_hex, report)
+            if stored is not None:
+                leaf = stored  # keep going with what the tree was built from
+        tail = tails.get(kind)
+        if tail is None:
+            tail = tails[kind] = f',"kind":{json.dumps(kind, ensure_ascii=False)},"seq":'
+        if (
+            seq >= covered
+            or not canonical.startswith('{"at":')
+            or not canonical.endswith(f"{tail}{seq}}}")
+        ):
+            _check_document(seq, kind, canonical, report)
+        # MerkleAccumulator.append, inlined: merge equal-sized subtrees like a carry.
+        carry = size
+        while carry & 1:
+            leaf = sha256(b"\x01" + frontier.pop() + leaf).digest()
+            carry >>= 1
+        frontier.append(leaf)
+        size += 1
+        last_seq = seq
+        if size == next_size:
+            next_size = signed_roots.settle(size, frontier)
+    return size, last_seq
+
+
+def _stored_leaf(seq: int, stored_hex: str, report: VerifyReport) -> bytes | None:
+    """Report an entry whose content does not match its stored leaf hash; returns that
+    stored hash, or None when it is malformed."""
+    report.fail(f"entry {seq}: content does not match its stored leaf hash", seq)
+    try:
+        stored = bytes.fromhex(stored_hex)
+    except ValueError:
+        stored = b""
+    if len(stored) != HASH_SIZE:
+        report.fail(f"entry {seq}: stored leaf hash is malformed", seq)
+        return None
+    return stored
+
+
+def _report_deleted_tail(report: VerifyReport, *, head_size: int, last_seq: int) -> None:
     if last_seq + 1 < head_size:
         report.fail(
             f"the ledger head counts {head_size} entries but the last one stored is "
             f"{last_seq}: entries from {last_seq + 1} were deleted",
             last_seq + 1,
         )
-    while next_checkpoint is not None:
+
+
+def _report_checkpoints_beyond(
+    report: VerifyReport, checkpoints: Iterator[Checkpoint], *, size: int
+) -> None:
+    for checkpoint in checkpoints:
         report.fail(
-            f"checkpoint at size {next_checkpoint.tree_size} is beyond the ledger's "
+            f"checkpoint at size {checkpoint.tree_size} is beyond the ledger's "
             f"{size} entries: entries were deleted"
         )
-        next_checkpoint = next(pending, None)
-    return report
