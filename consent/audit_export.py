@@ -45,7 +45,10 @@ class ExportSummary:
     key_id: str  # its fingerprint: SHA-256 hex of the raw key, as GET /api/v1/ledger/public-key
 
 
-def _subject_entries(subject_id: uuid.UUID) -> list[tuple[int, str, str]]:
+_EntryRow = tuple[int, str, str]  # seq, canonical JSON, stored leaf hash (hex)
+
+
+def _subject_entries(subject_id: uuid.UUID) -> list[_EntryRow]:
     """Entries whose data names the subject, or one of the subject's receipts."""
     grants = ConsentGrant.objects.filter(subject_id=subject_id)
     receipts = {str(r) for r in grants.values_list("id", flat=True)}
@@ -68,7 +71,7 @@ def _subject_entries(subject_id: uuid.UUID) -> list[tuple[int, str, str]]:
     return found
 
 
-def _range_entries(since: datetime, until: datetime) -> list[tuple[int, str, str]]:
+def _range_entries(since: datetime, until: datetime) -> list[_EntryRow]:
     rows = (
         LedgerEntry.objects.filter(created_at__gte=since, created_at__lt=until)
         .order_by("seq")
@@ -124,28 +127,11 @@ def export_bundle(
     until: datetime | None = None,
 ) -> ExportSummary:
     """Write an audit bundle into ``out_dir`` (created; must be empty if it exists)."""
-    if (subject_id is None) == (since is None or until is None):
-        raise ExportError("give either a subject or a time range (since and until)")
-    if since is not None and until is not None and since >= until:
-        raise ExportError("since must be before until")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise ExportError(f"{out_dir} exists and is not an empty directory")
-    checkpoint = Checkpoint.objects.order_by("-signed_at", "-id").first()
-    if checkpoint is None:
-        raise ExportError("the ledger has no signed checkpoint yet: run checkpoint_ledger first")
-    if subject_id is not None:
-        matching, selection = _subject_entries(subject_id), f"subject {subject_id}"
-    else:
-        assert since is not None and until is not None
-        matching = _range_entries(since, until)
-        selection = f"entries recorded from {since.isoformat()} until {until.isoformat()}"
+    _check_request(out_dir=out_dir, subject_id=subject_id, since=since, until=until)
+    checkpoint = _latest_checkpoint()
+    matching, selection = _select_entries(subject_id=subject_id, since=since, until=until)
     covered = [row for row in matching if row[0] < checkpoint.tree_size]
-    try:
-        paths = proofs.entry_inclusion_proofs(
-            seqs=[seq for seq, _, _ in covered], tree_size=checkpoint.tree_size
-        )
-    except proofs.ProofUnavailable as exc:
-        raise ExportError(f"cannot prove entries: {exc}; run verify_consent_ledger") from None
+    paths = _inclusion_proofs(covered, tree_size=checkpoint.tree_size)
     summary = ExportSummary(
         entries=len(covered),
         tree_size=checkpoint.tree_size,
@@ -153,14 +139,91 @@ def export_bundle(
         public_key=base64.b64encode(ledger.public_key_bytes()).decode(),
         key_id=ledger.public_key_id(),
     )
+    _write_bundle(
+        out_dir,
+        checkpoint=checkpoint,
+        covered=covered,
+        paths=paths,
+        summary=summary,
+        selection=selection,
+    )
+    return summary
 
+
+def _check_request(
+    *,
+    out_dir: Path,
+    subject_id: uuid.UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
+    if (subject_id is None) == (since is None or until is None):
+        raise ExportError("give either a subject or a time range (since and until)")
+    if since is not None and until is not None and since >= until:
+        raise ExportError("since must be before until")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ExportError(f"{out_dir} exists and is not an empty directory")
+
+
+def _latest_checkpoint() -> Checkpoint:
+    checkpoint = Checkpoint.objects.order_by("-signed_at", "-id").first()
+    if checkpoint is None:
+        raise ExportError("the ledger has no signed checkpoint yet: run checkpoint_ledger first")
+    return checkpoint
+
+
+def _select_entries(
+    *, subject_id: uuid.UUID | None, since: datetime | None, until: datetime | None
+) -> tuple[list[_EntryRow], str]:
+    """The matching entries and the selection, as the README names it."""
+    if subject_id is not None:
+        return _subject_entries(subject_id), f"subject {subject_id}"
+    assert since is not None and until is not None
+    selection = f"entries recorded from {since.isoformat()} until {until.isoformat()}"
+    return _range_entries(since, until), selection
+
+
+def _inclusion_proofs(covered: list[_EntryRow], *, tree_size: int) -> list[proofs.InclusionProof]:
+    try:
+        return proofs.entry_inclusion_proofs(
+            seqs=[seq for seq, _, _ in covered], tree_size=tree_size
+        )
+    except proofs.ProofUnavailable as exc:
+        raise ExportError(f"cannot prove entries: {exc}; run verify_consent_ledger") from None
+
+
+def _write_bundle(
+    out_dir: Path,
+    *,
+    checkpoint: Checkpoint,
+    covered: list[_EntryRow],
+    paths: list[proofs.InclusionProof],
+    summary: ExportSummary,
+    selection: str,
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "entries.jsonl").open("wb") as entries:
-        for _, canonical, _ in covered:
-            entries.write(canonical.encode() + b"\n")
+    _write_entries(out_dir, covered)
     document = ledger.checkpoint_document(checkpoint)
     (out_dir / "checkpoint.json").write_text(json.dumps(document, indent=2) + "\n")
     (out_dir / "public_key.txt").write_text(summary.public_key + "\n")
+    _write_proofs(out_dir, paths, covered, tree_size=checkpoint.tree_size)
+    (out_dir / "README.txt").write_text(_readme(summary, selection))
+    shutil.copyfile(VERIFIER, out_dir / "verify_bundle.py")
+
+
+def _write_entries(out_dir: Path, covered: list[_EntryRow]) -> None:
+    with (out_dir / "entries.jsonl").open("wb") as entries:
+        for _, canonical, _ in covered:
+            entries.write(canonical.encode() + b"\n")
+
+
+def _write_proofs(
+    out_dir: Path,
+    paths: list[proofs.InclusionProof],
+    covered: list[_EntryRow],
+    *,
+    tree_size: int,
+) -> None:
     proof_documents = [
         {
             "leaf_index": proof.leaf_index,
@@ -170,8 +233,5 @@ def export_bundle(
         for proof, (_, _, stored_hash) in zip(paths, covered, strict=True)
     ]
     (out_dir / "proofs.json").write_text(
-        json.dumps({"tree_size": checkpoint.tree_size, "proofs": proof_documents}, indent=1) + "\n"
+        json.dumps({"tree_size": tree_size, "proofs": proof_documents}, indent=1) + "\n"
     )
-    (out_dir / "README.txt").write_text(_readme(summary, selection))
-    shutil.copyfile(VERIFIER, out_dir / "verify_bundle.py")
-    return summary
