@@ -530,6 +530,9 @@ class InvoiceLine(models.Model):
     class Meta:
         ordering = ["product__name", "kind", "entry_type"]
 
+    def __str__(self) -> str:
+        return self.description
+
 
 class InvoiceSequence(models.Model):
     """Last invoice number issued per year; locked while issuing so numbers stay gapless."""
@@ -587,6 +590,9 @@ class CreditNoteLine(models.Model):
     class Meta:
         ordering = ["product__name", "kind", "entry_type"]
 
+    def __str__(self) -> str:
+        return self.description
+
 
 class Payment(models.Model):
     """A bank transfer received from a partner. Recording the same bank reference again
@@ -626,6 +632,9 @@ class PaymentAllocation(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_positive")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} applied"
 
 
 class IssueOverride(models.Model):
