@@ -35,7 +35,7 @@ def _setup() -> str:
     from bench.urls import BARE_TABLE
     from partners.keys import issue_api_key
     from partners.models import Partner, PartnerStatus, Product, TrafficSource
-    from partners.webhooks import create_endpoint
+    from partners.webhook_signing import create_endpoint
     from tests.factories import published_consent_text
 
     with connection.cursor() as cursor:

@@ -49,7 +49,7 @@ def _setup(sim_url: str) -> tuple[Any, list[dict[str, Any]], Any]:
     """Partners, products and endpoints (idempotent); the simulator's lender config."""
     from partners.keys import issue_api_key
     from partners.models import DeliveryMode, Partner, PartnerStatus, Product, TrafficSource
-    from partners.webhooks import create_endpoint
+    from partners.webhook_signing import create_endpoint
     from tests.factories import published_consent_text
 
     published_consent_text()

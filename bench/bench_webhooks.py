@@ -1,12 +1,12 @@
-"""Webhook delivery rate: ``partners.outbound`` against a raw httpx POST loop, same
+"""Webhook delivery rate: ``partners.webhook_delivery`` against a raw httpx POST loop, same
 loopback receiver, same concurrency, same run.
 
 The production path, as a Celery worker runs it: N messages are enqueued first through
-``outbound.enqueue`` in one transaction; the ``deliver_webhooks`` tasks it queues at commit
+``webhook_delivery.enqueue`` in one transaction; the ``deliver_webhooks`` tasks it queues at commit
 (batches of ids) are captured instead of sent to the broker, and worker threads then call
 the task (``deliver_webhooks(batch)``, as a worker does) on each. Per batch that claims
 every message with one compare-and-set UPDATE, reads the endpoint, decrypts its secret,
-signs per Standard Webhooks, POSTs ``outbound.POST_CONCURRENCY`` at a time, logs every
+signs per Standard Webhooks, POSTs ``webhook_delivery.POST_CONCURRENCY`` at a time, logs every
 attempt and marks them delivered. Workers x POST_CONCURRENCY = CONCURRENCY POSTs in flight.
 The baseline is the same number of POSTs of the same body from CONCURRENCY threads, each
 with a keep-alive ``httpx.Client``. ``webhooks_vs_raw_post`` = delivered/s / raw POSTs/s.
@@ -56,7 +56,7 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 def _setup(url: str) -> Any:
     from partners.models import Partner, PartnerStatus
-    from partners.webhooks import create_endpoint
+    from partners.webhook_signing import create_endpoint
 
     partner, _ = Partner.objects.get_or_create(
         slug="bench-webhooks",
@@ -68,7 +68,7 @@ def _setup(url: str) -> Any:
 
 
 def _enqueue(partner: Any, n: int) -> tuple[list[list[str]], float]:
-    from partners import outbound
+    from partners import webhook_delivery
     from partners.tasks import deliver_webhooks
 
     started = time.perf_counter()
@@ -79,7 +79,7 @@ def _enqueue(partner: Any, n: int) -> tuple[list[list[str]], float]:
         transaction.atomic(),
     ):
         for _ in range(n):
-            outbound.enqueue(
+            webhook_delivery.enqueue(
                 partner_id=partner.id,
                 event_type="lead.delivered",
                 data={"lead_id": str(uuid.uuid4()), "status": "delivered"},
@@ -103,9 +103,9 @@ def _threads(work: Any, phase: str, count: int = CONCURRENCY) -> float:
 
 
 def _workers() -> int:
-    from partners import outbound
+    from partners import webhook_delivery
 
-    workers, rest = divmod(CONCURRENCY, outbound.POST_CONCURRENCY)
+    workers, rest = divmod(CONCURRENCY, webhook_delivery.POST_CONCURRENCY)
     assert workers and not rest, "CONCURRENCY must be a multiple of POST_CONCURRENCY"
     return workers
 
@@ -164,7 +164,7 @@ def _raw(url: str, n: int, body: bytes) -> tuple[float, int]:
 
 
 def run() -> dict[str, dict[str, Any]]:
-    from partners import outbound
+    from partners import webhook_delivery
 
     url = f"http://127.0.0.1:{PORT}/hooks"
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(PORT)])
@@ -211,7 +211,7 @@ def run() -> dict[str, dict[str, Any]]:
             "baseline": f"raw httpx POST loop (keep-alive client per thread) to the same "
             f"loopback receiver: {raw:.0f}/s; deliver_webhooks task (batch claim, sign, POST, "
             f"log, settle) {hooks:.0f}/s; {CONCURRENCY} POSTs in flight ({_workers()} "
-            f"worker(s) x {outbound.POST_CONCURRENCY}), {MESSAGES} messages x {ROUNDS}",
+            f"worker(s) x {webhook_delivery.POST_CONCURRENCY}), {MESSAGES} messages x {ROUNDS}",
             "enqueue_per_s": round(enqueue),
             "cpu_ms_per_delivery": round(cpu_hook, 2),
             "cpu_ms_per_raw_post": round(cpu_raw, 2),

@@ -61,7 +61,7 @@ from billing.periods import InvoicingError, Period, next_month
 from billing.reconcile import reconcile_invoice
 from billing.tiers import months_to_retier
 from partners.models import Partner, Product
-from partners.outbound import enqueue
+from partners.webhook_delivery import enqueue
 
 EARLIEST = date(2000, 1, 1)
 # An override of a failed reconciliation says why in at least this many characters.

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from consent import ledger
 from consent.models import ConsentGrant, ConsentWithdrawal, DeletionRequest, Disclosure
-from partners import outbound
+from partners import webhook_delivery
 
 WEBHOOK_EVENT = "consent.withdrawn"
 LEAD_REFERENCE_PREFIX = "lead:"
@@ -78,7 +78,7 @@ def request_deletions(
             requested_at=requested_at,
             due_at=due_at,
         )
-        outbound.enqueue(
+        webhook_delivery.enqueue(
             partner_id=partner_id,
             event_type=WEBHOOK_EVENT,
             data=webhook_data(request, grant_id=grant.id),

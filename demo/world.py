@@ -37,7 +37,7 @@ from partners.models import (
     Product,
     TrafficSource,
 )
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 
 DEMO_SOURCE = "Demo Operator (declines)"
 CONSENT_VERSION = "cn-referral-2026-01"

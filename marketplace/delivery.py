@@ -24,7 +24,7 @@ from consent.gate import DisclosureRefused, disclose
 from marketplace import auctions
 from marketplace.answers import read_answer, rejection
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
-from partners import http, outbound, webhooks
+from partners import http, webhook_delivery, webhook_signing
 from partners.urlsafety import UnsafeUrlError, check_partner_url
 
 # The purpose every referral consent must cover for a lead to be disclosed.
@@ -124,7 +124,7 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
         _record(lead, url, started, None, AttemptOutcome.ERROR, str(exc))
         _set_status(lead, LeadStatus.DELIVERY_FAILED)
         return DeliveryResult(AttemptOutcome.ERROR, str(exc))
-    secret = webhooks.signing_secret(lead.partner)
+    secret = webhook_signing.signing_secret(lead.partner)
     if secret is None:
         reason = "partner has no active signing secret"
         _record(lead, url, started, None, AttemptOutcome.ERROR, reason)
@@ -143,7 +143,7 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
         _set_status(lead, LeadStatus.BLOCKED)
         return DeliveryResult(AttemptOutcome.FAILURE, exc.code)
     body = json.dumps(post_payload(lead, disclosed.data), separators=(",", ":")).encode()
-    headers = webhooks.signed_headers(secret, body, msg_id=f"lead_{lead.id}")
+    headers = webhook_signing.signed_headers(secret, body, msg_id=f"lead_{lead.id}")
     sent = http.post(url, body=body, headers=headers, timeout=lead.product.post_timeout_ms / 1000)
     if sent.response is not None:
         outcome, reason, reference = parse_post_response(sent.response)
@@ -204,7 +204,7 @@ def notify_delivered(*, lead: Lead, delivered_at: datetime) -> None:
     """Queue the signed ``lead.delivered`` webhook, in the caller's transaction (so it is
     sent if and only if the lead is delivered). Ids and times only: no personal data.
     Once per lead: the dedupe key makes a second call a no-op."""
-    outbound.enqueue(
+    webhook_delivery.enqueue(
         partner_id=lead.partner_id,
         event_type="lead.delivered",
         data={

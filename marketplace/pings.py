@@ -38,7 +38,7 @@ from marketplace.answers import read_answer, rejection
 from marketplace.bands import age_band_label, income_band_label
 from marketplace.models import AttemptOutcome, Referral
 from partners import http
-from partners.webhooks import signed_headers
+from partners.webhook_signing import signed_headers
 
 # Everything a ping may say about an applicant. Tests assert the payload is exactly this.
 PING_FIELDS = (

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from guardian.admin import ReinforcedGuardedModelAdmin
 
-from partners import holds, outbound, products
+from partners import holds, products, webhook_delivery
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.keys import issue_api_key, revoke_api_key
 from partners.models import (
@@ -425,7 +425,7 @@ class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
         ids = list(self.manageable(request, queryset).values_list("id", flat=True))
         for message_id in ids:
-            outbound.replay(message_id=message_id)
+            webhook_delivery.replay(message_id=message_id)
         self.message_user(request, f"{len(ids)} message(s) queued again.")
 
 
@@ -447,14 +447,14 @@ class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     actions = ["rotate"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # created with a secret shown once (partners.webhooks.create_endpoint)
+        return False  # created with a secret shown once (partners.webhook_signing.create_endpoint)
 
     @admin.action(
         description="Rotate the signing secret (old one signs 24 h more)", permissions=["change"]
     )
     def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in self.manageable(request, queryset):
-            secret = outbound.rotate_secret(endpoint_id=endpoint.pk)
+            secret = webhook_delivery.rotate_secret(endpoint_id=endpoint.pk)
             self.message_user(
                 request,
                 f"{endpoint}: new secret (copy it now, it is not shown again): {secret}",

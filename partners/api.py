@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from partners import outbound, products
+from partners import products, webhook_delivery
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
 from partners.fields import StrictDecimalField, StrictIntegerField
@@ -658,6 +658,6 @@ class WebhookMessageReplayView(APIView):
                 code="endpoint_disabled",
                 status_code=status.HTTP_409_CONFLICT,
             )
-        outbound.replay(message_id=message.id)
+        webhook_delivery.replay(message_id=message.id)
         message.refresh_from_db()
         return Response(WebhookMessageOutput(message).data, status=status.HTTP_202_ACCEPTED)

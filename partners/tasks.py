@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from partners import outbound
+from partners import webhook_delivery
 
 
 @shared_task(acks_late=True)
 def deliver_webhooks(message_ids: list[str]) -> dict[str, str]:
     """One delivery attempt for each of a batch of messages (ids only)."""
-    return outbound.attempt_many(message_ids)
+    return webhook_delivery.attempt_many(message_ids)
 
 
 @shared_task
 def dispatch_due_webhooks() -> int:
     """Beat: queue every message whose next attempt is due, in batches."""
-    ids = outbound.due_message_ids()
-    outbound.queue_deliveries(ids)
+    ids = webhook_delivery.due_message_ids()
+    webhook_delivery.queue_deliveries(ids)
     return len(ids)

@@ -12,7 +12,7 @@ from demo.server import PartnerSimulator
 from marketplace.celery import app as celery_app
 from partners.keys import issue_api_key
 from partners.models import KeyMode, Partner, Product, TrafficSource
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.factories import (
     FeeScheduleFactory,
     PartnerFactory,

@@ -44,12 +44,12 @@ from billing.payments import record_payment
 from consent import gate, grants, ledger
 from consent.models import ConsentText
 from marketplace.models import Auction, AuctionMode, DeliveryAttempt, Lead
-from partners import outbound, products
+from partners import products, webhook_delivery
 from partners.adminutils import PartnerScopedAdminMixin
 from partners.keys import issue_api_key
 from partners.models import Partner
 from partners.permissions import grant_partner_access
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
 
@@ -393,7 +393,7 @@ def _partner_rows(leads: LeadBuilder, owner: Partner, key: str) -> list[Lead]:
     schedule(owner)
     issue_api_key(partner=owner)
     create_endpoint(partner=owner, url=f"http://127.0.0.1:9/{key}/hooks")
-    outbound.enqueue(
+    webhook_delivery.enqueue(
         partner_id=owner.pk,
         event_type="lead.delivered",
         data={"n": key},

@@ -19,7 +19,7 @@ from consent.models import ConsentGrant, DeletionRequest, LedgerEntry
 from marketplace.models import Lead, LeadStatus, Referral
 from partners.keys import issue_api_key
 from partners.models import ApiKey, KeyMode, Partner, ProductChangeRequest, WebhookMessage
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory, ProductFactory, TrafficSourceFactory, referral_payload
 from tests.marketplace.conftest import set_lead_status

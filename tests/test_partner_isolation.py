@@ -107,7 +107,7 @@ def add_traffic(world: World, mode: str) -> None:
     from consent import gate, grants
     from consent.models import DeletionRequest, LedgerEntry
     from marketplace.models import LeadStatus
-    from partners import outbound
+    from partners import webhook_delivery
     from tests.marketplace.conftest import set_lead_status
 
     a = world.partners["A"]
@@ -118,7 +118,7 @@ def add_traffic(world: World, mode: str) -> None:
     assert lead.is_sandbox == (mode == KeyMode.SANDBOX)
     world.add(Thing("lead", lead, str(lead.pk), "A", mode))
 
-    (message,) = outbound.enqueue(
+    (message,) = webhook_delivery.enqueue(
         partner_id=a.pk,
         event_type="lead.delivered",
         data={"lead_id": str(lead.pk)},
@@ -192,7 +192,7 @@ def add_invoice(world: World) -> None:
 @pytest.fixture
 def world(consent_text: object) -> World:
     from consent import ledger
-    from partners.webhooks import create_endpoint
+    from partners.webhook_signing import create_endpoint
 
     partners = {name: PartnerFactory() for name in PARTNERS}
     for partner in partners.values():

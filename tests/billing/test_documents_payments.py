@@ -25,8 +25,8 @@ from billing.payments import PaymentError, allocate_payment, record_payment
 from billing.statements import bucket_for, statement
 from partners.holds import place_hold
 from partners.models import HoldReason, Partner
-from partners.outbound import WebhookMessage
-from partners.webhooks import create_endpoint
+from partners.webhook_delivery import WebhookMessage
+from partners.webhook_signing import create_endpoint
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory

@@ -16,7 +16,7 @@ from consent import gate, grants
 from consent.ledger import verify_ledger
 from consent.models import ConsentWithdrawal, DeletionRequest, LedgerEntry
 from partners.models import Partner, WebhookMessage
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.consent.conftest import MakeGrant
 from tests.consent.support import APPLICANT_SECRETS, disclose_to
 from tests.factories import PartnerFactory

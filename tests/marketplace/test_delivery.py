@@ -19,7 +19,7 @@ from demo.lenders import SimulatedLender
 from demo.server import PartnerSimulator
 from marketplace import delivery
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus, Referral
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.conftest import SimulatedPartner
 from tests.factories import PartnerFactory, ProductFactory, referral_payload
 from tests.marketplace.conftest import api_post, pii_strings

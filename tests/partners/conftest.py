@@ -11,10 +11,10 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
 
-from partners import outbound
+from partners import webhook_delivery
 from partners.models import MessageStatus, Partner, WebhookMessage
 from partners.permissions import grant_partner_access
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.factories import PartnerFactory, ProductFactory
 
 
@@ -44,7 +44,7 @@ def other_partner(db: None) -> Partner:
 @pytest.fixture
 def make_message(db: None) -> Callable[..., WebhookMessage]:
     """``make_message(partner, event_type=..., status=..., is_sandbox=...)`` through
-    ``outbound.enqueue`` (the test transaction never commits: no delivery happens)."""
+    ``webhook_delivery.enqueue`` (the test transaction never commits: no delivery happens)."""
     counter = {"n": 0}
 
     def make(
@@ -59,7 +59,7 @@ def make_message(db: None) -> Callable[..., WebhookMessage]:
         if endpoint is None:
             endpoint, _ = create_endpoint(partner=partner, url=url)
         counter["n"] += 1
-        (message,) = outbound.enqueue(
+        (message,) = webhook_delivery.enqueue(
             partner_id=partner.id,
             event_type=event_type,
             data={"n": counter["n"]},

@@ -16,9 +16,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from partners import outbound, tasks
+from partners import tasks, webhook_delivery
 from partners.models import MessageStatus, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from partners.webhooks import create_endpoint
+from partners.webhook_signing import create_endpoint
 from tests.concurrency import run_concurrently
 from tests.factories import PartnerFactory
 
@@ -62,7 +62,7 @@ def endpoint(db: None, receiver: Receiver) -> tuple[WebhookEndpoint, str]:
 
 
 def _enqueue(endpoint: WebhookEndpoint, key: str = "k1") -> WebhookMessage:
-    (message,) = outbound.enqueue(
+    (message,) = webhook_delivery.enqueue(
         partner_id=endpoint.partner_id,
         event_type="lead.delivered",
         data={"lead_id": "abc"},
@@ -74,7 +74,7 @@ def _enqueue(endpoint: WebhookEndpoint, key: str = "k1") -> WebhookMessage:
 def test_delivered_message_verifies_with_the_official_library(endpoint, receiver):
     endpoint_obj, secret = endpoint
     message = _enqueue(endpoint_obj)
-    assert outbound.attempt(message.id) == MessageStatus.DELIVERED
+    assert webhook_delivery.attempt(message.id) == MessageStatus.DELIVERED
     (headers, body) = receiver.requests[0]
     payload = Webhook(secret).verify(body, headers)
     assert payload["type"] == "lead.delivered" and payload["data"] == {"lead_id": "abc"}
@@ -89,7 +89,7 @@ def test_delivered_message_verifies_with_the_official_library(endpoint, receiver
 def test_same_event_enqueued_twice_is_one_message(endpoint):
     _enqueue(endpoint[0], key="same")
     assert (
-        outbound.enqueue(
+        webhook_delivery.enqueue(
             partner_id=endpoint[0].partner_id,
             event_type="lead.delivered",
             data={},
@@ -103,29 +103,29 @@ def test_same_event_enqueued_twice_is_one_message(endpoint):
 def test_failure_schedules_the_next_attempt_with_the_same_id(endpoint, receiver):
     receiver.statuses = [500, 204]
     message = _enqueue(endpoint[0])
-    assert outbound.attempt(message.id) == MessageStatus.PENDING
+    assert webhook_delivery.attempt(message.id) == MessageStatus.PENDING
     message.refresh_from_db()
     assert message.attempts == 1
     assert message.next_attempt_at > timezone.now() + timedelta(seconds=3)
-    assert outbound.attempt(message.id) == "skipped"  # not due yet
-    assert outbound.due_message_ids() == []
+    assert webhook_delivery.attempt(message.id) == "skipped"  # not due yet
+    assert webhook_delivery.due_message_ids() == []
     WebhookMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
-    assert outbound.due_message_ids() == [message.id]
-    assert outbound.attempt(message.id) == MessageStatus.DELIVERED
+    assert webhook_delivery.due_message_ids() == [message.id]
+    assert webhook_delivery.attempt(message.id) == MessageStatus.DELIVERED
     ids = {headers["webhook-id"] for headers, _ in receiver.requests}
     assert ids == {message.id}
     assert [a.error for a in message.attempt_log.order_by("attempted_at")] == ["http 500", ""]
 
 
 def test_retries_span_about_three_days_then_give_up(endpoint, receiver):
-    total = sum(outbound.RETRY_SCHEDULE, timedelta())
+    total = sum(webhook_delivery.RETRY_SCHEDULE, timedelta())
     assert timedelta(days=2, hours=12) <= total <= timedelta(days=3, hours=12)
-    receiver.statuses = [503] * (len(outbound.RETRY_SCHEDULE) + 1)
+    receiver.statuses = [503] * (len(webhook_delivery.RETRY_SCHEDULE) + 1)
     message = _enqueue(endpoint[0])
     statuses = []
-    for _ in range(len(outbound.RETRY_SCHEDULE) + 1):
+    for _ in range(len(webhook_delivery.RETRY_SCHEDULE) + 1):
         WebhookMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
-        statuses.append(outbound.attempt(message.id))
+        statuses.append(webhook_delivery.attempt(message.id))
     assert statuses[-1] == MessageStatus.FAILED
     assert set(statuses[:-1]) == {MessageStatus.PENDING}
 
@@ -133,11 +133,11 @@ def test_retries_span_about_three_days_then_give_up(endpoint, receiver):
 def test_410_disables_the_endpoint(endpoint, receiver):
     receiver.statuses = [410]
     message = _enqueue(endpoint[0])
-    assert outbound.attempt(message.id) == MessageStatus.FAILED
+    assert webhook_delivery.attempt(message.id) == MessageStatus.FAILED
     endpoint[0].refresh_from_db()
     assert not endpoint[0].is_active and "410" in endpoint[0].disabled_reason
     assert (
-        outbound.enqueue(
+        webhook_delivery.enqueue(
             partner_id=endpoint[0].partner_id,
             event_type="lead.delivered",
             data={},
@@ -150,7 +150,7 @@ def test_410_disables_the_endpoint(endpoint, receiver):
 def test_unreachable_endpoint_is_an_error_not_a_crash(db):
     endpoint, _ = create_endpoint(partner=PartnerFactory(), url="http://127.0.0.1:9/hooks")
     message = _enqueue(endpoint)
-    assert outbound.attempt(message.id) == MessageStatus.PENDING
+    assert webhook_delivery.attempt(message.id) == MessageStatus.PENDING
     assert message.attempt_log.get().error == "ConnectError"
 
 
@@ -158,9 +158,9 @@ def test_replay_sends_a_delivered_message_again(
     endpoint, receiver, django_capture_on_commit_callbacks
 ):
     message = _enqueue(endpoint[0])
-    outbound.attempt(message.id)
+    webhook_delivery.attempt(message.id)
     with django_capture_on_commit_callbacks(execute=True):
-        outbound.replay(message_id=message.id)
+        webhook_delivery.replay(message_id=message.id)
     assert len(receiver.requests) == 2
     message.refresh_from_db()
     assert message.status == MessageStatus.DELIVERED
@@ -168,9 +168,9 @@ def test_replay_sends_a_delivered_message_again(
 
 def test_rotation_signs_with_both_secrets_for_the_overlap(endpoint, receiver):
     endpoint_obj, old_secret = endpoint
-    new_secret = outbound.rotate_secret(endpoint_id=endpoint_obj.pk)
+    new_secret = webhook_delivery.rotate_secret(endpoint_id=endpoint_obj.pk)
     message = _enqueue(endpoint_obj)
-    outbound.attempt(message.id)
+    webhook_delivery.attempt(message.id)
     headers, body = receiver.requests[0]
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert Webhook(old_secret).verify(body, headers)["data"] == {"lead_id": "abc"}
@@ -180,7 +180,7 @@ def test_rotation_signs_with_both_secrets_for_the_overlap(endpoint, receiver):
         previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
     )
     second = _enqueue(endpoint_obj, key="k2")
-    outbound.attempt(second.id)
+    webhook_delivery.attempt(second.id)
     headers, body = receiver.requests[1]
     assert len(headers["webhook-signature"].split(" ")) == 1
     with pytest.raises(WebhookVerificationError):
@@ -209,7 +209,7 @@ def test_one_batch_settles_each_outcome(db, receivers):
     )
     ids = [delivered.id, retried.id, refused.id, unreachable.id, later.id, "msg_missing"]
 
-    statuses = outbound.attempt_many(ids)
+    statuses = webhook_delivery.attempt_many(ids)
 
     assert statuses == {
         delivered.id: MessageStatus.DELIVERED,
@@ -247,8 +247,8 @@ def test_one_batch_settles_each_outcome(db, receivers):
 def test_a_failed_message_in_a_batch_is_retried_with_the_same_id(endpoint, receiver):
     receiver.statuses = [500]
     first, second = _enqueue(endpoint[0]), _enqueue(endpoint[0], key="k2")
-    with mock.patch.object(outbound, "POST_CONCURRENCY", 1):  # scripted statuses in order
-        assert outbound.attempt_many([first.id, second.id]) == {
+    with mock.patch.object(webhook_delivery, "POST_CONCURRENCY", 1):  # scripted statuses in order
+        assert webhook_delivery.attempt_many([first.id, second.id]) == {
             first.id: MessageStatus.PENDING,
             second.id: MessageStatus.DELIVERED,
         }
@@ -262,10 +262,10 @@ def test_a_failed_message_in_a_batch_is_retried_with_the_same_id(endpoint, recei
 
 def test_claims_row_by_row_without_returning(endpoint, receiver):
     messages = [_enqueue(endpoint[0], key=f"k{i}") for i in range(3)]
-    with mock.patch.object(outbound, "_can_return", return_value=False):
-        statuses = outbound.attempt_many([m.id for m in messages])
+    with mock.patch.object(webhook_delivery, "_can_return", return_value=False):
+        statuses = webhook_delivery.attempt_many([m.id for m in messages])
         assert set(statuses.values()) == {MessageStatus.DELIVERED}
-        assert outbound.attempt_many([m.id for m in messages]) == dict.fromkeys(
+        assert webhook_delivery.attempt_many([m.id for m in messages]) == dict.fromkeys(
             [m.id for m in messages], "skipped"
         )
     assert len(receiver.requests) == 3
@@ -276,22 +276,22 @@ def test_enqueues_in_one_transaction_queue_batches_of_ids(endpoint):
         mock.patch.object(tasks.deliver_webhooks, "delay") as delay,
         transaction.atomic(),
     ):
-        made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(outbound.BATCH_SIZE + 3)]
+        made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(webhook_delivery.BATCH_SIZE + 3)]
         # Inside the test's transaction nothing commits: run the callbacks by hand.
         for entry in list(connection.run_on_commit):
             entry[1]()
     batches = [call.args[0] for call in delay.call_args_list]
-    assert [len(b) for b in batches] == [outbound.BATCH_SIZE, 3]
+    assert [len(b) for b in batches] == [webhook_delivery.BATCH_SIZE, 3]
     assert [i for batch in batches for i in batch] == [m.id for m in made]
 
 
 def test_dispatch_queues_due_messages_in_batches(endpoint):
-    made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(outbound.BATCH_SIZE + 1)]
+    made = [_enqueue(endpoint[0], key=f"k{i}") for i in range(webhook_delivery.BATCH_SIZE + 1)]
     WebhookMessage.objects.filter(pk=made[0].pk).update(
         next_attempt_at=timezone.now() + timedelta(hours=1)
     )
     with mock.patch.object(tasks.deliver_webhooks, "delay") as delay:
-        assert tasks.dispatch_due_webhooks() == outbound.BATCH_SIZE
+        assert tasks.dispatch_due_webhooks() == webhook_delivery.BATCH_SIZE
     batches = [call.args[0] for call in delay.call_args_list]
     assert len(batches) == 1 and set(batches[0]) == {m.id for m in made[1:]}
 
@@ -303,8 +303,8 @@ def test_concurrent_batches_post_each_message_once(transactional_db, receiver):
         ids = [_enqueue(endpoint, key=f"k{i}").id for i in range(40)]
 
     results = run_concurrently(
-        partial(outbound.attempt_many, ids[:30]),
-        partial(outbound.attempt_many, list(reversed(ids[10:]))),
+        partial(webhook_delivery.attempt_many, ids[:30]),
+        partial(webhook_delivery.attempt_many, list(reversed(ids[10:]))),
     )
 
     sent = [headers["webhook-id"] for headers, _ in receiver.requests]
@@ -330,8 +330,8 @@ def test_an_endpoint_url_httpx_cannot_use_fails_its_message_and_not_the_batch(
     fine, _ = create_endpoint(partner=PartnerFactory(), url=receiver.url)
     stuck, sent = _enqueue(broken), _enqueue(fine)
 
-    with mock.patch.object(outbound, "POST_CONCURRENCY", 1):  # the bad one first, in order
-        statuses = outbound.attempt_many([stuck.id, sent.id])
+    with mock.patch.object(webhook_delivery, "POST_CONCURRENCY", 1):  # the bad one first, in order
+        statuses = webhook_delivery.attempt_many([stuck.id, sent.id])
 
     # A URL that cannot work until the partner fixes it: failed at once, replayable.
     assert statuses == {stuck.id: MessageStatus.FAILED, sent.id: MessageStatus.DELIVERED}

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from partners import outbound
+from partners import webhook_delivery
 from partners.models import KeyMode, MessageStatus, WebhookEndpoint, WebhookMessage
-from partners.webhooks import signing_secret
+from partners.webhook_signing import signing_secret
 from tests.conftest import partner_client
 from tests.partners.test_outbound_webhooks import Receiver
 
@@ -63,9 +63,9 @@ def test_each_key_sees_only_messages_about_traffic_of_its_mode(partner, make_mes
 def test_detail_carries_the_attempt_log_newest_first(partner, make_message, receiver):
     message = make_message(partner, url=receiver.url)
     receiver.statuses = [503]
-    outbound.attempt(message.id)
+    webhook_delivery.attempt(message.id)
     WebhookMessage.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
-    outbound.attempt(message.id)
+    webhook_delivery.attempt(message.id)
 
     body = partner_client(partner).get(f"{MESSAGES}/{message.id}").json()
 

@@ -34,7 +34,7 @@ from partners.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
-from partners.webhooks import new_secret, signed_headers
+from partners.webhook_signing import new_secret, signed_headers
 
 # Delay before attempt n+1 (after attempt n failed): the one retry policy's webhook schedule.
 RETRY_SCHEDULE = list(http.WEBHOOK_RETRIES.schedule)
@@ -116,7 +116,7 @@ def queue_deliveries(message_ids: list[str]) -> int:
     # The messages are rows (an outbox) written in the caller's transaction, so queuing is
     # only a wake-up call and the beat task catches anything it misses. The task calls
     # back into this module, so it is looked up by name in Celery's registry rather than
-    # imported (partners.tasks imports outbound, not the other way round); moving the
+    # imported (partners.tasks imports webhook_delivery, not the other way round); moving the
     # queuing out to every caller of enqueue (delivery, consent deletion, billing) would
     # scatter it. The registered task, not send_task: it honours eager mode and fails
     # loudly if partners.tasks was never loaded (PartnersConfig.ready loads it).
