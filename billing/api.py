@@ -25,6 +25,9 @@ from partners.errors import ApiError
 from partners.idempotency import idempotent
 from partners.scoping import Mode, require_live_billing, scoped
 
+# An outcome reported while its lead's post is still being recorded: retry after this.
+DELIVERY_RETRY_SECONDS = 2
+
 
 class InvoiceLineOutput(serializers.ModelSerializer):
     class Meta:
@@ -282,7 +285,9 @@ class PartnerLeadEventView(APIView):
             404: OpenApiResponse(description="Not your lead"),
             409: OpenApiResponse(
                 description="event_id reused for another event, a second event of one type, "
-                "a second revenue event for one period, or an event already reversed"
+                "a second revenue event for one period, an event already reversed, or "
+                "`delivery_in_progress`: the lead's delivery to you is still being recorded "
+                "(send the same event again after `Retry-After` seconds)"
             ),
             422: OpenApiResponse(
                 description="Valid JSON, but not applicable to this lead (the code says why)"
@@ -354,6 +359,7 @@ class PartnerLeadEventView(APIView):
                 "duplicate_event_type",
                 "already_reversed",
                 "duplicate_revenue_period",
+                "delivery_in_progress",
             }
             raise ApiError(
                 str(exc),
@@ -362,6 +368,7 @@ class PartnerLeadEventView(APIView):
                 status_code=status.HTTP_409_CONFLICT
                 if conflict
                 else status.HTTP_422_UNPROCESSABLE_ENTITY,
+                retry_after=DELIVERY_RETRY_SECONDS if exc.code == "delivery_in_progress" else None,
             ) from None
         return Response(
             LeadEventOutput(event).data,

@@ -397,6 +397,15 @@ def _replay(existing: LeadEvent, *, lead: Lead, report: EventReport) -> LeadEven
 
 
 def _check_reportable(lead: Lead, report: EventReport) -> None:
+    if lead.status == LeadStatus.DELIVERING:
+        # The partner answered our post and reported on it before the delivery worker
+        # recorded that answer: a moment later it is delivered. Refused as retryable, so
+        # an eager partner's event is not lost.
+        raise EventError(
+            "the lead's delivery to you is still being recorded; send the event again in a moment",
+            field="lead",
+            code="delivery_in_progress",
+        )
     if lead.status not in REPORTABLE_STATUSES:
         raise EventError(
             f"the lead was not delivered to you (status {lead.status})",

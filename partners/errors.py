@@ -25,11 +25,14 @@ class ApiError(exceptions.APIException):
         code: str = "invalid",
         status_code: int = status.HTTP_400_BAD_REQUEST,
         details: dict[str, list[str]] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
         self.details = details or {}
+        # Seconds; DRF's handler turns ``wait`` into a Retry-After header.
+        self.wait = retry_after
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
