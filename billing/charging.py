@@ -34,6 +34,7 @@ exclusively, so the chains it reads do not move under it.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -43,7 +44,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from billing import budgets, credit, fx, returns, tiers
-from billing.locks import billing_period, hold_billing_lock, share_billing_lock
+from billing.locks import hold_billing_lock, period_for, share_billing_lock
 from billing.models import (
     Charge,
     EntryType,
@@ -52,6 +53,7 @@ from billing.models import (
     ReturnReview,
     ReviewStatus,
 )
+from billing.money import to_cents
 from billing.periods import month_of
 from billing.pricing import EVENT_FEE_KIND, FeeTerms, Tier, price
 from marketplace.events import standing
@@ -60,15 +62,30 @@ from marketplace.models import EventType, Lead, LeadEvent
 ChainKey = tuple[str, str]  # (kind, chain)
 
 
+class Schedules:
+    """A partner's fee schedules (with their tiers), read once and picked from in memory:
+    settling a lead prices several units, each by the schedule in force at its time."""
+
+    def __init__(self, partner_id: uuid.UUID) -> None:
+        self._all = list(
+            FeeSchedule.objects.filter(partner_id=partner_id)
+            .prefetch_related("tiers")
+            .order_by("-effective_from")
+        )
+
+    def in_force(self, *, product_id: uuid.UUID, at: datetime) -> FeeSchedule | None:
+        """The product's own schedule if there is one at that time, else the partner's."""
+        spans = [
+            s
+            for s in self._all
+            if s.effective_from <= at and (s.effective_to is None or s.effective_to > at)
+        ]
+        own = next((s for s in spans if s.product_id == product_id), None)
+        return own or next((s for s in spans if s.product_id is None), None)
+
+
 def schedule_in_force(*, lead: Lead, at: datetime) -> FeeSchedule | None:
-    """The product's own schedule if there is one at that time, else the partner's."""
-    spans = FeeSchedule.objects.filter(
-        Q(effective_to__isnull=True) | Q(effective_to__gt=at),
-        partner_id=lead.partner_id,
-        effective_from__lte=at,
-    )
-    own = spans.filter(product_id=lead.product_id).order_by("-effective_from").first()
-    return own or spans.filter(product__isnull=True).order_by("-effective_from").first()
+    return Schedules(lead.partner_id).in_force(product_id=lead.product_id, at=at)
 
 
 def terms_of(schedule: FeeSchedule) -> FeeTerms:
@@ -83,73 +100,68 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
     )
 
 
-def amount_currency(event: LeadEvent, lead: Lead) -> str:
-    """The currency of the event's amount or principal (stored with it: the database
-    refuses an amount without one)."""
-    return event.currency
-
-
-def bid_currency(lead: Lead) -> str:
-    return lead.bid_currency
-
-
 @dataclass(frozen=True)
 class Quote:
-    """What one unit costs, or why it cannot be booked yet (``needs_rate``)."""
+    """What one unit costs, in ``currency``, and how a reported amount was converted."""
 
     amount: Decimal
     currency: str
     schedule: FeeSchedule | None
     unit: int | None
     conversion: fx.Conversion | None = None
-    needs_rate: tuple[str, str] | None = None  # (from, to) when no rate is in force
 
 
-def quote(event: LeadEvent, lead: Lead, kind: str) -> Quote | None:
+@dataclass(frozen=True)
+class NeedsRate:
+    """The unit cannot be priced yet: no ``from_currency`` -> ``to_currency`` rate in force."""
+
+    from_currency: str
+    to_currency: str
+
+
+def _converted(
+    amount: Decimal, *, source: str, target: str, at: datetime
+) -> tuple[Decimal, fx.Conversion | None] | NeedsRate:
+    """``amount`` in ``target`` (and the conversion, when there was one)."""
+    if source == target:
+        return amount, None
+    conversion = fx.convert(amount=amount, from_currency=source, to_currency=target, at=at)
+    if conversion is None:
+        return NeedsRate(source, target)
+    return conversion.amount, conversion
+
+
+def quote(
+    event: LeadEvent, lead: Lead, kind: str, schedules: Schedules
+) -> Quote | NeedsRate | None:
     """The price of the unit ``event`` makes (None: no schedule in force, and no bid)."""
-    schedule = schedule_in_force(lead=lead, at=event.occurred_at)
-    bid = lead.bid_amount if kind == "cpl" else None
-    if schedule is None and bid is None:
-        return None
-    if kind == "cpl" and bid is not None:
+    schedule = schedules.in_force(product_id=lead.product_id, at=event.occurred_at)
+    if kind == "cpl" and lead.bid_amount is not None:
         # An auction lead pays its bid (tiers never discount a price the partner bid),
         # in the schedule's currency when there is one.
-        source_currency = bid_currency(lead)
-        target = schedule.currency if schedule is not None else source_currency
-        base, conversion = bid, None
-        if source_currency != target:
-            conversion = fx.convert(
-                amount=bid, from_currency=source_currency, to_currency=target, at=event.occurred_at
-            )
-            if conversion is None:
-                return Quote(
-                    Decimal(0), target, schedule, None, needs_rate=(source_currency, target)
-                )
-            base = conversion.amount
-        amount = price("cpl", FeeTerms(base, base, base, base, None), bid=base)
-        return Quote(amount, target, schedule, None, conversion)
-    assert schedule is not None
+        target = schedule.currency if schedule is not None else lead.bid_currency
+        bid = _converted(
+            lead.bid_amount, source=lead.bid_currency, target=target, at=event.occurred_at
+        )
+        if isinstance(bid, NeedsRate):
+            return bid
+        amount, conversion = bid
+        return Quote(to_cents(amount), target, schedule, None, conversion)
+    if schedule is None:
+        return None
     terms = terms_of(schedule)
     unit = tiers.unit_number(event) if terms.tiers and kind in tiers.TIERED_KINDS else None
+    # CPF is a share of the principal, revenue share of the revenue: both reported by the
+    # partner in the event's currency, converted before pricing.
     reported = {"cpf": event.principal, "revshare": event.amount}.get(kind)
     conversion = None
-    if reported is not None and amount_currency(event, lead) != schedule.currency:
-        source_currency = amount_currency(event, lead)
-        conversion = fx.convert(
-            amount=reported,
-            from_currency=source_currency,
-            to_currency=schedule.currency,
-            at=event.occurred_at,
+    if reported is not None:
+        converted = _converted(
+            reported, source=event.currency, target=schedule.currency, at=event.occurred_at
         )
-        if conversion is None:
-            return Quote(
-                Decimal(0),
-                schedule.currency,
-                schedule,
-                unit,
-                needs_rate=(source_currency, schedule.currency),
-            )
-        reported = conversion.amount
+        if isinstance(converted, NeedsRate):
+            return converted
+        reported, conversion = converted
     amount = price(
         kind,
         terms,
@@ -163,9 +175,13 @@ def quote(event: LeadEvent, lead: Lead, kind: str) -> Quote | None:
 class _Chain:
     """The entries of one chain, in order, as appended so far."""
 
-    def __init__(self, lead: Lead, kind: str, chain: str, entries: list[Charge]) -> None:
-        self.lead, self.kind, self.chain = lead, kind, chain
+    def __init__(
+        self, lead: Lead, key: ChainKey, entries: list[Charge], invoiced_through: date | None
+    ) -> None:
+        self.lead, (self.kind, self.chain) = lead, key
         self.entries = sorted(entries, key=lambda e: e.seq)
+        # Read under the partner's billing lock, held until commit (``settle_lead``).
+        self.invoiced_through = invoiced_through
 
     @property
     def open_charge(self) -> Charge | None:
@@ -181,7 +197,7 @@ class _Chain:
         entry.seq = last.seq + 1 if last else 1
         entry.prev_seq = last.seq if last else None
         entry.chain = self.chain
-        entry.period = billing_period(partner_id=entry.partner_id, at=entry.occurred_at)
+        entry.period = period_for(at=entry.occurred_at, invoiced_through=self.invoiced_through)
         # A position taken by someone else is a bug in the locking, not a duplicate to
         # ignore: let the IntegrityError end the transaction.
         entry.save(force_insert=True)
@@ -263,17 +279,14 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
     caller holds the lead's row lock (or the partner's billing lock exclusively)."""
     if lead.is_sandbox:
         return []  # sandbox traffic is never billed
-    share_billing_lock(partner_id=lead.partner_id)
+    through = share_billing_lock(partner_id=lead.partner_id)
     events = list(LeadEvent.objects.filter(lead_id=lead.pk))
     reversal_of = {
         e.reverses_id: e for e in events if e.type == EventType.REVERSAL and e.reverses_id
     }
-    chains: dict[ChainKey, _Chain] = {}
-    for entry in Charge.objects.filter(lead_id=lead.pk).select_related("exchange_rate"):
-        key = (entry.kind, entry.chain)
-        chains.setdefault(key, _Chain(lead, entry.kind, entry.chain, [])).entries.append(entry)
-    for chain in chains.values():
-        chain.entries.sort(key=lambda e: e.seq)
+    entries: dict[ChainKey, list[Charge]] = defaultdict(list)
+    for entry in Charge.objects.filter(lead_id=lead.pk):
+        entries[(entry.kind, entry.chain)].append(entry)
     for event in events:
         if event.type == EventType.RETURNED and event.reason not in returns.KNOWN_REASONS:
             # Whatever path brought the return here (live, catch-up after an outage), an
@@ -281,10 +294,11 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
             returns.review_return(event=event)
     credited_by = returns.crediting_return(events)
     due = {} if credited_by is not None else _due(events)
+    schedules = Schedules(lead.partner_id)
     made: list[Charge] = []
-    for key in sorted(set(chains) | set(due)):
-        chain = chains.setdefault(key, _Chain(lead, key[0], key[1], []))
-        made += _settle_chain(chain, due.get(key), credited_by, reversal_of, events)
+    for key in sorted(set(entries) | set(due)):
+        chain = _Chain(lead, key, entries.get(key, []), through)
+        made += _settle_chain(chain, due.get(key), credited_by, reversal_of, events, schedules)
     if made:
         credit.evaluate_credit_limit(partner_id=lead.partner_id)
         budgets.evaluate_budgets(
@@ -299,6 +313,7 @@ def _settle_chain(
     credited_by: LeadEvent | None,
     reversal_of: dict[uuid.UUID, LeadEvent],
     events: list[LeadEvent],
+    schedules: Schedules,
 ) -> list[Charge]:
     made: list[Charge] = []
     current = chain.open_charge
@@ -309,7 +324,7 @@ def _settle_chain(
             # A unit is corrected at its current price: renumbered by a unit reported
             # late, it is repriced first, so the correction takes back what is due for it.
             priced = next(e for e in events if e.id == current.event_id)
-            made += _reprice(chain, priced, quote(priced, chain.lead, chain.kind))
+            made += _reprice(chain, priced, quote(priced, chain.lead, chain.kind, schedules))
         if reversal is not None:
             # Its event was taken back: the partner's reversal undoes the charge.
             made.append(
@@ -328,10 +343,10 @@ def _settle_chain(
             )
     if target is None:
         return made
-    price_of = quote(target, chain.lead, chain.kind)
+    price_of = quote(target, chain.lead, chain.kind, schedules)
     if price_of is None:
         return made  # no schedule in force: reconciliation explains it; catch-up books it
-    if price_of.needs_rate is not None:
+    if isinstance(price_of, NeedsRate):
         _wait_for_rate(target, chain, price_of)
         return made
     if chain.open_charge is not None:
@@ -345,7 +360,7 @@ def _settle_chain(
     return made
 
 
-def _reprice(chain: _Chain, event: LeadEvent, price_of: Quote | None) -> list[Charge]:
+def _reprice(chain: _Chain, event: LeadEvent, price_of: Quote | NeedsRate | None) -> list[Charge]:
     """Correct the open charge for ``event`` and charge it again when its price is no
     longer what the rules give (a unit renumbered by a late one); both dated at the
     charge's own time, so they land in its month while that is open."""
@@ -353,8 +368,7 @@ def _reprice(chain: _Chain, event: LeadEvent, price_of: Quote | None) -> list[Ch
     if (
         current is None
         or current.event_id != event.id
-        or price_of is None
-        or price_of.needs_rate is not None
+        or not isinstance(price_of, Quote)
         or (current.amount, current.currency) == (price_of.amount, price_of.currency)
     ):
         return []
@@ -364,18 +378,18 @@ def _reprice(chain: _Chain, event: LeadEvent, price_of: Quote | None) -> list[Ch
     ]
 
 
-def _wait_for_rate(event: LeadEvent, chain: _Chain, price_of: Quote) -> None:
-    assert price_of.needs_rate is not None
-    if PendingFee.objects.filter(event=event, kind=chain.kind, resolved_at__isnull=True).exists():
-        return
-    PendingFee.objects.create(
-        partner_id=chain.lead.partner_id,
-        lead_id=chain.lead.pk,
+def _wait_for_rate(event: LeadEvent, chain: _Chain, missing: NeedsRate) -> None:
+    PendingFee.objects.get_or_create(
         event=event,
         kind=chain.kind,
-        from_currency=price_of.needs_rate[0],
-        to_currency=price_of.needs_rate[1],
-        occurred_at=event.occurred_at,
+        resolved_at=None,
+        defaults=dict(
+            partner_id=chain.lead.partner_id,
+            lead_id=chain.lead.pk,
+            from_currency=missing.from_currency,
+            to_currency=missing.to_currency,
+            occurred_at=event.occurred_at,
+        ),
     )
 
 
@@ -416,7 +430,7 @@ def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
     made: list[Charge] = []
     for month in sorted(tiers.tiered_months(partner_id, months)):
         lead_ids = tiers.unit_lead_ids(partner_id=partner_id, month=month)
-        for lead in Lead.objects.filter(pk__in=lead_ids).select_related("referral"):
+        for lead in Lead.objects.filter(pk__in=lead_ids):
             made += settle_lead(lead=lead)
     return made
 
@@ -475,7 +489,7 @@ def charge_unbilled_events() -> int:
         with transaction.atomic():
             # The lock record_event holds: a return reported meanwhile waits, then sees
             # this charge and credits it.
-            lead = Lead.objects.select_for_update().select_related("referral").get(pk=lead_id)
+            lead = Lead.objects.select_for_update().get(pk=lead_id)
             entries = settle_lead(lead=lead)
         made += len(entries)
         for entry in entries:

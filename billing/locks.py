@@ -66,11 +66,11 @@ def lock_billing_rows(*, partner_ids: list[uuid.UUID]) -> list[PartnerBillingPro
     )
 
 
-def billing_period(*, partner_id: uuid.UUID, at: datetime) -> date:
+def period_for(*, at: datetime, invoiced_through: date | None) -> date:
     """The month an entry that happened ``at`` is billed in: its own, or the first month
-    not invoiced yet when its own was (a late event)."""
+    not invoiced yet when its own was (a late event). ``invoiced_through`` must be read
+    under :func:`share_billing_lock`, held until the entry commits."""
     month = month_of(at)
-    through = share_billing_lock(partner_id=partner_id)
-    if through is not None and month <= through:
-        return next_month(through)
+    if invoiced_through is not None and month <= invoiced_through:
+        return next_month(invoiced_through)
     return month
