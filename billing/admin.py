@@ -623,6 +623,22 @@ class ExchangeRateForm(forms.ModelForm):
             "source": "Where the number comes from, e.g. 'PBOC central parity 2026-11-02'.",
         }
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            fx.check_rate(
+                from_currency=data["from_currency"],
+                to_currency=data["to_currency"],
+                rate=data["rate"],
+                effective_from=data["effective_from"],
+                source=data["source"],
+            )
+        except fx.ExchangeRateError as refused:
+            self.add_error(refused.field or None, str(refused))
+        return data
+
 
 @admin.register(ExchangeRate)
 class ExchangeRateAdmin(admin.ModelAdmin):

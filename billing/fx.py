@@ -53,18 +53,11 @@ def _parse_rate(value: object) -> Decimal:
     return rate
 
 
-def record_rate(
-    *,
-    from_currency: str,
-    to_currency: str,
-    rate: object,
-    effective_from: datetime,
-    source: str,
-    user: Any = None,
-) -> ExchangeRate:
-    """Enter a rate: 1 ``from_currency`` = ``rate`` ``to_currency`` from ``effective_from``.
-    Fees waiting for it are booked by the catch-up charger
-    (``billing.charging.charge_unbilled_events``)."""
+def check_rate(
+    *, from_currency: str, to_currency: str, rate: object, effective_from: datetime, source: str
+) -> Decimal:
+    """The rate as a Decimal, or :class:`ExchangeRateError` naming the field at fault
+    (the admin form shows it; :func:`record_rate` checks the same before writing)."""
     for name, code in (("from_currency", from_currency), ("to_currency", to_currency)):
         if code not in Currency.values:
             raise ExchangeRateError(f"unknown currency {code!r}", field=name)
@@ -91,6 +84,28 @@ def record_rate(
             "rate from a time after them",
             field="effective_from",
         )
+    return parsed
+
+
+def record_rate(
+    *,
+    from_currency: str,
+    to_currency: str,
+    rate: object,
+    effective_from: datetime,
+    source: str,
+    user: Any = None,
+) -> ExchangeRate:
+    """Enter a rate: 1 ``from_currency`` = ``rate`` ``to_currency`` from ``effective_from``.
+    Fees waiting for it are booked by the catch-up charger
+    (``billing.charging.charge_unbilled_events``)."""
+    parsed = check_rate(
+        from_currency=from_currency,
+        to_currency=to_currency,
+        rate=rate,
+        effective_from=effective_from,
+        source=source,
+    )
     try:
         with transaction.atomic():
             return ExchangeRate.objects.create(

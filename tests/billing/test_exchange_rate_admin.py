@@ -84,3 +84,38 @@ def test_a_rate_without_a_source_or_between_one_currency_is_refused(
     assert response.status_code == 200  # the form again, with its errors
     assert not ExchangeRate.objects.exists()
     assert b"errorlist" in response.content
+
+
+def test_a_rate_that_would_change_a_booked_conversion_is_a_form_error(
+    admin_client_: Client,
+) -> None:
+    from billing.fx import record_rate
+
+    product = ProductFactory()
+    schedule(product.partner, currency="USD", cpf_rate=Decimal("0.0300"), cpf_min=Decimal("5"))
+    lead = LeadBuilder().lead(product=product)
+    record_rate(
+        from_currency="CNY",
+        to_currency="USD",
+        rate="0.14",
+        effective_from=lead.delivered_at - timedelta(days=10),
+        source="PBOC",
+    )
+    post(lead, report("approved", lead.delivered_at + timedelta(hours=1)))
+    post(lead, report("funded", lead.delivered_at + timedelta(hours=2)))
+
+    response = admin_client_.post(
+        reverse("admin:billing_exchangerate_add"),
+        {
+            "from_currency": "CNY",
+            "to_currency": "USD",
+            "rate": "0.15",
+            "effective_from_0": lead.delivered_at.strftime("%Y-%m-%d"),
+            "effective_from_1": lead.delivered_at.strftime("%H:%M:%S"),
+            "source": "PBOC, revised",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, not a server error
+    assert b"already converted" in response.content
+    assert ExchangeRate.objects.count() == 1
