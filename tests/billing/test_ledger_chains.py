@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from billing.charging import charge_unbilled_events
 from billing.fx import ExchangeRateError, record_rate
-from billing.models import Charge, EntryType, PendingFee
+from billing.models import Charge, PendingFee
 from marketplace.models import Lead
 from tests.billing.builders import LeadBuilder, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
@@ -317,7 +317,6 @@ def test_sandbox_events_book_nothing_and_wait_for_nothing(leads: LeadBuilder) ->
 
     assert not Charge.objects.filter(lead=lead).exists()
     assert not PendingFee.objects.filter(lead=lead).exists()
-    assert EntryType.REPRICE in EntryType.values
 
 
 def test_a_rate_that_would_change_a_booked_conversion_is_refused(leads: LeadBuilder) -> None:
