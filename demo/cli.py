@@ -42,8 +42,12 @@ def serve(
     port: int = 8900,
     duration: float | None = None,
     out: Writable | None = None,
+    log_path: str | None = None,
+    postback_retries: int = 5,
+    postback_max_backoff: float = 5.0,
 ) -> dict[str, dict[str, int]]:
-    """Run until Ctrl-C (or ``duration`` seconds), printing URLs first and stats last."""
+    """Run until Ctrl-C, SIGTERM (or ``duration`` seconds), printing URLs first and stats
+    last; ``log_path``: the lenders' own JSON-lines log (:mod:`demo.journal`)."""
     stream: Writable = out if out is not None else sys.stdout
 
     def emit(line: str) -> None:
@@ -51,7 +55,15 @@ def serve(
         stream.flush()
 
     simulator = PartnerSimulator(
-        config.lenders, api_base_url=config.api_base_url, host=host, port=port, seed=config.seed
+        config.lenders,
+        api_base_url=config.api_base_url,
+        host=host,
+        port=port,
+        seed=config.seed,
+        log_path=log_path,
+        postback_retries=postback_retries,
+        postback_backoff=0.25,
+        postback_max_backoff=postback_max_backoff,
     )
     simulator.start()
     try:
@@ -82,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    add_postback_options(parser)
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -89,8 +102,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    serve(config, host=args.host, port=args.port, duration=args.duration)
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        duration=args.duration,
+        log_path=args.log,
+        postback_retries=args.postback_retries,
+        postback_max_backoff=args.postback_max_backoff,
+    )
     return 0
+
+
+def add_postback_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the lenders' log and of their postback retries (shared with
+    ``manage.py simulate_partners``)."""
+    parser.add_argument(
+        "--log",
+        default=None,
+        help="append every post, ping, webhook and "
+        "postback to this JSON-lines file (the lenders' own log)",
+    )
+    parser.add_argument(
+        "--postback-retries",
+        type=int,
+        default=5,
+        help="retries of an outcome postback the platform did not take",
+    )
+    parser.add_argument(
+        "--postback-max-backoff",
+        type=float,
+        default=5.0,
+        help="longest pause between two postback retries, in seconds",
+    )
 
 
 if __name__ == "__main__":

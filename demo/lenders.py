@@ -81,8 +81,16 @@ def _as_seconds(name: str, value: object) -> float:
 class SimulatedLender:
     """One simulated partner lender and its behaviour knobs.
 
-    Rates are probabilities in [0, 1]. ``error_rate``, ``garbage_rate`` and ``timeout_rate``
-    are exclusive outcomes of one draw (their sum must be <= 1) and apply to pings and posts.
+    Rates are probabilities in [0, 1]. ``error_rate`` (answer 500), ``garbage_rate``
+    (answer 200 with an HTML body), ``timeout_rate`` (hang ``hang_seconds``, then answer)
+    and ``reset_rate`` (reset the TCP connection, no answer) are exclusive outcomes of one
+    draw (their sum must be <= 1) and apply to pings and posts. With
+    ``faults_after_decision`` a faulted *post* is decided first (and its outcomes reported
+    as usual): the lender holds the lead although the platform lost its answer, as happens
+    when a load balancer or proxy fails after the lender's own commit. A hang always
+    decides, after the hang. ``duplicate_postbacks`` re-sends each outcome event that many
+    more times (same ``event_id``, a new ``Idempotency-Key``), as lenders whose own queue
+    delivers at least once do.
     Decimal fields accept ``Decimal``, ``str``, ``int`` or ``float``.
     """
 
@@ -101,7 +109,10 @@ class SimulatedLender:
     error_rate: float = 0.0
     garbage_rate: float = 0.0
     timeout_rate: float = 0.0
+    reset_rate: float = 0.0
     hang_seconds: float = 30.0
+    faults_after_decision: bool = False
+    duplicate_postbacks: int = 0
     # Delay between a decision and the first postback (lenders are never instant; it also
     # keeps the platform from seeing an event before it has stored the post's response).
     outcome_delay_ms: float = 50
@@ -133,6 +144,7 @@ class SimulatedLender:
             "error_rate",
             "garbage_rate",
             "timeout_rate",
+            "reset_rate",
         ):
             object.__setattr__(self, name, _as_rate(f"{self.slug}: {name}", getattr(self, name)))
         for name in ("bid_min", "bid_max", "apr_min", "apr_max"):
@@ -153,9 +165,19 @@ class SimulatedLender:
             raise SimulatorConfigError(
                 f"{self.slug}: apr_min/apr_max are fractions (0.2150 = 21.5%), got {self.apr_max}"
             )
-        if self.error_rate + self.garbage_rate + self.timeout_rate > 1.0 + 1e-9:
+        if self.error_rate + self.garbage_rate + self.timeout_rate + self.reset_rate > 1.0 + 1e-9:
             raise SimulatorConfigError(
-                f"{self.slug}: error_rate + garbage_rate + timeout_rate must be <= 1"
+                f"{self.slug}: error_rate + garbage_rate + timeout_rate + reset_rate must be <= 1"
+            )
+        if not isinstance(self.faults_after_decision, bool):
+            raise SimulatorConfigError(f"{self.slug}: faults_after_decision must be true or false")
+        if (
+            isinstance(self.duplicate_postbacks, bool)
+            or not isinstance(self.duplicate_postbacks, int)
+            or not 0 <= self.duplicate_postbacks <= 10
+        ):
+            raise SimulatorConfigError(
+                f"{self.slug}: duplicate_postbacks must be an integer from 0 to 10"
             )
 
     @classmethod
@@ -198,6 +220,25 @@ def find_pii(value: object, prefix: str = "") -> list[str]:
         for index, item in enumerate(value):
             found.extend(find_pii(item, f"{prefix}{index}."))
     return found
+
+
+#: What a lender may do instead of answering normally (see :func:`fault_for`).
+FAULTS: tuple[str, ...] = ("http500", "garbage", "hang", "reset")
+
+
+def fault_for(lender: SimulatedLender, u: float) -> str | None:
+    """The fault (one of :data:`FAULTS`) that draw ``u`` in [0, 1) picks, or None: the
+    four rates are consecutive slices of [0, 1), so one draw decides."""
+    edge = 0.0
+    for fault, rate in zip(
+        FAULTS,
+        (lender.error_rate, lender.garbage_rate, lender.timeout_rate, lender.reset_rate),
+        strict=True,
+    ):
+        edge += rate
+        if u < edge:
+            return fault
+    return None
 
 
 def pick(options: Sequence[str], u: float) -> str:

@@ -4,7 +4,9 @@ by a few worker threads with retries.
 
 Jobs of one lead (or one withdrawal) go to one worker, so its events arrive in order; a
 job's events after one that could not be delivered are given up too (the platform would
-refuse them). Every delivery ends counted once, as sent or failed.
+refuse them). Every delivery ends counted once, as sent or failed. Retries back off
+exponentially up to ``max_backoff`` and honour a ``Retry-After``; every attempt is written
+to the lenders' log (:mod:`demo.journal`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
+from demo.journal import Journal
 from demo.lenders import OutcomeDraws, SimulatedLender, outcome_events
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ class Delivery:
     stamp_field: str  # filled with the time of the first attempt, kept across retries
     sent_counter: str
     failed_counter: str
+    # False for a deliberate duplicate: its failure does not stop the events after it.
+    required: bool = True
+    lead_id: str | None = None  # for the log
 
 
 @dataclass
@@ -68,8 +74,12 @@ class Postbacks:
         retries: int = 5,
         backoff: float = 0.05,
         timeout: float = 5.0,
+        max_backoff: float = 5.0,
+        journal: Journal | None = None,
     ) -> None:
         self._count = count
+        self._max_backoff = max(0.0, max_backoff)
+        self._journal = journal or Journal(None)
         self._stop_event = stop_event  # set: stop waiting and retrying, fail what is left
         self._retries = max(0, retries)
         self._backoff = max(0.0, backoff)
@@ -178,29 +188,49 @@ class Postbacks:
             self._fail(job.slug, job.deliveries)
             return
         for index, delivery in enumerate(job.deliveries):
-            if not self._deliver(client, job.slug, delivery):
+            delivered = self._deliver(client, job.slug, delivery)
+            self._journal.write(
+                "postback_done",
+                slug=job.slug,
+                lead_id=delivery.lead_id,
+                event_id=delivery.body.get("event_id"),
+                type=delivery.body.get("type"),
+                duplicate=not delivery.required,
+                delivered=delivered,
+            )
+            if delivered:
+                self._count(job.slug, delivery.sent_counter)
+            elif delivery.required:
                 # Later events make no sense to the platform without this one.
-                self._fail(job.slug, job.deliveries[index:])
+                self._fail(job.slug, [d for d in job.deliveries[index:] if d.required])
                 return
-            self._count(job.slug, delivery.sent_counter)
+            else:
+                self._count(job.slug, delivery.failed_counter)
 
     def _deliver(self, client: httpx.Client, slug: str, delivery: Delivery) -> bool:
         if not delivery.body.get(delivery.stamp_field):
             delivery.body[delivery.stamp_field] = _now_iso()
         content = json.dumps(delivery.body).encode()
+        wait_hint: float | None = None
         for attempt in range(self._retries + 1):
             if attempt:
-                backoff = self._backoff * 2 ** (attempt - 1)
+                backoff = min(self._backoff * 2 ** (attempt - 1), self._max_backoff)
+                if wait_hint is not None:
+                    backoff = min(max(backoff, wait_hint), self._max_backoff)
                 if self._stop_event.wait(backoff):
                     return False
             try:
                 response = client.post(delivery.url, content=content, headers=delivery.headers)
             except httpx.TransportError as exc:
                 logger.debug("partner simulator: %s postback to %s: %r", slug, delivery.url, exc)
+                self._log_attempt(slug, delivery, attempt, None)
+                wait_hint = None
                 continue
             except httpx.HTTPError as exc:  # e.g. an invalid URL: retrying will not help
                 logger.warning("partner simulator: %s postback failed: %r", slug, exc)
                 return False
+            self._log_attempt(slug, delivery, attempt, response.status_code)
+            wait_hint = _retry_after(response)
             if 200 <= response.status_code < 300:
                 return True
             # 409: the platform is still processing the same Idempotency-Key.
@@ -216,6 +246,28 @@ class Postbacks:
             return False
         logger.warning("partner simulator: %s postback to %s gave up", slug, delivery.url)
         return False
+
+    def _log_attempt(self, slug: str, delivery: Delivery, attempt: int, status: int | None) -> None:
+        self._journal.write(
+            "postback",
+            slug=slug,
+            lead_id=delivery.lead_id,
+            event_id=delivery.body.get("event_id"),
+            type=delivery.body.get("type"),
+            duplicate=not delivery.required,
+            attempt=attempt,
+            status=status,
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a numeric ``Retry-After`` header, else None."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 # --------------------------------------------------------------------------- jobs
@@ -235,19 +287,36 @@ def outcome_job(
     if api_base_url is None or lender.api_key is None:
         return None
     url = f"{api_base_url}/api/v1/partner/leads/{quote(lead_id, safe='')}/events"
-    deliveries = [
-        Delivery(
-            url=url,
-            headers=_api_headers(lender, idempotency_key=body["event_id"]),
-            body=body,
-            stamp_field="occurred_at",
-            sent_counter="events_sent",
-            failed_counter="events_failed",
+    deliveries: list[Delivery] = []
+    for body in outcome_events(
+        lender, lead_id=lead_id, requested=requested, currency=currency, u=u
+    ):
+        deliveries.append(
+            Delivery(
+                url=url,
+                headers=_api_headers(lender, idempotency_key=body["event_id"]),
+                body=body,
+                stamp_field="occurred_at",
+                sent_counter="events_sent",
+                failed_counter="events_failed",
+                lead_id=lead_id,
+            )
         )
-        for body in outcome_events(
-            lender, lead_id=lead_id, requested=requested, currency=currency, u=u
+        # The same event again (one body object, so the same occurred_at), under a new
+        # Idempotency-Key: only the event id makes it a duplicate to the platform.
+        deliveries.extend(
+            Delivery(
+                url=url,
+                headers=_api_headers(lender, idempotency_key=f"{body['event_id']}-dup{n}"),
+                body=body,
+                stamp_field="occurred_at",
+                sent_counter="duplicates_sent",
+                failed_counter="duplicates_failed",
+                required=False,
+                lead_id=lead_id,
+            )
+            for n in range(1, lender.duplicate_postbacks + 1)
         )
-    ]
     return Job(slug=lender.slug, shard_key=lead_id, deliveries=deliveries)
 
 

@@ -25,8 +25,10 @@ Every inbound request must carry a valid Standard Webhooks signature made with t
 lender's secret (401 otherwise). Unknown slug -> 404, malformed JSON -> 400.
 ``GET /_health`` and ``GET /_stats`` exist for humans and scripts.
 
-Fault injection (``error_rate``, ``garbage_rate``, ``timeout_rate``) applies to pings and
-posts only, so a flaky lender still receives consent withdrawals. All random choices come
+Fault injection (``error_rate``, ``garbage_rate``, ``timeout_rate``, ``reset_rate``; see
+:func:`demo.lenders.fault_for`) applies to pings and posts only, so a flaky lender still
+receives consent withdrawals. With ``log_path`` every post, ping, webhook and postback is
+also written to the lenders' own log (:mod:`demo.journal`). All random choices come
 from one ``random.Random`` per lender seeded from the simulator seed and the slug, and a
 fixed number of draws is taken per request, so a given sequence of requests always gets the
 same answers (the decisions themselves are :mod:`demo.lenders`' pure functions).
@@ -51,9 +53,11 @@ from urllib.parse import urlsplit
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from demo.config import SimulatorConfigError, check_unique_slugs
+from demo.journal import Journal
 from demo.lenders import (
     OutcomeDraws,
     SimulatedLender,
+    fault_for,
     find_pii,
     ping_answer,
     post_decision,
@@ -77,10 +81,12 @@ STAT_KEYS: tuple[str, ...] = (
     "accepted",
     "rejected",
     "duplicates",  # posts for a lead_id already decided: first decision replayed
-    "errors_injected",  # all injected faults: 500 + garbage + hang
+    "errors_injected",  # all injected faults: 500 + garbage + hang + reset
     "http500_injected",
     "garbage_injected",
     "timeouts_injected",
+    "resets_injected",
+    "answers_lost",  # posts decided (accepted or rejected) but answered with a fault
     "bad_signatures",
     "bad_requests",  # 400: malformed JSON or a body that breaks the contract
     "pii_in_ping",
@@ -88,9 +94,18 @@ STAT_KEYS: tuple[str, ...] = (
     "withdrawals",
     "events_sent",
     "events_failed",
+    "duplicates_sent",  # outcome events re-sent on purpose (duplicate_postbacks)
+    "duplicates_failed",
     "acks_sent",
     "acks_failed",
 )
+
+_FAULT_COUNTERS = {
+    "http500": "http500_injected",
+    "garbage": "garbage_injected",
+    "hang": "timeouts_injected",
+    "reset": "resets_injected",
+}
 
 _GARBAGE_BODY = (
     b"<html><head><title>502 Bad Gateway</title></head>"
@@ -143,6 +158,8 @@ class PartnerSimulator:
         postback_retries: int = 5,
         postback_backoff: float = 0.05,
         postback_timeout: float = 5.0,
+        postback_max_backoff: float = 5.0,
+        log_path: str | None = None,
     ) -> None:
         if not lenders:
             raise SimulatorConfigError("at least one lender is required")
@@ -155,6 +172,7 @@ class PartnerSimulator:
         self._port = port
         self._lock = threading.Lock()  # counters and recorded requests
         self._stop_event = threading.Event()
+        self._journal = Journal(log_path)
         self._postbacks = Postbacks(
             count=self._count_for,
             stop_event=self._stop_event,
@@ -162,6 +180,8 @@ class PartnerSimulator:
             retries=postback_retries,
             backoff=postback_backoff,
             timeout=postback_timeout,
+            max_backoff=postback_max_backoff,
+            journal=self._journal,
         )
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
@@ -212,6 +232,7 @@ class PartnerSimulator:
         if self._serve_thread is not None:
             self._serve_thread.join(max(0.0, deadline - time.monotonic()))
         self._postbacks.stop(deadline)
+        self._journal.close()
 
     def __enter__(self) -> Self:
         return self.start() if not self._started else self
@@ -351,28 +372,29 @@ class PartnerSimulator:
         else:
             self._handle_webhook(handler, state, payload)
 
-    def _inject_fault(self, handler: Handler, state: _LenderState, u: float) -> bool:
-        """Apply latency and maybe a fault; True if the request was answered (500/garbage)."""
+    def _pick_fault(self, state: _LenderState, u: float) -> str | None:
+        """Apply latency, count and return the fault draw ``u`` picks (a hang is played here:
+        the request is answered late, if the client still listens)."""
         lender = state.lender
         self._wait_or_drop(lender.latency_ms / 1000)
-        error_edge = lender.error_rate
-        garbage_edge = error_edge + lender.garbage_rate
-        timeout_edge = garbage_edge + lender.timeout_rate
-        if u < error_edge:
-            self._count(state, "errors_injected")
-            self._count(state, "http500_injected")
-            handler._send(500, b"Internal Server Error", "text/plain; charset=utf-8")
-            return True
-        if u < garbage_edge:
-            self._count(state, "errors_injected")
-            self._count(state, "garbage_injected")
-            handler._send(200, _GARBAGE_BODY, "text/html; charset=utf-8")
-            return True
-        if u < timeout_edge:
-            self._count(state, "errors_injected")
-            self._count(state, "timeouts_injected")
+        fault = fault_for(lender, u)
+        if fault is None:
+            return None
+        self._count(state, "errors_injected")
+        self._count(state, _FAULT_COUNTERS[fault])
+        if fault == "hang":
             self._wait_or_drop(lender.hang_seconds)
-        return False
+        return fault
+
+    @staticmethod
+    def _answer_fault(handler: Handler, fault: str) -> None:
+        """Answer with ``fault`` instead of the lender's answer (a reset answers nothing)."""
+        if fault == "http500":
+            handler._send(500, b"Internal Server Error", "text/plain; charset=utf-8")
+        elif fault == "garbage":
+            handler._send(200, _GARBAGE_BODY, "text/html; charset=utf-8")
+        elif fault == "reset":
+            handler.reset_connection()
 
     def _handle_ping(self, handler: Handler, state: _LenderState, payload: dict[str, Any]) -> None:
         u_fault, u_reject, u_reason, u_bid = state.draw(4)
@@ -389,9 +411,13 @@ class PartnerSimulator:
                 state.lender.slug,
                 ", ".join(pii),
             )
-        if self._inject_fault(handler, state, u_fault):
+        fault = self._pick_fault(state, u_fault)
+        ping_id = payload.get("ping_id")
+        if fault is not None and fault != "hang":
+            self._journal.write("ping", slug=state.lender.slug, ping_id=ping_id, answer=fault)
+            self._answer_fault(handler, fault)
             return
-        if payload.get("type") != "lead.ping" or not payload.get("ping_id"):
+        if payload.get("type") != "lead.ping" or not ping_id:
             self._count(state, "bad_requests")
             handler._send_json(400, {"error": "bad_ping", "detail": "need type=lead.ping, ping_id"})
             return
@@ -399,43 +425,41 @@ class PartnerSimulator:
             state.lender, payload, u_reject=u_reject, u_reason=u_reason, u_bid=u_bid
         )
         self._count(state, "bids" if answer["decision"] == "bid" else "ping_rejected")
+        self._journal.write(
+            "ping", slug=state.lender.slug, ping_id=ping_id, answer=fault or answer["decision"]
+        )
         handler._send_json(200, answer)
 
     def _handle_lead_post(
         self, handler: Handler, state: _LenderState, payload: dict[str, Any]
     ) -> None:
+        received_at = time.time()
         u = state.draw(9)
         with self._lock:
             state.posts.append(copy.deepcopy(payload))
             state.counters["posts"] += 1
-        if self._inject_fault(handler, state, u[0]):
-            return
+        lender = state.lender
         lead_id = payload.get("lead_id")
-        loan = payload.get("loan")
-        amount: Decimal | None = None
-        currency: str | None = state.lender.currency
-        if isinstance(loan, dict) and currency is None and isinstance(loan.get("currency"), str):
-            currency = loan["currency"]
-        if isinstance(loan, dict):
-            try:
-                amount = Decimal(str(loan.get("amount")))
-            except InvalidOperation:
-                amount = None
+        fault = self._pick_fault(state, u[0])
+        lost = fault is not None and fault != "hang"  # the answer the platform will not get
+        if lost and not lender.faults_after_decision:
+            self._log_post(state, lead_id, received_at, answer=fault, decision=None)
+            self._answer_fault(handler, str(fault))
+            return
+        amount, currency = self._loan_of(state, payload)
         if (
             payload.get("type") != "lead.post"
             or not isinstance(lead_id, str)
             or not lead_id
             or amount is None
-            or not amount.is_finite()
-            or amount <= 0
         ):
             self._count(state, "bad_requests")
+            self._log_post(state, lead_id, received_at, answer="bad_request", decision=None)
             handler._send_json(
                 400,
                 {"error": "bad_post", "detail": "need type=lead.post, lead_id, loan.amount > 0"},
             )
             return
-        lender = state.lender
         job: Job | None = None
         with self._lock:
             response = state.decisions.get(lead_id)
@@ -458,13 +482,56 @@ class PartnerSimulator:
                 else:
                     state.counters["rejected"] += 1
                 state.decisions[lead_id] = response
+            if lost:
+                state.counters["answers_lost"] += 1
+        answer = fault if fault is not None else response["decision"]
+        self._log_post(state, lead_id, received_at, answer=answer, decision=response["decision"])
         if job is not None:
             self._postbacks.reserve()  # before answering, so wait_idle() after it sees it
         try:
-            handler._send_json(200, response)
+            if lost:
+                self._answer_fault(handler, str(fault))
+            else:
+                handler._send_json(200, response)
         finally:
             if job is not None:
                 self._postbacks.submit(job, delay=lender.outcome_delay_ms / 1000)
+
+    @staticmethod
+    def _loan_of(state: _LenderState, payload: dict[str, Any]) -> tuple[Decimal | None, str | None]:
+        """The posted loan's amount (None unless a finite amount > 0) and the currency the
+        lender reports in (its own, else the loan's)."""
+        loan = payload.get("loan")
+        if not isinstance(loan, dict):
+            return None, state.lender.currency
+        currency = state.lender.currency
+        if currency is None and isinstance(loan.get("currency"), str):
+            currency = loan["currency"]
+        try:
+            amount = Decimal(str(loan.get("amount")))
+        except InvalidOperation:
+            return None, currency
+        if not amount.is_finite() or amount <= 0:
+            return None, currency
+        return amount, currency
+
+    def _log_post(
+        self,
+        state: _LenderState,
+        lead_id: object,
+        received_at: float,
+        *,
+        answer: str | None,
+        decision: str | None,
+    ) -> None:
+        self._journal.write(
+            "post",
+            slug=state.lender.slug,
+            lead_id=lead_id if isinstance(lead_id, str) else None,
+            received_at=received_at,
+            answer=answer,
+            decision=decision,
+        )
 
     def _handle_webhook(
         self, handler: Handler, state: _LenderState, payload: dict[str, Any]
@@ -474,6 +541,12 @@ class PartnerSimulator:
         with self._lock:
             state.webhooks.append(copy.deepcopy(payload))
             state.counters["webhooks"] += 1
+        self._journal.write(
+            "webhook",
+            slug=state.lender.slug,
+            webhook_id=handler.headers.get("webhook-id"),
+            type=event_type if isinstance(event_type, str) else None,
+        )
         if not isinstance(event_type, str) or not isinstance(data, dict):
             self._count(state, "bad_requests")
             handler._send_json(400, {"error": "bad_webhook", "detail": "need type and data"})

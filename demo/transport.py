@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import struct
 import time
 import uuid
 from datetime import UTC, datetime
@@ -117,6 +118,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: object) -> None:
         self._send(status, json.dumps(payload).encode())
+
+    def reset_connection(self) -> None:
+        """Abort the connection with a TCP reset (SO_LINGER 0: RST, not FIN) and answer
+        nothing, as a crashing lender or a dropping middlebox does."""
+        self.close_connection = True
+        linger = struct.pack("ii", 1, 0)
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            self.connection.close()
+        except OSError:
+            pass
+        raise DropConnection
 
     # ---- routing
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from demo.cli import serve
+from demo.cli import add_postback_options, serve
 from demo.config import SimulatorConfigError, load_config
 
 
@@ -38,6 +38,7 @@ class Command(BaseCommand):
             default=None,
             help="Stop after this many seconds (default: run until Ctrl-C).",
         )
+        add_postback_options(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -54,6 +55,9 @@ class Command(BaseCommand):
                 port=port,
                 duration=options["duration"],
                 out=self.stdout,
+                log_path=options["log"],
+                postback_retries=options["postback_retries"],
+                postback_max_backoff=options["postback_max_backoff"],
             )
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{port}: {exc}") from None
