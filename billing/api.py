@@ -23,7 +23,8 @@ from marketplace.api import EventInput, LeadEventOutput, partner_leads
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
-from partners.scoping import Mode, require_live_billing, scoped
+from partners.key_mode import require_live_billing
+from partners.scoping import Mode, visible_to
 
 # An outcome reported while its lead's post is still being recorded: retry after this.
 DELIVERY_RETRY_SECONDS = 2
@@ -59,7 +60,7 @@ class InvoiceOutput(serializers.ModelSerializer):
 def partner_invoices(request: Request) -> QuerySet[Invoice]:
     """The caller's issued invoices (drafts are the operator's working copies). Billing is
     live only (sandbox traffic is never charged): a sandbox key has none."""
-    return scoped(
+    return visible_to(
         Invoice.objects.exclude(status=InvoiceStatus.DRAFT).prefetch_related("lines"),
         request,
         partner="partner_id",

@@ -23,12 +23,13 @@ from consent.models import ConsentGrant, DeletionRequest
 from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
-from partners.scoping import acting_key, scoped
+from partners.key_mode import acting_key
+from partners.scoping import visible_to
 
 
 def source_grants(request: Request) -> QuerySet[ConsentGrant]:
     """The calling source's consent grants given through keys of the calling key's mode."""
-    return scoped(
+    return visible_to(
         ConsentGrant.objects.select_related("text", "source"),
         request,
         source="source_id",
@@ -174,7 +175,7 @@ DELETION_REQUEST_EXAMPLE = {
 def partner_deletion_requests(request: Request) -> QuerySet[DeletionRequest]:
     """The calling partner's deletion requests in the calling key's mode (the mode of the
     consent that was withdrawn, i.e. of the referral that carried it)."""
-    return scoped(
+    return visible_to(
         DeletionRequest.objects.select_related("withdrawal"),
         request,
         partner="partner_id",

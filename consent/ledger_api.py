@@ -26,7 +26,7 @@ from consent import ledger, proofs
 from consent.models import Checkpoint, ConsentGrant, LedgerEntry
 from partners.authentication import client
 from partners.errors import ApiError
-from partners.scoping import scoped
+from partners.scoping import visible_to
 
 
 def _latest() -> Checkpoint | None:
@@ -76,7 +76,7 @@ def _may_read(request: Request, document: dict[str, Any]) -> bool:
         if data.get("partner_id") != str(caller.partner_id):
             return False
         return grants.filter(is_sandbox=caller.is_sandbox).exists()
-    return scoped(grants, caller, source="source_id", sandbox="is_sandbox").exists()
+    return visible_to(grants, caller, source="source_id", sandbox="is_sandbox").exists()
 
 
 def _proof_unavailable() -> ApiError:

@@ -31,8 +31,9 @@ from partners.currencies import Currency
 from partners.errors import ApiError
 from partners.fields import StrictDecimalField, StrictIntegerField
 from partners.idempotency import idempotent
+from partners.key_mode import acting_key
 from partners.models import RISK_TIERS, Partner
-from partners.scoping import acting_key, scoped
+from partners.scoping import visible_to
 
 # A loan is asked for in the platform currency: products' amount bounds are in it.
 LOAN_CURRENCIES = [settings.DEFAULT_CURRENCY]
@@ -218,7 +219,7 @@ def _referral_queryset() -> QuerySet[Referral]:
 
 def source_referrals(request: Request) -> QuerySet[Referral]:
     """The calling source's referrals sent with keys of the calling key's mode."""
-    return scoped(_referral_queryset(), request, source="source_id", sandbox="is_sandbox")
+    return visible_to(_referral_queryset(), request, source="source_id", sandbox="is_sandbox")
 
 
 class ReferralCreateView(APIView):
@@ -435,7 +436,7 @@ class LeadFilter(filters.FilterSet):
 def partner_leads(request: Request) -> QuerySet[Lead]:
     """Every partner-facing lead query starts here: the caller's leads of the calling key's
     mode (a sandbox key sandbox leads only, a live key live leads only)."""
-    return scoped(
+    return visible_to(
         Lead.objects.select_related("referral__grant__text"),
         request,
         partner="partner_id",

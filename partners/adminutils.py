@@ -10,7 +10,9 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from partners.permissions import partner_ids_for_user, scope_queryset
+from partners.models import Partner
+from partners.permissions import partner_ids_for_user
+from partners.scoping import visible_to
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,13 +54,13 @@ class PartnerScopedAdminMixin:
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
-        return scope_queryset(queryset, request.user, partner_field=self.partner_field)
+        return visible_to(queryset, request.user, partner=self.partner_field)
 
     def manageable(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         """The rows of ``queryset`` the user may act on (all of them for operator staff)."""
         if partner_ids_for_user(request.user) is not None and not self.partner_staff_can_change:
             return queryset.none()
-        return scope_queryset(queryset, request.user, partner_field=self.partner_field, manage=True)
+        return visible_to(queryset, request.user, partner=self.partner_field, manage=True)
 
     def partner_id_of(self, obj: Any) -> uuid.UUID:
         *path, last = self.partner_field.split("__")
@@ -120,10 +122,9 @@ class PartnerScopedAdminMixin:
         return (name, admin.RelatedOnlyFieldListFilter)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        from partners.models import Partner
-
-        if db_field.related_model is Partner:
-            ids = partner_ids_for_user(request.user, manage=True)
-            if ids is not None:
-                kwargs["queryset"] = Partner.objects.filter(pk__in=ids)
+        restricted = partner_ids_for_user(request.user) is not None
+        if db_field.related_model is Partner and restricted:
+            kwargs["queryset"] = visible_to(
+                Partner.objects.all(), request.user, partner="pk", manage=True
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]

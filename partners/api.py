@@ -29,6 +29,7 @@ from partners.errors import ApiError
 from partners.fields import StrictDecimalField, StrictIntegerField
 from partners.holds import active_holds
 from partners.idempotency import idempotent
+from partners.key_mode import require_live_key
 from partners.models import (
     EMPLOYMENT_TYPES,
     RISK_TIERS,
@@ -42,7 +43,7 @@ from partners.models import (
     WebhookAttempt,
     WebhookMessage,
 )
-from partners.scoping import Mode, require_live_key, scoped
+from partners.scoping import Mode, visible_to
 from partners.throttling import rate_limit_per_minute
 
 TAGS = ["partner"]
@@ -63,12 +64,14 @@ def _partner_id(request: Request) -> uuid.UUID:
 
 def partner_products(request: Request) -> QuerySet[Product]:
     """The caller's products: configuration, the same for its sandbox and live keys."""
-    return scoped(Product.objects.all(), request, partner="partner_id", sandbox=Mode.CONFIGURATION)
+    return visible_to(
+        Product.objects.all(), request, partner="partner_id", sandbox=Mode.CONFIGURATION
+    )
 
 
 def partner_change_requests(request: Request) -> QuerySet[ProductChangeRequest]:
     """The caller's change requests: configuration, like the products they change."""
-    return scoped(
+    return visible_to(
         ProductChangeRequest.objects.all(),
         request,
         partner="partner_id",
@@ -78,7 +81,7 @@ def partner_change_requests(request: Request) -> QuerySet[ProductChangeRequest]:
 
 def partner_webhook_messages(request: Request) -> QuerySet[WebhookMessage]:
     """The caller's messages about traffic of the calling key's mode."""
-    return scoped(
+    return visible_to(
         WebhookMessage.objects.select_related("endpoint"),
         request,
         partner="partner_id",

@@ -13,9 +13,10 @@ permissions on the partner models, and object permissions on ``Partner`` rows (s
 Operator staff (staff users outside the group) and superusers are not restricted here:
 Django's model permissions apply to them as usual.
 
-For other apps: scope any admin or query that shows partner rows with
-``partner_ids_for_user(user)`` (or ``scope_queryset``, or the admin mixin
-``partners.adminutils.PartnerScopedAdminMixin``), then add your models' view permissions
+For other apps: scope any admin or query that shows partner rows with the one selector,
+``partners.scoping.visible_to(queryset, user, partner=...)`` (the admin mixin
+``partners.adminutils.PartnerScopedAdminMixin`` does it for a ModelAdmin), then add your
+models' view permissions
 to ``PARTNER_STAFF_MODEL_PERMS`` (only once they are scoped: the group's model permission
 alone would show partner staff every row).
 """
@@ -23,11 +24,10 @@ alone would show partner staff every row).
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.db import models, transaction
-from django.db.models import QuerySet
 from guardian.shortcuts import assign_perm, get_objects_for_user
 
 from partners.models import Partner
@@ -54,7 +54,6 @@ PARTNER_STAFF_MODEL_PERMS = [
     "consent.view_deletionrequest",
 ]
 
-Row = TypeVar("Row", bound=models.Model)
 _CACHE_ATTR = "_partner_ids_cache"
 
 
@@ -98,17 +97,6 @@ def partner_ids_for_user(user: Any, *, manage: bool = False) -> frozenset[uuid.U
         )
         cache[key] = frozenset(partners.values_list("id", flat=True))
     return frozenset(cache[key])
-
-
-def scope_queryset(
-    queryset: QuerySet[Row], user: Any, *, partner_field: str = "partner", manage: bool = False
-) -> QuerySet[Row]:
-    """``queryset`` narrowed to the user's partners (unchanged for unrestricted users).
-    ``partner_field`` is the lookup path from the row to its partner ("pk" for Partner)."""
-    ids = partner_ids_for_user(user, manage=manage)
-    if ids is None:
-        return queryset
-    return queryset.filter(**{f"{partner_field}__in": ids})
 
 
 def ensure_partner_staff_group() -> Group:

@@ -1,10 +1,18 @@
-"""What an API key reaches: its own tenant's objects, in its own mode. One rule, one place.
+"""What a viewer may see of a partner's (or a source's) rows: one selector, ``visible_to``.
 
-Every object a key can reach through the API belongs to one *tenant* (a partner, or a
-traffic source) and, if it is traffic, to one *mode*: sandbox or live. A key reaches an
-object only if both match: another tenant's object, or one of the other mode, does not
-exist for it (404, never 403, so ids cannot be probed). Each app writes one selector per
-object kind on top of ``scoped`` (``partners.api.partner_products``,
+Two kinds of viewer reach partner rows, and both go through ``visible_to``:
+
+- an **API caller** (a request authenticated by an API key, or its ``ApiClient``) reaches
+  its own tenant's objects, in its own key mode (below);
+- a **staff user** in the admin: partner staff (``partners.permissions``) see only the rows
+  of the partners granted to them (with ``manage``, of the partners they manage); operator
+  staff and superusers are not narrowed here, their model permissions apply as usual.
+
+**API callers.** Every object a key can reach through the API belongs to one *tenant* (a
+partner, or a traffic source) and, if it is traffic, to one *mode*: sandbox or live. A key
+reaches an object only if both match: another tenant's object, or one of the other mode,
+does not exist for it (404, never 403, so ids cannot be probed). Each app writes one
+selector per object kind on top of ``visible_to`` (``partners.api.partner_products``,
 ``marketplace.api.partner_leads``, ``consent.api.source_grants``, ...), and every view
 starts its query from its selector.
 
@@ -14,9 +22,13 @@ Modes of the object kinds:
   withdrawals and deletion requests, ledger entries about them): the object's own sandbox
   flag, set once from the key that created the referral (``is_sandbox``);
 - configuration (a partner's products and change requests): the same in both modes;
-  readable with either key, changeable only with a live key (``require_live_key``);
+  readable with either key, changeable only with a live key
+  (``partners.key_mode.require_live_key``);
 - billing (invoices, the statement): live only; sandbox traffic is never charged, so a
   sandbox key has no invoices (an empty list, a 404 for an id) and no statement.
+
+This module imports nothing of the API's error plumbing, so the admin can load it while
+apps load; the refusals that go with key modes live in ``partners.key_mode``.
 """
 
 from __future__ import annotations
@@ -25,12 +37,11 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
-from rest_framework import status
 from rest_framework.request import Request
 
 from partners.authentication import ApiClient, client
-from partners.errors import ApiError
 from partners.models import KeyKind
+from partners.permissions import partner_ids_for_user
 
 M = TypeVar("M", bound=Model)
 
@@ -48,24 +59,54 @@ def caller(request_or_client: Request | ApiClient) -> ApiClient:
     return client(request_or_client)
 
 
-def scoped(
+def visible_to(
     queryset: QuerySet[M],
-    request_or_client: Request | ApiClient,
+    viewer: Request | ApiClient | Any,
     *,
     partner: str | None = None,
     source: str | None = None,
-    sandbox: str | Mode,
+    sandbox: str | Mode | None = None,
+    manage: bool = False,
 ) -> QuerySet[M]:
-    """``queryset`` narrowed to the caller's tenant and mode.
+    """The rows of ``queryset`` that ``viewer`` may see.
 
     ``partner`` (or ``source``) is the lookup of the owning partner's (source's) id, e.g.
-    ``"partner_id"`` or ``"withdrawal__grant__source_id"``: give exactly one; a key of the
-    other kind reaches nothing. ``sandbox`` is the lookup of the object's sandbox flag, or
-    a ``Mode`` for kinds without one.
+    ``"partner_id"``, ``"lead__partner"``, ``"pk"`` on ``Partner`` or
+    ``"withdrawal__grant__source_id"``: give exactly one.
+
+    ``viewer`` is an API caller (a DRF request or its ``ApiClient``) or a staff user:
+
+    - an API caller reaches its own tenant's rows in its own mode: a key of the other kind
+      reaches nothing; ``sandbox`` (required) is the lookup of the row's sandbox flag, or a
+      ``Mode`` for kinds without one;
+    - a staff user: partner staff reach the rows of their partners (``manage``: of the
+      partners they manage), and nothing scoped by source; other staff reach every row.
+      Staff see both modes, so ``sandbox`` does not apply.
     """
     if (partner is None) == (source is None):
         raise ValueError("scope by exactly one of partner= or source=")
-    api_client = caller(request_or_client)
+    if isinstance(viewer, Request | ApiClient):
+        if sandbox is None:
+            raise ValueError("an API caller's rows are scoped by mode: give sandbox=")
+        return _visible_to_api_client(
+            queryset, caller(viewer), partner=partner, source=source, sandbox=sandbox
+        )
+    ids = partner_ids_for_user(viewer, manage=manage)
+    if ids is None:
+        return queryset  # operator staff and superusers: model permissions apply
+    if partner is None:
+        return queryset.none()  # partner staff own no source's rows
+    return queryset.filter(**{f"{partner}__in": ids})
+
+
+def _visible_to_api_client(
+    queryset: QuerySet[M],
+    api_client: ApiClient,
+    *,
+    partner: str | None,
+    source: str | None,
+    sandbox: str | Mode,
+) -> QuerySet[M]:
     kind = api_client.api_key.kind
     if partner is not None:
         lookup = partner
@@ -83,31 +124,3 @@ def scoped(
     elif sandbox is not Mode.CONFIGURATION:
         filters[sandbox] = api_client.is_sandbox
     return queryset.filter(**filters)
-
-
-def require_live_key(request_or_client: Request | ApiClient, action: str) -> None:
-    """Refuse (403 ``live_key_required``) a change that only a live key may make."""
-    if caller(request_or_client).is_sandbox:
-        raise ApiError(
-            f"{action} needs a live key: sandbox keys read configuration but do not change it.",
-            code="live_key_required",
-            status_code=status.HTTP_403_FORBIDDEN,
-        )
-
-
-def require_live_billing(request_or_client: Request | ApiClient) -> None:
-    """Refuse (404 ``no_sandbox_billing``) a billing document asked for with a sandbox key."""
-    if caller(request_or_client).is_sandbox:
-        raise ApiError(
-            "Sandbox traffic is never charged: there are no sandbox invoices or statement. "
-            "Use a live key.",
-            code="no_sandbox_billing",
-            status_code=status.HTTP_404_NOT_FOUND,
-        )
-
-
-def acting_key(request_or_client: Request | ApiClient) -> dict[str, str]:
-    """Which key acted, for ledger entries written through the API: the key's public lookup
-    prefix (as ``GET /partner/me`` shows it) and its mode. Never the secret, never a name."""
-    api_key = caller(request_or_client).api_key
-    return {"prefix": api_key.prefix, "mode": str(api_key.mode)}
