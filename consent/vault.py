@@ -76,8 +76,12 @@ def store_subject(*, applicant: ApplicantData, is_sandbox: bool) -> Subject:
         "national_id", crypto.normalise_national_id(applicant.national_id)
     )
     for _attempt in range(2):
+        # FOR NO KEY UPDATE: the row is locked against concurrent intakes of this person
+        # (their dedupe windows) but not against the deferred foreign-key checks of rows
+        # that point at it (a disclosure, a lead): a FOR UPDATE here made every disclosure
+        # of this person wait on an intake, which deadlocked (marketplace.locks).
         existing = (
-            Subject.objects.select_for_update()
+            Subject.objects.select_for_update(no_key=True)
             .filter(national_id_index=national_index, is_sandbox=is_sandbox, erased_at__isnull=True)
             .first()
         )

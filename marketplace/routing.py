@@ -8,6 +8,9 @@ Exclusive or shared is decided by the applicant's first choice (the cheapest can
   MAX_PARTNERS_PER_REFERRAL, and never more than any chosen product's
   ``max_shared_partners``), and the places left go to a shared auction among the
   ping-post candidates (all pinged; the best bidders win, see marketplace.auctions).
+
+Dedupe windows and caps are decided under row locks taken in the platform's one lock
+order (``marketplace.locks``), and decided again when an auction is awarded.
 """
 
 from __future__ import annotations
@@ -15,19 +18,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count
-from django.utils import timezone
+from django.db import transaction
 
 from consent import grants
 from consent.models import ConsentGrant
+from marketplace import locks
 from marketplace.auctions import open_auction
 from marketplace.matching import Application, CreditBox, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
-from partners.models import DeliveryMode, Product
-from partners.months import month_of, month_start
+from partners.models import DeliveryMode
 
 
 def application_for(referral: Referral) -> Application:
@@ -53,53 +54,23 @@ def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
 
 
 def _recently_received(referral: Referral, boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
-    """Partners that already got this person within their product's dedupe window, in the
-    referral's mode: a sandbox lead never keeps a live one from a partner, nor the reverse.
-    (Subjects are per mode already; the mode is stated here too because a subject stored
-    before that split may hold leads of both modes.)"""
-    windows = {box.partner_id: box.dedupe_days for box in boxes if box.dedupe_days}
-    if not windows:
-        return set()
-    now = timezone.now()
-    since = now - timedelta(days=max(windows.values()))
-    recent = Lead.objects.filter(
+    """Partners that already got this person within their product's dedupe window. Intake
+    holds the applicant's subject row (``consent.vault.store_subject``), so concurrent
+    intakes and awards of one person decide this one at a time (``marketplace.locks``)."""
+    return locks.recently_received(
         subject_id=referral.subject_id,
         is_sandbox=referral.is_sandbox,
-        partner_id__in=windows,
-        created_at__gte=since,
-    ).values_list("partner_id", "created_at")
-    return {
-        partner_id
-        for partner_id, created_at in recent
-        if created_at >= now - timedelta(days=windows[partner_id])
-    }
+        windows={box.partner_id: box.dedupe_days for box in boxes},
+    )
 
 
 def _over_cap(boxes: Sequence[CreditBox], *, is_sandbox: bool) -> set[uuid.UUID]:
-    """Products at their daily or monthly cap. Capped products' rows are locked for the
-    rest of the transaction so concurrent intakes count one after the other. Each mode
-    counts its own leads: sandbox tests never use up a partner's live volume."""
-    capped = [box for box in boxes if box.daily_cap is not None or box.monthly_cap is not None]
-    if not capped:
-        return set()
-    ids = [box.product_id for box in capped]
-    list(Product.objects.select_for_update().filter(id__in=ids).values_list("id"))
-    now = timezone.now()
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = Lead.objects.filter(
-        product_id__in=ids, created_at__gte=month_start(month_of(now)), is_sandbox=is_sandbox
+    """Products at their daily or monthly cap; capped products' rows (theirs only) stay
+    locked to commit so concurrent intakes count one after the other."""
+    return locks.over_cap(
+        [locks.Cap(box.product_id, box.daily_cap, box.monthly_cap) for box in boxes],
+        is_sandbox=is_sandbox,
     )
-    monthly = dict(counts.values_list("product_id").annotate(n=Count("id")))
-    daily = dict(
-        counts.filter(created_at__gte=day_start).values_list("product_id").annotate(n=Count("id"))
-    )
-    full = set()
-    for box in capped:
-        if box.daily_cap is not None and daily.get(box.product_id, 0) >= box.daily_cap:
-            full.add(box.product_id)
-        if box.monthly_cap is not None and monthly.get(box.product_id, 0) >= box.monthly_cap:
-            full.add(box.product_id)
-    return full
 
 
 def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
@@ -181,18 +152,20 @@ class Routed:
 def route(*, referral: Referral, grant: ConsentGrant) -> Routed:
     """Create the referral's direct and pull leads and open an auction for its ping-post
     candidates. Queues nothing: the caller queues the posts and the auction after commit
-    (``marketplace.tasks.queue_routed``)."""
-    selected = select_boxes(referral, grant)
-    auctioned = [box for box in selected if _pinged(box)]
-    chosen = [box for box in selected if not _pinged(box)]
-    leads = _direct_leads(referral, grant, chosen)
-    auction = None
-    if auctioned:
-        auction = open_auction(
-            referral=referral,
-            boxes=auctioned,
-            max_winners=max(1, shared_set_limit(chosen) - len(chosen)),
-        )
+    (``marketplace.tasks.queue_routed``). All or nothing: in the caller's transaction
+    (intake's, which holds the applicant's subject row), or its own."""
+    with transaction.atomic(savepoint=False):
+        selected = select_boxes(referral, grant)
+        auctioned = [box for box in selected if _pinged(box)]
+        chosen = [box for box in selected if not _pinged(box)]
+        leads = _direct_leads(referral, grant, chosen)
+        auction = None
+        if auctioned:
+            auction = open_auction(
+                referral=referral,
+                boxes=auctioned,
+                max_winners=max(1, shared_set_limit(chosen) - len(chosen)),
+            )
     return Routed(leads, auction)
 
 
