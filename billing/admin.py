@@ -46,11 +46,14 @@ from billing.models import (
     ReturnReview,
     ReviewStatus,
 )
+from billing.pricing import FeeTerms
 from billing.reconcile import reconcile_invoice
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
 class FeeScheduleForm(forms.ModelForm):
+    fee_fields = ("cpl", "cpa", "cpf_rate", "cpf_min", "cpf_max", "revshare_rate")
+
     class Meta:
         model = FeeSchedule
         fields = [
@@ -120,8 +123,14 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
+        data = form.cleaned_data
         created = fees.create_fee_schedule(
-            **{name: form.cleaned_data.get(name) for name in FeeScheduleForm.Meta.fields}
+            partner=data["partner"],
+            product=data.get("product"),
+            effective_from=data["effective_from"],
+            effective_to=data.get("effective_to"),
+            currency=data.get("currency"),
+            terms=FeeTerms(**{name: data.get(name) for name in FeeScheduleForm.fee_fields}),
         )
         obj.pk, obj.version = created.pk, created.version
 

@@ -8,8 +8,6 @@ version from a date on, the previous one closed at that date.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -19,10 +17,12 @@ from django.db import transaction
 from django.db.models import Max, Q
 
 from billing.models import Currency, FeeSchedule, FeeTier
+from billing.pricing import FeeTerms, Tier
 from partners.models import Partner, Product
 
 CENT_PLACES = 2
 RATE_PLACES = 4
+NO_FEES = FeeTerms()  # a schedule that charges nothing (e.g. a product exempted for a while)
 
 
 class FeeScheduleError(ValueError):
@@ -128,58 +128,25 @@ def check_no_overlap(
         )
 
 
-@dataclass(frozen=True)
-class TierInput:
-    from_count: int
-    cpl: object = None
-    cpa: object = None
-    cpf_rate: object = None
-
-
 def create_fee_schedule(
     *,
     partner: Partner,
     effective_from: datetime,
+    terms: FeeTerms = NO_FEES,
     product: Product | None = None,
     effective_to: datetime | None = None,
     currency: str | None = None,
-    cpl: object = "0",
-    cpa: object = "0",
-    cpf_rate: object = "0",
-    cpf_min: object = "0",
-    cpf_max: object = None,
-    revshare_rate: object = "0",
-    tiers: Sequence[TierInput | Mapping[str, Any]] = (),
     close_previous: bool = False,
 ) -> FeeSchedule:
-    """A new schedule version. ``close_previous`` ends an open-ended schedule of the same
-    scope at ``effective_from`` (a fee change from a date on); anything else overlapping is
-    refused with a message naming both schedules. Without ``currency``, the schedule bills
-    in the platform currency (``DEFAULT_CURRENCY``)."""
+    """A new schedule version charging ``terms``. ``close_previous`` ends an open-ended
+    schedule of the same scope at ``effective_from`` (a fee change from a date on); anything
+    else overlapping is refused with a message naming both schedules. Without ``currency``,
+    the schedule bills in the platform currency (``DEFAULT_CURRENCY``)."""
     if product is not None and product.partner_id != partner.pk:
         raise FeeScheduleError("the product belongs to another partner", field="product")
     currency = check_currency(currency or settings.DEFAULT_CURRENCY)
-    rate = parse_amount(cpf_rate, field="cpf_rate", places=RATE_PLACES)
-    low = parse_amount(cpf_min, field="cpf_min")
-    high = None if cpf_max in (None, "") else parse_amount(cpf_max, field="cpf_max")
-    if rate > 1:
-        raise FeeScheduleError("cpf_rate is a fraction of principal (0.03 = 3%)", field="cpf_rate")
-    share = parse_amount(revshare_rate, field="revshare_rate", places=RATE_PLACES)
-    if share > 1:
-        raise FeeScheduleError(
-            "revshare_rate is a fraction of reported revenue (0.10 = 10%)", field="revshare_rate"
-        )
-    if high is not None and high < low:
-        raise FeeScheduleError("cpf_max is below cpf_min", field="cpf_max")
-    fees: dict[str, Decimal | None] = {
-        "cpl": parse_amount(cpl, field="cpl"),
-        "cpa": parse_amount(cpa, field="cpa"),
-        "cpf_rate": rate,
-        "cpf_min": low,
-        "cpf_max": high,
-        "revshare_rate": share,
-    }
-    tier_rows = [_tier(t) for t in tiers]
+    fees = _checked_fees(terms)
+    tier_rows = [_tier(t) for t in terms.tiers]
     if len({t.from_count for t in tier_rows}) != len(tier_rows):
         raise FeeScheduleError("two tiers start at the same count", field="tiers")
     with transaction.atomic():
@@ -211,17 +178,42 @@ def create_fee_schedule(
         return schedule
 
 
-def _tier(spec: TierInput | Mapping[str, Any]) -> FeeTier:
-    data = spec if isinstance(spec, Mapping) else spec.__dict__
+def _checked_fees(terms: FeeTerms) -> dict[str, Decimal | None]:
+    """The schedule's fee columns from ``terms``, each checked (``parse_amount``: no floats,
+    no negatives, at most cents or four decimals of a rate); rates are fractions of at most
+    1, and a CPF maximum is not below its minimum."""
+    rate = parse_amount(terms.cpf_rate, field="cpf_rate", places=RATE_PLACES)
+    low = parse_amount(terms.cpf_min, field="cpf_min")
+    high = None if terms.cpf_max in (None, "") else parse_amount(terms.cpf_max, field="cpf_max")
+    if rate > 1:
+        raise FeeScheduleError("cpf_rate is a fraction of principal (0.03 = 3%)", field="cpf_rate")
+    share = parse_amount(terms.revshare_rate, field="revshare_rate", places=RATE_PLACES)
+    if share > 1:
+        raise FeeScheduleError(
+            "revshare_rate is a fraction of reported revenue (0.10 = 10%)", field="revshare_rate"
+        )
+    if high is not None and high < low:
+        raise FeeScheduleError("cpf_max is below cpf_min", field="cpf_max")
+    return {
+        "cpl": parse_amount(terms.cpl, field="cpl"),
+        "cpa": parse_amount(terms.cpa, field="cpa"),
+        "cpf_rate": rate,
+        "cpf_min": low,
+        "cpf_max": high,
+        "revshare_rate": share,
+    }
+
+
+def _tier(tier: Tier) -> FeeTier:
     try:
-        from_count = int(data["from_count"])
-    except (KeyError, TypeError, ValueError):
+        from_count = int(tier.from_count)
+    except (TypeError, ValueError):
         raise FeeScheduleError("a tier needs a whole from_count", field="tiers") from None
     if from_count < 1:
         raise FeeScheduleError("a tier's from_count is at least 1", field="tiers")
 
     def fee(name: str, places: int = CENT_PLACES) -> Decimal | None:
-        value = data.get(name)
+        value = getattr(tier, name)
         return (
             None
             if value in (None, "")

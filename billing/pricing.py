@@ -34,11 +34,14 @@ class Tier:
 
 @dataclass(frozen=True)
 class FeeTerms:
-    cpl: Decimal
-    cpa: Decimal
-    cpf_rate: Decimal
-    cpf_min: Decimal
-    cpf_max: Decimal | None
+    """What a fee schedule charges: entered with ``billing.fees.create_fee_schedule``, read
+    back from a stored schedule by ``billing.charging.terms_of``. Zero fees by default."""
+
+    cpl: Decimal = Decimal(0)  # per accepted lead
+    cpa: Decimal = Decimal(0)  # per approved loan
+    cpf_rate: Decimal = Decimal(0)  # fraction of funded principal (0.0300 = 3%)
+    cpf_min: Decimal = Decimal(0)  # CPF per loan at least ...
+    cpf_max: Decimal | None = None  # ... and at most (None: no maximum)
     tiers: tuple[Tier, ...] = ()
     # Fraction of reported revenue (0.1000 = 10%); never tiered.
     revshare_rate: Decimal = Decimal(0)

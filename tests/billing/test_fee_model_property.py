@@ -46,11 +46,12 @@ from hypothesis.extra.django import TestCase
 
 from billing import charging
 from billing.balances import partner_balance
-from billing.fees import TierInput, create_fee_schedule
+from billing.fees import create_fee_schedule
 from billing.fx import record_rate
 from billing.invoicing import Period, generate_invoices
 from billing.models import Charge, CreditNote, Invoice, InvoiceStatus, ReturnReview
 from billing.outcomes import report_outcome
+from billing.pricing import FeeTerms, Tier
 from marketplace.events import EventError, EventReport, record_event
 from marketplace.models import Auction, Lead, Referral
 from partners.models import Partner, Product
@@ -473,13 +474,15 @@ def _enter_schedules(made: Product_, scenario: Scenario) -> None:
             effective_from=s.effective_from,
             effective_to=s.effective_to,
             currency=s.currency,
-            cpl=s.cpl,
-            cpa=s.cpa,
-            cpf_rate=s.cpf_rate,
-            cpf_min=s.cpf_min,
-            cpf_max=s.cpf_max,
-            revshare_rate=s.revshare_rate,
-            tiers=[TierInput(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in s.tiers],
+            terms=FeeTerms(
+                cpl=s.cpl,
+                cpa=s.cpa,
+                cpf_rate=s.cpf_rate,
+                cpf_min=s.cpf_min,
+                cpf_max=s.cpf_max,
+                revshare_rate=s.revshare_rate,
+                tiers=tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in s.tiers),
+            ),
         )
 
 

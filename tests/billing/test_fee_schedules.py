@@ -24,10 +24,16 @@ TERMS = FeeTerms(Decimal("40"), Decimal("250"), Decimal("0.03"), Decimal("50"), 
 def test_an_overlapping_schedule_is_refused_naming_both() -> None:
     partner = PartnerFactory(name="Acme Lending")
     start = timezone.now() - timedelta(days=30)
-    first = create_fee_schedule(partner=partner, effective_from=start, cpl="40")
+    first = create_fee_schedule(
+        partner=partner, effective_from=start, terms=FeeTerms(cpl=Decimal("40"))
+    )
 
     with pytest.raises(FeeScheduleError) as refused:
-        create_fee_schedule(partner=partner, effective_from=start + timedelta(days=1), cpl="50")
+        create_fee_schedule(
+            partner=partner,
+            effective_from=start + timedelta(days=1),
+            terms=FeeTerms(cpl=Decimal("50")),
+        )
 
     message = str(refused.value)
     assert f"schedule #{first.pk} v1" in message
@@ -47,11 +53,16 @@ def test_a_product_schedule_may_overlap_the_partner_wide_one() -> None:
 def test_close_previous_makes_the_next_version() -> None:
     partner = PartnerFactory()
     start = timezone.now() - timedelta(days=30)
-    first = create_fee_schedule(partner=partner, effective_from=start, cpl="40")
+    first = create_fee_schedule(
+        partner=partner, effective_from=start, terms=FeeTerms(cpl=Decimal("40"))
+    )
     switch = start + timedelta(days=10)
 
     second = create_fee_schedule(
-        partner=partner, effective_from=switch, cpl="45", close_previous=True
+        partner=partner,
+        effective_from=switch,
+        terms=FeeTerms(cpl=Decimal("45")),
+        close_previous=True,
     )
 
     first.refresh_from_db()
@@ -72,8 +83,16 @@ def test_close_previous_makes_the_next_version() -> None:
     ],
 )
 def test_bad_fees_are_clear_errors(fields: dict[str, object], field: str) -> None:
+    currency = fields.get("currency")
+    fees = {name: value for name, value in fields.items() if name != "currency"}
+    terms = FeeTerms(**fees)  # type: ignore[arg-type]  # untyped input, checked at runtime
     with pytest.raises(FeeScheduleError) as refused:
-        create_fee_schedule(partner=PartnerFactory(), effective_from=timezone.now(), **fields)  # type: ignore[arg-type]
+        create_fee_schedule(
+            partner=PartnerFactory(),
+            effective_from=timezone.now(),
+            currency=currency,  # type: ignore[arg-type]
+            terms=terms,
+        )
     assert refused.value.field == field
 
 
@@ -119,8 +138,7 @@ def test_tiered_schedule_prices_later_units_of_the_month_lower(leads: LeadBuilde
     create_fee_schedule(
         partner=product.partner,
         effective_from=timezone.now() - timedelta(days=400),
-        cpl="40",
-        tiers=[{"from_count": 1, "cpl": "25"}],
+        terms=FeeTerms(cpl=Decimal("40"), tiers=(Tier(1, cpl=Decimal("25")),)),
     )
     first, second = leads.lead(product=product), leads.lead(product=product)
     at = timezone.now() - timedelta(hours=1)
@@ -139,8 +157,7 @@ def test_units_are_numbered_by_event_time_whatever_order_they_arrive_in(
     create_fee_schedule(
         partner=product.partner,
         effective_from=timezone.now() - timedelta(days=400),
-        cpl="40",
-        tiers=[{"from_count": 1, "cpl": "25"}],
+        terms=FeeTerms(cpl=Decimal("40"), tiers=(Tier(1, cpl=Decimal("25")),)),
     )
     early, late, tied = (leads.lead(product=product) for _ in range(3))
     at = timezone.now() - timedelta(hours=2)
@@ -181,8 +198,7 @@ def test_a_unit_reported_out_of_time_order_reprices_the_month_after_commit(
     create_fee_schedule(
         partner=product.partner,
         effective_from=timezone.now() - timedelta(days=400),
-        cpl="40",
-        tiers=[{"from_count": 1, "cpl": "25"}],
+        terms=FeeTerms(cpl=Decimal("40"), tiers=(Tier(1, cpl=Decimal("25")),)),
     )
     first, second = leads.lead(product=product), leads.lead(product=product)
     at = timezone.now() - timedelta(hours=2)
@@ -214,8 +230,7 @@ def test_a_late_unit_without_a_fee_renumbers_an_invoiced_month_at_the_next_invoi
     create_fee_schedule(
         partner=product.partner,
         effective_from=last_month + timedelta(days=9),
-        cpa="150",
-        tiers=[{"from_count": 1, "cpa": "100"}],
+        terms=FeeTerms(cpa=Decimal("150"), tiers=(Tier(1, cpa=Decimal("100")),)),
     )
     charged = leads.lead(product=product, delivered_at=last_month + timedelta(days=1))
     uncharged = leads.lead(product=product, delivered_at=last_month + timedelta(days=1))
