@@ -1,6 +1,7 @@
 """Run every benchmark in bench/ on the PostgreSQL named by DATABASE_URL.
 
-Each ``bench/bench_*.py`` module has ``run() -> dict[str, Result]``; every figure is a ratio
+Each ``bench/bench_*.py`` module has ``run() -> dict[str, Result]``; ``bench/load_run.py``
+(a 10-minute load run on a stack of its own) runs last, in its own process; every figure is a ratio
 against a baseline measured in the same run on the same machine, because the machine is
 shared and noisy: compare, don't quote absolute times alone. Results go to
 ``bench/results.json`` and a table on stdout.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,6 +40,13 @@ def main() -> int:
         print(f"== {path.stem}", flush=True)
         results.update(module.run())
     out = ROOT / "bench" / "results.json"
+    if not selected or "load_run" in selected:
+        # Ten minutes against its own stack and database (tests.faults.stack), hence its own
+        # process; it writes "load_run" into results.json itself.
+        print("== load_run", flush=True)
+        subprocess.run([sys.executable, "-m", "bench.load_run", "--duration", "600"], cwd=ROOT)
+        if out.exists() and "load_run" in (written := json.loads(out.read_text())):
+            results["load_run"] = written["load_run"]
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **results}, indent=2, sort_keys=True) + "\n")
     print(f"\n{'metric':<28} {'value':>10}  {'goal':<10} baseline")
