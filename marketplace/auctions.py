@@ -18,6 +18,13 @@
    (:func:`fall_back`): the next bidders get new leads until the auction has its winners
    again or no bidder is left; they are returned, and posted the same way.
 
+Dedupe windows and caps are decided again at the award and at every fall-back, under the
+applicant's and the products' row locks (``marketplace.locks``): time has passed since
+intake chose the candidates, and another referral of the same person (or the same auction
+queued again after an outage) may have reached a partner meanwhile. A bidder whose partner
+already has the person within its window, or whose product is at its cap, is passed over
+(its ping row says why).
+
 Nothing here queues work: these functions return what must happen next and the Celery
 tasks (``marketplace.tasks``) queue it.
 """
@@ -36,7 +43,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from consent import grants
-from marketplace import pings
+from marketplace import locks, pings
 from marketplace.matching import CreditBox
 from marketplace.models import (
     AttemptOutcome,
@@ -64,9 +71,16 @@ CANDIDATE_FIELDS = (
     "ping_url",
     "ping_timeout_ms",
     "max_shared_partners",
+    "dedupe_days",
+    "daily_cap",
+    "monthly_cap",
     "partner__id",
     "partner__status",
 )
+# Why a bidder did not win (its ping row's reason; the referral's when no bidder could).
+PASSED_OVER_DEDUPE = "not awarded: the applicant reached this partner within its dedupe window"
+PASSED_OVER_CAP = "not awarded: the product is at its daily or monthly cap"
+PASSED_OVER_ALL = "every bidder already had the applicant or was at its cap"
 # Lead statuses after which a winner's post will not be tried again.
 POST_LOST = {LeadStatus.POST_REJECTED, LeadStatus.DELIVERY_FAILED}
 
@@ -221,14 +235,49 @@ def _award(
         )
         if not awarded:
             return AuctionRun("skipped", [])
-        winners = _make_leads(auction, _winners(auction, bidders, alive=[]))
+        eligible = _still_eligible(auction, bidders)
+        winners = _make_leads(auction, _winners(auction, eligible, alive=[]))
         PingAttempt.objects.bulk_create(rows)
         if not winners:
-            # No bidder and no direct lead: the referral went nowhere after all.
+            # No winner and no direct lead: the referral went nowhere after all.
+            reason = "no ping-post partner bid" if not bidders else PASSED_OVER_ALL
             Referral.objects.filter(pk=auction.referral_id, status=ReferralStatus.ROUTED).exclude(
                 leads__isnull=False
-            ).update(status=ReferralStatus.NO_MATCH, status_reason="no ping-post partner bid")
+            ).update(status=ReferralStatus.NO_MATCH, status_reason=reason)
     return AuctionRun(status, winners)
+
+
+def _still_eligible(auction: Auction, ranked: Sequence[PingAttempt]) -> list[PingAttempt]:
+    """The bidders (best first) that may still get the applicant now: not already sent to
+    their partner within its dedupe window, product not at its cap. Locks the applicant's
+    subject, then the capped products (the lock order), to the caller's commit; the
+    passed-over rows' reasons say why (written by the caller)."""
+    if not ranked:
+        return []
+    referral = auction.referral
+    locks.lock_person(referral.subject_id)
+    recent = locks.recently_received(
+        subject_id=referral.subject_id,
+        is_sandbox=referral.is_sandbox,
+        windows={row.partner_id: row.product.dedupe_days for row in ranked},
+    )
+    full = locks.over_cap(
+        [
+            locks.Cap(row.product_id, row.product.daily_cap, row.product.monthly_cap)
+            for row in ranked
+            if row.partner_id not in recent
+        ],
+        is_sandbox=referral.is_sandbox,
+    )
+    eligible = []
+    for row in ranked:
+        if row.partner_id in recent:
+            row.reason = PASSED_OVER_DEDUPE
+        elif row.product_id in full:
+            row.reason = PASSED_OVER_CAP
+        else:
+            eligible.append(row)
+    return eligible
 
 
 def _winners(
@@ -318,8 +367,14 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
         )
         alive = [row for row in rows if row.award == PingAward.WON]
         waiting = [row for row in rows if row.award == PingAward.NONE]
-        nexts = _winners(auction, waiting, alive=alive)
+        if len(alive) >= auction.max_winners:
+            return []
+        eligible = _still_eligible(auction, waiting)
+        nexts = _winners(auction, eligible, alive=alive)
         leads = _make_leads(auction, nexts)
-        for row in nexts:
-            PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)
+        for row in waiting:
+            if row in nexts:
+                PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)
+            elif row not in eligible:
+                PingAttempt.objects.filter(pk=row.pk).update(reason=row.reason)
         return leads

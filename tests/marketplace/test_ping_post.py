@@ -583,3 +583,61 @@ def test_ping_answers_are_parsed_into_bid_reject_or_error(
     assert outcome == expected[0]
     assert reason.startswith(expected[1])
     assert bid == expected[2]
+
+
+# --- The award decides dedupe and caps again ------------------------------------------------
+
+
+def test_auctions_of_one_person_queued_again_award_a_partner_the_person_once(
+    bidder: Callable[..., SimulatedPartner], make_referral: Callable[..., Referral]
+) -> None:
+    # An outage left the same applicant's referrals with pending auctions (intake chose the
+    # candidates when no lead existed yet); running them again must not sell the applicant
+    # to one partner over and over.
+    sim = bidder("30.00")
+    referrals = [make_referral(national_id="110101199003071234") for _ in range(3)]
+
+    runs = [auctions.run(auction_id=referral.auction.id) for referral in referrals]
+
+    assert [len(run.winners) for run in runs] == [1, 0, 0]
+    assert Lead.objects.filter(partner=sim.partner).count() == 1
+    for referral in referrals[1:]:
+        assert ping_of(referral.auction, sim).reason == auctions.PASSED_OVER_DEDUPE
+        referral.refresh_from_db()
+        assert referral.status == ReferralStatus.NO_MATCH
+        assert referral.status_reason == auctions.PASSED_OVER_ALL
+
+
+def test_an_award_counts_the_products_cap_at_the_moment_of_award(
+    bidder: Callable[..., SimulatedPartner], make_referral: Callable[..., Referral]
+) -> None:
+    sim = bidder("30.00")
+    sim.product.daily_cap = 1
+    sim.product.save()
+    referrals = [make_referral() for _ in range(2)]  # two people, both pinged the product
+
+    runs = [auctions.run(auction_id=referral.auction.id) for referral in referrals]
+
+    assert [len(run.winners) for run in runs] == [1, 0]
+    assert Lead.objects.filter(product=sim.product).count() == 1
+    assert ping_of(referrals[1].auction, sim).reason == auctions.PASSED_OVER_CAP
+
+
+def test_a_fall_back_passes_over_a_bidder_that_got_the_person_meanwhile(
+    bidder: Callable[..., SimulatedPartner], make_referral: Callable[..., Referral]
+) -> None:
+    fickle = bidder("50.00", exclusive=True)
+    steady = bidder("30.00", exclusive=True)
+    first, second = (make_referral(national_id="110101199003075678") for _ in range(2))
+    lost = auctions.run(auction_id=first.auction.id).winners[0]
+    assert lost.partner_id == fickle.partner.id
+    # The person's other referral: the best bidder has them already, the next one wins.
+    won = auctions.run(auction_id=second.auction.id).winners
+    assert [lead.partner_id for lead in won] == [steady.partner.id]
+    # Then the first post is rejected: its fall-back must not send steady the person again.
+    Lead.objects.filter(pk=lost.pk).update(status=LeadStatus.POST_REJECTED)
+
+    assert auctions.fall_back(lead_id=lost.id) == []
+
+    assert ping_of(first.auction, steady).reason == auctions.PASSED_OVER_DEDUPE
+    assert not Lead.objects.filter(referral=first, partner=steady.partner).exists()
