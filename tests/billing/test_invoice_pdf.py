@@ -17,6 +17,7 @@ from pypdf import PdfReader
 from reportlab.pdfbase.ttfonts import TTFont
 
 from billing import documents
+from billing.documents import pdf_layout
 from billing.models import (
     CreditNote,
     CreditNoteKind,
@@ -361,7 +362,7 @@ def test_a_missing_font_is_a_plain_error_naming_the_package(
 ) -> None:
     invoice = _invoice(hong_kong_buyer, "HKD", number="INV-2026-000047")
     documents.pdf_font.cache_clear()
-    monkeypatch.setattr(documents, "FONT_PATH", documents.FONT_PATH.with_name("absent.ttc"))
+    monkeypatch.setattr(pdf_layout, "FONT_PATH", pdf_layout.FONT_PATH.with_name("absent.ttc"))
     try:
         with pytest.raises(documents.DocumentFontMissing, match="apt-get install fonts-wqy"):
             documents.render_pdf(invoice)
