@@ -17,7 +17,6 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +25,8 @@ from consent import ledger, proofs
 from consent.models import Checkpoint, ConsentGrant, LedgerEntry
 from partners.authentication import client
 from partners.errors import ApiError
+from partners.pagination import SignedCursorPagination
+from partners.query_params import positive_int_param
 from partners.scoping import visible_to
 
 
@@ -41,20 +42,8 @@ def _checkpoint_of_size(size: int) -> Checkpoint:
 
 
 def _size_param(request: Request, name: str, *, required: bool) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise ApiError(
-                f"{name} is required", code="validation_error", details={name: ["required"]}
-            )
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ApiError(
-            f"{name} must be a positive integer (a checkpoint's tree size)",
-            code="validation_error",
-            details={name: ["must be a positive integer"]},
-        )
-    return int(raw)
+    """A checkpoint's tree size from the query string."""
+    return positive_int_param(request, name, required=required)
 
 
 def _may_read(request: Request, document: dict[str, Any]) -> bool:
@@ -87,11 +76,8 @@ def _proof_unavailable() -> ApiError:
     )
 
 
-class CheckpointPagination(CursorPagination):
+class CheckpointPagination(SignedCursorPagination):
     ordering = ("-signed_at", "-id")
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class CheckpointListView(APIView):

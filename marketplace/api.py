@@ -33,6 +33,7 @@ from partners.fields import StrictDecimalField, StrictIntegerField
 from partners.idempotency import idempotent
 from partners.key_mode import acting_key
 from partners.models import RISK_TIERS, Partner
+from partners.query_params import UtcDateTimeFilter
 from partners.scoping import visible_to
 
 # A loan is asked for in the platform currency: products' amount bounds are in it.
@@ -424,8 +425,8 @@ class PartnerLeadDetailOutput(PartnerLeadOutput):
 
 class LeadFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=LeadStatus.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
     is_sandbox = filters.BooleanFilter()
 
     class Meta:

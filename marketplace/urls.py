@@ -1,11 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from consent import api as consent_api
 from consent import ledger_api
 from marketplace import api
 from partners import api as partners_api
+from partners import errors
 
 api_v1 = [
     path("referrals", api.ReferralCreateView.as_view(), name="referral-create"),
@@ -105,4 +106,9 @@ urlpatterns = [
     # Billing sits above marketplace (the layering CI checks): its routes are included by
     # module name, so this URLconf wires it without marketplace importing billing.
     path("api/v1/", include("billing.urls")),
+    # Last: any other path under /api/ is a 404 in the API's error shape, not an HTML page.
+    re_path(r"^api(?:/.*)?$", errors.api_not_found, name="api-not-found"),
 ]
+
+# A crash outside a DRF view answers in the error shape under /api/ (Django's page elsewhere).
+handler500 = errors.server_error

@@ -43,6 +43,7 @@ from partners.models import (
     WebhookAttempt,
     WebhookMessage,
 )
+from partners.query_params import UtcDateTimeFilter
 from partners.scoping import Mode, visible_to
 from partners.throttling import rate_limit_per_minute
 
@@ -564,7 +565,7 @@ MESSAGE_EXAMPLE = {
 class WebhookMessageFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=MessageStatus.choices)
     event_type = filters.CharFilter()
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = WebhookMessage

@@ -4,6 +4,10 @@ Django decodes a body in whatever charset its Content-Type names, so a body decl
 ``charset=latin-1`` was read as Latin-1: a name sent in UTF-8 was stored garbled and
 delivered so to partners. A declared charset other than UTF-8 (or one Python does not
 know) is refused with 415; bytes that are not UTF-8 are a 400 parse error.
+
+Nesting is bounded: no request of this API goes more than a few levels deep, and a document
+nested a thousand levels made ``json`` raise ``RecursionError`` (a 500). Anything deeper
+than ``MAX_JSON_DEPTH`` is a 400 parse error, checked without recursion.
 """
 
 from __future__ import annotations
@@ -36,14 +40,28 @@ def _is_utf8(charset: str) -> bool:
         return False
 
 
-def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogate(item) for item in value)
-    return False
+MAX_JSON_DEPTH = 32
+
+
+def _check_document(data: Any) -> None:
+    """Walks the parsed document with an explicit stack: depth and unpaired surrogates."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value) is not None:
+                raise exceptions.ParseError("JSON parse error - unpaired surrogate in a string.")
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep()
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
+
+
+def _too_deep() -> exceptions.ParseError:
+    return exceptions.ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.")
 
 
 class Utf8JSONParser(JSONParser):
@@ -62,7 +80,10 @@ class Utf8JSONParser(JSONParser):
                 details={"Content-Type": ["Send charset=utf-8, or no charset."]},
             )
         # Decode as UTF-8 whatever Django made of the header.
-        data = super().parse(stream, media_type, {**(parser_context or {}), "encoding": "utf-8"})
-        if _has_surrogate(data):
-            raise exceptions.ParseError("JSON parse error - unpaired surrogate in a string.")
+        context = {**(parser_context or {}), "encoding": "utf-8"}
+        try:
+            data = super().parse(stream, media_type, context)
+        except RecursionError:
+            raise _too_deep() from None
+        _check_document(data)
         return data
