@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -77,6 +77,9 @@ CANDIDATE_FIELDS = (
     "partner__id",
     "partner__status",
 )
+# An auction runs within its budget (750 ms) of being queued; one still pending after this
+# lost its message.
+PENDING_STALE_AFTER = timedelta(minutes=1)
 # Why a bidder did not win (its ping row's reason; the referral's when no bidder could).
 PASSED_OVER_DEDUPE = "not awarded: the applicant reached this partner within its dedupe window"
 PASSED_OVER_CAP = "not awarded: the product is at its daily or monthly cap"
@@ -89,6 +92,16 @@ POST_LOST = {LeadStatus.POST_REJECTED, LeadStatus.DELIVERY_FAILED}
 class AuctionRun:
     status: str  # AuctionStatus, or "skipped" when the auction was not (or no longer) pending
     winners: list[Lead]  # their leads, for the caller to post after commit
+
+
+def stale_pending(*, now: datetime | None = None, limit: int = 500) -> list[uuid.UUID]:
+    """Auctions still pending PENDING_STALE_AFTER after they were opened (their message was
+    lost: a broker outage, a worker killed before it started), oldest first, for the
+    sweeper to queue again (``marketplace.sweeps``). Running one twice is harmless: only
+    one run can award it."""
+    before = (now or timezone.now()) - PENDING_STALE_AFTER
+    pending = Auction.objects.filter(status=AuctionStatus.PENDING, created_at__lte=before)
+    return list(pending.order_by("created_at").values_list("id", flat=True)[:limit])
 
 
 def open_auction(*, referral: Referral, boxes: Sequence[CreditBox], max_winners: int) -> Auction:
