@@ -121,6 +121,20 @@ SECRETS_ENCRYPTION_KEY = _secrets["SECRETS_ENCRYPTION_KEY"]
 LEDGER_SIGNING_KEY = _secrets["LEDGER_SIGNING_KEY"]
 
 DEBUG = envbool("DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured(
+        "MARKETPLACE_ENV=production refuses DEBUG=true: error pages would show settings "
+        "and personal data to anyone"
+    )
+# Django's deploy check (security.W009) asks for 50+ characters, 5+ distinct ones, and not
+# the 'django-insecure-' placeholder; production refuses to start with less.
+if PRODUCTION and (
+    len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-")
+):
+    raise ImproperlyConfigured(
+        "MARKETPLACE_ENV=production needs a random SECRET_KEY of at least 50 characters, "
+        "e.g. from: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "" if PRODUCTION else "*").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS").split(",") if o]
 
@@ -231,10 +245,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# --- HTTPS ---------------------------------------------------------------------------------
+# Production's defaults are the strict ones (`manage.py check --deploy` finds nothing); each
+# can be changed from the environment. Development serves plain http on 127.0.0.1: all off.
 if PRODUCTION:
+    # TLS ends at the load balancer, which says so in this header (and strips a client's).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", PRODUCTION)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", PRODUCTION)
 
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -276,6 +298,8 @@ SPECTACULAR_SETTINGS = {
         "PartnerStatusEnum": "partners.models.PartnerStatus",
         "ChangeRequestStatusEnum": "partners.models.ChangeRequestStatus",
         "WebhookMessageStatusEnum": "partners.models.MessageStatus",
+        "LeadStatusEnum": "marketplace.models.LeadStatus",
+        "CurrencyEnum": "partners.currencies.Currency",
     },
 }
 

@@ -16,7 +16,7 @@ DEMO_COMMANDS = {"seed_demo", "simulate", "simulate_partners"}
 def _commands(environment: str, var_dir: Path) -> set[str]:
     key = base64.b64encode(os.urandom(32)).decode()
     secrets = {
-        "SECRET_KEY": "test-" + key,
+        "SECRET_KEY": "test-" + key + key,  # production refuses fewer than 50 characters
         "VAULT_MASTER_KEYS": f"k1:{key}",
         "BLIND_INDEX_KEY": key,
         "API_KEY_PEPPER": key,
