@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.faults.stack import Stack
 
 
 def _log(line: str) -> None:
@@ -29,9 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    from tests.faults.stack import Stack
-
     stack = Stack()
     os.environ.update(
         DATABASE_URL=stack.env["DATABASE_URL"],
@@ -45,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()  # after the stack: settings read the stack's database
+        # Only now: the scenarios load Django models, which need the stack's database.
         from tests.faults.report import print_table, run_all
 
         outcomes = run_all(stack, args, _log)

@@ -197,13 +197,13 @@ def _posts_after_recorded_2xx(
         recorded[key] = min(recorded.get(key, seen), seen)
     late: Counter[str] = Counter()
     for post in posts:
-        lead_id = post.get("lead_id")
+        posted = str(post.get("lead_id"))
         if (
-            lead_id in recorded
-            and leads.get(lead_id, ("", ""))[0] == post.get("slug")
-            and float(post["received_at"]) > recorded[lead_id]
+            posted in recorded
+            and leads.get(posted, ("", ""))[0] == post.get("slug")
+            and float(post["received_at"]) > recorded[posted]
         ):
-            late[lead_id] += 1
+            late[posted] += 1
     return sum(late.values()), len(late)
 
 

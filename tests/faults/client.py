@@ -99,6 +99,12 @@ def send_one(
         backoff = min(backoff * 2, 5.0)
 
 
+def _send_with_client(
+    client: Callable[[], httpx.Client], source_key: str, applicant: Applicant, deadline: float
+) -> None:
+    send_one(client(), source_key, applicant, deadline=deadline)
+
+
 def _retryable(response: httpx.Response) -> bool:
     if response.status_code >= 500 or response.status_code == 429:
         return True
@@ -145,11 +151,7 @@ def drive(
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            futures.append(
-                pool.submit(
-                    lambda a=applicant: send_one(client(), source_key, a, deadline=deadline)
-                )
-            )
+            futures.append(pool.submit(_send_with_client, client, source_key, applicant, deadline))
             if on_progress is not None:
                 on_progress(index + 1)
         for future in futures:

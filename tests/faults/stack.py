@@ -10,6 +10,7 @@ everything it started, and only that.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -128,11 +129,33 @@ class Stack:
         log(f"platform up on {self.base_url} in {time.monotonic() - started:.0f}s")
 
     def down(self) -> None:
-        for stop in (self.stop_simulator, self.supervisor.stop, self.redis.stop, self.pg.stop):
+        for stop in (
+            self.stop_simulator,
+            self.supervisor.stop,
+            self._kill_strays,
+            self.redis.stop,
+            self.pg.stop,
+        ):
             try:
                 stop()
             except (ServiceError, subprocess.SubprocessError, OSError) as exc:
                 print(f"faults: could not stop cleanly: {exc!r}", file=sys.stderr)
+
+    def _kill_strays(self) -> None:
+        """Pool processes whose worker was killed outlive it in their old process group,
+        where supervisord's stop does not reach: find ours by the run directory in their
+        environment (no other process has it) and end them."""
+        mark = f"MARKETPLACE_RUN_DIR={self.run_dir}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if mark in environ:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
 
     def manage(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -200,13 +223,23 @@ class Stack:
         returns the pid killed, 0 if none."""
         pid = self.supervisor.pid(program)
         if child and pid:
-            kids = subprocess.run(
-                ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-            ).stdout.split()
-            pid = int(kids[0]) if kids else 0
+            pid = self._pool_process(pid, timeout=30)
         if pid:
             os.kill(pid, signal.SIGKILL)
         return pid
+
+    @staticmethod
+    def _pool_process(parent: int, *, timeout: float) -> int:
+        """A child of ``parent`` (a worker just restarted forks its pool after booting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kids = subprocess.run(
+                ["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False
+            ).stdout.split()
+            if kids:
+                return int(kids[0])
+            time.sleep(0.5)
+        return 0
 
     def wait_restarted(self, program: str, old_pid: int, *, timeout: float = 60) -> float:
         """Seconds until supervisord runs ``program`` again under a new pid."""
