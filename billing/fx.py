@@ -142,9 +142,15 @@ def convert(
     rate = rate_in_force(from_currency=from_currency, to_currency=to_currency, at=at)
     if rate is None:
         return None
+    return conversion(amount=amount, rate=rate)
+
+
+def conversion(*, amount: Decimal, rate: ExchangeRate) -> Conversion:
+    """``amount`` (in the rate's ``from_currency``) at ``rate``: the one conversion rule,
+    whichever path found the rate."""
     return Conversion(
         amount=to_cents(amount * rate.rate),
         source_amount=amount,
-        source_currency=from_currency,
+        source_currency=rate.from_currency,
         rate=rate,
     )

@@ -48,6 +48,30 @@ def share_billing_lock(*, partner_id: uuid.UUID) -> date | None:
     )
 
 
+def share_billing_locks(*, partner_ids: list[uuid.UUID]) -> dict[uuid.UUID, date | None]:
+    """:func:`share_billing_lock` for many partners at once, in id order (no deadlocks with
+    :func:`lock_billing_rows`); each partner's ``invoiced_through``."""
+    ids = sorted(set(partner_ids))
+    PartnerBillingProfile.objects.bulk_create(
+        [PartnerBillingProfile(partner_id=pk) for pk in ids], ignore_conflicts=True
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT partner_id, invoiced_through FROM billing_partnerbillingprofile "
+                "WHERE partner_id = ANY(%s) ORDER BY partner_id FOR SHARE",
+                [ids],
+            )
+            through = dict(cursor.fetchall())
+    else:  # SQLite serialises every write transaction (BEGIN IMMEDIATE): no row locks.
+        through = dict(
+            PartnerBillingProfile.objects.filter(partner_id__in=ids).values_list(
+                "partner_id", "invoiced_through"
+            )
+        )
+    return {pk: through[pk] for pk in ids}
+
+
 def hold_billing_lock(*, partner_id: uuid.UUID) -> PartnerBillingProfile:
     """Lock the partner's billing row exclusively (invoicing)."""
     _profile(partner_id)

@@ -21,7 +21,8 @@ return, and books again what a reversed return had credited.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -110,12 +111,18 @@ def first_standing_return(events: Iterable[LeadEvent]) -> LeadEvent | None:
     return min(returns, key=lambda e: (e.occurred_at, e.external_id), default=None)
 
 
-def crediting_return(events: Iterable[LeadEvent]) -> LeadEvent | None:
-    """The return that credits the lead now, from all of the lead's events."""
+def crediting_return(
+    events: Iterable[LeadEvent], *, statuses: Mapping[uuid.UUID, str] | None = None
+) -> LeadEvent | None:
+    """The return that credits the lead now, from all of the lead's events; ``statuses``:
+    the review status of each of its returns sent to review, when the caller read them."""
     first = first_standing_return(events)
     if first is None:
         return None
-    status = ReturnReview.objects.filter(event=first).values_list("status", flat=True).first()
+    if statuses is not None:
+        status = statuses.get(first.pk)
+    else:
+        status = ReturnReview.objects.filter(event=first).values_list("status", flat=True).first()
     if status is not None and status != ReviewStatus.APPROVED:
         return None
     return first

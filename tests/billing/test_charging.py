@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 import pytest
 from django.db.models import Sum
@@ -13,11 +14,11 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import charging
+from billing import catchup
 from billing.charging import charge_unbilled_events
 from billing.models import Charge, EntryType, FeeKind
 from marketplace.events import EventError
-from marketplace.models import Lead, LeadEvent
+from marketplace.models import LeadEvent
 from tests.billing.builders import (
     LeadBuilder,
     ledger,
@@ -353,15 +354,15 @@ def test_a_return_reported_during_a_catch_up_run_still_credits_the_late_charge(
     post(lead, report("accepted", lead.delivered_at + timedelta(hours=1)))
     schedule(lead.partner)  # added late: the catch-up run makes the CPL charge
     charged, returned = threading.Event(), threading.Event()
-    settle_now = charging.settle_lead
+    settle_now = catchup.settle_leads
 
-    def charge_then_hold_the_transaction(*, lead: Lead) -> list[Charge]:
-        made = settle_now(lead=lead)
+    def charge_then_hold_the_transaction(lead_ids: list[Any], **options: Any) -> list[Charge]:
+        made = settle_now(lead_ids, **options)
         charged.set()
         returned.wait(timeout=1)  # blocked on the lead's lock, the return never comes
         return made
 
-    monkeypatch.setattr(charging, "settle_lead", charge_then_hold_the_transaction)
+    monkeypatch.setattr(catchup, "settle_leads", charge_then_hold_the_transaction)
 
     def catch_up_or_return(worker: int) -> object:
         if worker == 0:
