@@ -310,6 +310,13 @@ class ProductAdmin(RoutingHoldAdminMixin, PartnerScopedAdminMixin, admin.ModelAd
     search_fields = ["name", "partner__name"]
     readonly_fields = ["holds_in_force_detail"]
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The product's own fields first, then its terms: Django would list the fields of
+        # the term mixins (partners.product_terms) first, as they are created first.
+        fields = list(super().get_fields(request, obj))
+        own = [name for name in ("partner", "name", "is_active") if name in fields]
+        return own + [name for name in fields if name not in own]
+
 
 @admin.register(TrafficSource)
 class TrafficSourceAdmin(admin.ModelAdmin):

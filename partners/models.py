@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from partners.product_terms import CreditBoxFields, DeliveryFields, LimitFields
+from partners.product_terms import DeliveryMode as DeliveryMode  # re-exported: imported from here
 
 RISK_TIERS = [f"R{i}" for i in range(1, 9)]
 # Applicants' employment types, as intake accepts them (marketplace.api) and products list.
@@ -62,58 +63,14 @@ class Partner(models.Model):
         return self.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
 
 
-class DeliveryMode(models.TextChoices):
-    DIRECT_POST = "direct_post", "Direct post"
-    PING_POST = "ping_post", "Ping-post"
-    PULL = "pull", "Pull through the API"
-
-
-class Product(models.Model):
-    """A partner's credit box: what it accepts and how it wants leads delivered."""
+class Product(CreditBoxFields, DeliveryFields, LimitFields, models.Model):
+    """A partner's product: its credit box (what it accepts), how it wants leads delivered
+    and its limits, each a group of fields in ``partners.product_terms``."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=120)
     is_active = models.BooleanField(default=True)
-    # Loan request bounds, inclusive. Amounts in the platform currency (CNY).
-    min_amount = models.DecimalField(max_digits=13, decimal_places=2)
-    max_amount = models.DecimalField(max_digits=13, decimal_places=2)
-    min_term_months = models.PositiveSmallIntegerField()
-    max_term_months = models.PositiveSmallIntegerField()
-    # Accepted operator risk tiers, e.g. ["R3", "R4", "R5"].
-    risk_tiers = models.JSONField(default=list)
-    # Region codes (ISO 3166-2, e.g. "CN-GD"); empty allowed list means everywhere.
-    regions = models.JSONField(default=list, blank=True)
-    excluded_regions = models.JSONField(default=list, blank=True)
-    min_age = models.PositiveSmallIntegerField(default=18)
-    max_age = models.PositiveSmallIntegerField(default=60)
-    # Minimum monthly income, compared with the lower bound of the applicant's income band.
-    min_monthly_income = models.DecimalField(max_digits=13, decimal_places=2, default=Decimal(0))
-    employment_types = models.JSONField(default=list, blank=True)  # empty: any
-    purposes = models.JSONField(default=list, blank=True)  # empty: any
-    channels = models.JSONField(default=list, blank=True)  # empty: any
-    # Offered APR range as fractions (0.1800 = 18%); routing refuses anything over APR_CAP.
-    apr_min = models.DecimalField(max_digits=5, decimal_places=4)
-    apr_max = models.DecimalField(max_digits=5, decimal_places=4)
-    delivery_mode = models.CharField(
-        max_length=16, choices=DeliveryMode.choices, default=DeliveryMode.DIRECT_POST
-    )
-    post_url = models.URLField(blank=True, max_length=500)
-    ping_url = models.URLField(blank=True, max_length=500)
-    ping_timeout_ms = models.PositiveIntegerField(default=500)
-    post_timeout_ms = models.PositiveIntegerField(default=10_000)
-    daily_cap = models.PositiveIntegerField(null=True, blank=True)  # leads per UTC day
-    monthly_cap = models.PositiveIntegerField(null=True, blank=True)
-    dedupe_days = models.PositiveSmallIntegerField(default=30)
-    exclusive = models.BooleanField(default=False)
-    # Shared products only: the most partners a shared lead may go to when this product is
-    # one of them (itself included). NULL: settings.MAX_PARTNERS_PER_REFERRAL alone.
-    max_shared_partners = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)]
-    )
-    # Monthly budget cap of this product in CNY, like Partner.monthly_budget: routing skips
-    # the product once this UTC month's charges on it reach the budget. NULL: no cap.
-    monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # Any change bumps it, so per-process product indexes notice (marketplace.matching).
     updated_at = models.DateTimeField(auto_now=True)
