@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -103,6 +104,21 @@ def disclose(
             at=now,
         )
         return Disclosed(disclosure_id=disclosure.id, data=data)
+
+
+def disclosed_at(
+    *, subject_id: uuid.UUID, partner_id: uuid.UUID, reference: str
+) -> datetime | None:
+    """When this subject's data was first disclosed to this partner for ``reference`` (a
+    lead's post: ``lead:<id>``), or None if never. The log is written, and committed,
+    before the data leaves: a disclosure here means the data was sent, or about to be."""
+    first: datetime | None = (
+        Disclosure.objects.filter(subject_id=subject_id, partner_id=partner_id, reference=reference)
+        .order_by("disclosed_at")
+        .values_list("disclosed_at", flat=True)
+        .first()
+    )
+    return first
 
 
 REVEAL_PERMISSION = "consent.reveal_subject"

@@ -3,6 +3,12 @@
 A lead's status is derived from the set of its events (returned > funded > approved >
 accepted > rejected), never from the last one to arrive, so reordering changes nothing.
 
+Events on a lead whose post's answer we lost (still being recorded, a worker killed
+mid-post, a timeout, a reset, garbage) are taken at the partner's word when the disclosure
+log shows the data was sent to it: the lead was delivered, and the event counts and is
+billed like any other. Only a lead never posted to the partner is refused
+(``lead_not_delivered``).
+
 A *reversal* takes back one earlier event of the same lead (a cancelled funding, a return
 sent by mistake): it names the partner's event_id in ``reverses``. The reversed event stays
 stored (the history is append-only) but no longer counts: the status and the latest
@@ -42,6 +48,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from consent import gate
+from marketplace import delivery
 from marketplace.models import (
     REPORTABLE_STATUSES,
     EventType,
@@ -63,6 +71,9 @@ RETURN_REPORTING_GRACE = timedelta(days=1)
 # bound against typos (cents as yuan, principal reported as revenue), not a business rule.
 REVENUE_PRINCIPAL_BOUND = Decimal("1")
 PERIOD_FORMAT = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+# Statuses of a lead whose post we may have sent without recording the partner's answer.
+ANSWER_MAY_BE_LOST = {LeadStatus.MATCHED, LeadStatus.DELIVERING, LeadStatus.DELIVERY_FAILED}
 
 STATUS_RANK = [
     (EventType.RETURNED, LeadStatus.RETURNED),
@@ -359,7 +370,7 @@ def record_event(
     with transaction.atomic():
         # The lead's row lock is held to commit: the checks against its events, the insert
         # and the new status all see one lead that no other event can change meanwhile.
-        lead = Lead.objects.select_for_update().get(pk=lead_id, partner_id=partner_id)
+        lead = Lead.objects.select_for_update(no_key=True).get(pk=lead_id, partner_id=partner_id)
         # Resolved before the replay comparison: "no currency" and "the referral's
         # currency" are the same event.
         report = _with_currency(report, _referral_currency(lead))
@@ -397,15 +408,8 @@ def _replay(existing: LeadEvent, *, lead: Lead, report: EventReport) -> LeadEven
 
 
 def _check_reportable(lead: Lead, report: EventReport) -> None:
-    if lead.status == LeadStatus.DELIVERING:
-        # The partner answered our post and reported on it before the delivery worker
-        # recorded that answer: a moment later it is delivered. Refused as retryable, so
-        # an eager partner's event is not lost.
-        raise EventError(
-            "the lead's delivery to you is still being recorded; send the event again in a moment",
-            field="lead",
-            code="delivery_in_progress",
-        )
+    if lead.status in ANSWER_MAY_BE_LOST:
+        _take_the_partners_word(lead)
     if lead.status not in REPORTABLE_STATUSES:
         raise EventError(
             f"the lead was not delivered to you (status {lead.status})",
@@ -413,6 +417,35 @@ def _check_reportable(lead: Lead, report: EventReport) -> None:
             code="lead_not_delivered",
         )
     _check_dates(lead, report)
+
+
+def _take_the_partners_word(lead: Lead) -> None:
+    """A partner reports on a lead whose post we attempted but whose answer we do not have
+    (the worker is still recording it, died mid-post, or the answer was lost: a timeout,
+    a reset, garbage): the disclosure log says whether the partner holds the data. If it
+    does, the lead *was* delivered, at the moment the data left (the log is written before
+    the post): it becomes delivered and the event applies (and is billed) like any other.
+    Never refused for the platform's own loss. A post not yet disclosed is still on its
+    way (a retryable 409); a lead never posted stays refused by the caller."""
+    sent = gate.disclosed_at(
+        subject_id=lead.subject_id,
+        partner_id=lead.partner_id,
+        reference=delivery.disclosure_reference(lead.id),
+    )
+    if sent is None:
+        if lead.status == LeadStatus.DELIVERING:
+            raise EventError(
+                "the lead's delivery to you is still being recorded; "
+                "send the event again in a moment",
+                field="lead",
+                code="delivery_in_progress",
+            )
+        return
+    lead.status, lead.delivered_at, lead.claim_expires_at = LeadStatus.DELIVERED, sent, None
+    # Saved now, with the event (the caller's transaction): a post still in flight finds
+    # the lead settled (only a claim on a lead still delivering records an outcome).
+    lead.save(update_fields=["status", "delivered_at", "claim_expires_at", "updated_at"])
+    delivery.notify_delivered(lead=lead, delivered_at=sent)
 
 
 def _insert(
