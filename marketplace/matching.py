@@ -1,7 +1,8 @@
 """Which products' credit boxes fit an application. Pure functions over plain data.
 
 ``ProductIndex`` holds every active product's box in memory, rebuilt when the catalogue's
-version changes, so matching an application costs no database query.
+version (``partners.models.CatalogueVersion``, bumped by the database with every product,
+partner or hold change) moves, so matching an application costs one primary-key read.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-
-from django.db.models import Count, Max
+from typing import Protocol
 
 from partners.holds import without_holds
-from partners.models import PartnerStatus, Product
+from partners.models import CatalogueVersion, PartnerStatus, Product
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,11 @@ class CreditBox:
     partner_sandbox: bool
     # Shared products: the most partners a shared lead may go to with this one among them.
     max_shared: int | None = None
+    partner_name: str = ""
+
+
+class HasProduct(Protocol):
+    product_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,7 @@ def box_from_product(product: Product) -> CreditBox:
         monthly_cap=product.monthly_cap,
         partner_sandbox=product.partner.status == PartnerStatus.SANDBOX,
         max_shared=product.max_shared_partners,
+        partner_name=product.partner.name,
     )
 
 
@@ -116,27 +122,31 @@ class ProductIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._version: tuple[object, ...] | None = None
+        self._version: int | None = None
         self._boxes: tuple[CreditBox, ...] = ()
+        self._by_product: dict[uuid.UUID, CreditBox] = {}
 
     def boxes(self) -> tuple[CreditBox, ...]:
-        # One cheap aggregate tells whether anything changed (a product edited, a partner
-        # paused: partner status changes are counted through the filtered row count). A
-        # routing hold placed or lifted bumps its partner's or product's updated_at
-        # (partners.holds), so holds need no term of their own here.
-        query = Product.objects.filter(
-            is_active=True,
-            partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
-        )
-        stats = query.aggregate(n=Count("id"), p=Max("updated_at"), q=Max("partner__updated_at"))
-        version = (stats["n"], stats["p"], stats["q"])
-        if version != self._version:
+        version = CatalogueVersion.objects.filter(id=1).values_list("version", flat=True).first()
+        if version is None or version != self._version:
+            # (No version row, e.g. a test database flushed: rebuild every time.) Read the
+            # products after the version: a change committed in between only makes the
+            # next read rebuild once more.
             with self._lock:
-                if version != self._version:
+                if version is None or version != self._version:
+                    query = Product.objects.filter(
+                        is_active=True,
+                        partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
+                    )
                     products = without_holds(query).select_related("partner")
                     self._boxes = tuple(box_from_product(p) for p in products)
+                    self._by_product = {box.product_id: box for box in self._boxes}
                     self._version = version
         return self._boxes
+
+    def boxes_of(self, items: Iterable[HasProduct]) -> list[CreditBox]:
+        """The cached boxes of these items' products (those still in the index)."""
+        return [box for item in items if (box := self._by_product.get(item.product_id)) is not None]
 
 
 product_index = ProductIndex()

@@ -159,6 +159,19 @@ class RoutingHold(models.Model):
         return f"{self.get_reason_display()} since {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class CatalogueVersion(models.Model):
+    """One row whose ``version`` changes (to a random value) whenever a product, a partner or
+    a routing hold changes: database triggers (migration 0007) set it in the changing
+    transaction, whoever writes (the admin, the API, holds, a bare ``update()``). Every
+    process's product index (``marketplace.matching``) rebuilds when it changes: one
+    primary-key read per referral instead of an aggregate over the catalogue. On PostgreSQL
+    the trigger runs at commit (deferred), so this row's lock is always the last one a
+    transaction takes and cannot close a deadlock cycle."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+
 class TrafficSource(models.Model):
     """The operator (or another licensed source) that refers declined applicants."""
 
