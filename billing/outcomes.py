@@ -8,8 +8,9 @@
 2. ``billing.charging.charge_for_event``: the lead's fee chains are brought to what is due
    (charges, reversals, credits, re-bookings), then the partner's budgets and credit limit
    are evaluated and routing held or released (``billing.budgets``, ``billing.credit``);
-3. after commit, ``billing.tasks.retier_month`` when the event renumbered its month's
-   tiered units (``billing.tiers.renumbers``).
+3. ``billing.tasks.retier_month`` through the outbox (``marketplace.outbox``: written in
+   this transaction, published after commit) when the event renumbered its month's tiered
+   units (``billing.tiers.renumbers``).
 
 The event and its charges commit together or not at all: a failure answers the partner with
 an error and its retry with the same event id starts again. Billing sits above marketplace,
@@ -19,13 +20,13 @@ so the composition lives here and marketplace knows nothing of fees.
 from __future__ import annotations
 
 import uuid
-from functools import partial
 
 from django.db import transaction
 
 from billing import tasks
 from billing.charging import charge_for_event
 from billing.tiers import renumbers
+from marketplace import outbox
 from marketplace.events import EventReport, record_event
 from marketplace.models import LeadEvent
 
@@ -42,7 +43,6 @@ def report_outcome(
             renumbered = renumbers(event)
             if renumbered is not None:
                 renumbered_partner, month = renumbered
-                transaction.on_commit(
-                    partial(tasks.retier_month.delay, str(renumbered_partner), month.isoformat())
-                )
+                # An outbox message in this transaction: re-pricing is never lost.
+                outbox.enqueue(tasks.retier_month, str(renumbered_partner), month.isoformat())
     return event, created

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing import budgets, charging, invoicing
 from billing.periods import Period
+from marketplace.outbox import OutboxTask
 
 
 @shared_task
@@ -24,7 +25,7 @@ def charge_unbilled_events() -> int:
     return charging.charge_unbilled_events()
 
 
-@shared_task
+@shared_task(base=OutboxTask)
 def retier_month(partner_id: str, month: str) -> int:
     """Units reported out of time order renumbered a partner's month: re-price it."""
     return charging.retier_month(partner_id=uuid.UUID(partner_id), month=date.fromisoformat(month))

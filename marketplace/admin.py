@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from marketplace import dispatch
 from marketplace.models import (
     Auction,
     DeliveryAttempt,
@@ -56,6 +61,22 @@ class EventInline(ReadOnlyInline):
     fk_name = "lead"
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """Referrals still being distributed after their deadline (``settle_by``): work the
+    outbox sweeper is driving again, or that needs a person to look at it."""
+
+    title = "distribution"
+    parameter_name = "distribution"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "Overdue (not terminal by its deadline)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "overdue":
+            return queryset.filter(pk__in=dispatch.overdue().values("pk"))
+        return queryset
+
+
 @admin.register(Referral)
 class ReferralAdmin(ReadOnlyAdmin):
     # Anonymised attributes only; the applicant's data stays in the vault.
@@ -70,8 +91,9 @@ class ReferralAdmin(ReadOnlyAdmin):
         "channel",
         "is_sandbox",
         "created_at",
+        "settle_by",
     ]
-    list_filter = ["status", "risk_tier", "channel", "is_sandbox", "source"]
+    list_filter = [OverdueFilter, "status", "risk_tier", "channel", "is_sandbox", "source"]
     search_fields = ["=id", "source_reference"]
     date_hierarchy = "created_at"
     exclude = ["subject"]

@@ -12,7 +12,13 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +31,7 @@ from consent.models import GrantScope
 from consent.vault import ApplicantData
 from marketplace import events, intake, pull, validation
 from marketplace.bands import age_band_label, income_band_label
+from marketplace.matching import product_index
 from marketplace.models import EventType, Lead, LeadEvent, LeadStatus, Referral
 from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.currencies import Currency
@@ -143,11 +150,18 @@ class ReferralInput(serializers.Serializer):
 
 
 class ReferralLeadOutput(serializers.ModelSerializer):
-    partner_name = serializers.CharField(source="partner.name")
+    partner_name = serializers.SerializerMethodField()
 
     class Meta:
         model = Lead
         fields = ["id", "partner_id", "partner_name", "status", "delivery_mode"]
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_partner_name(self, lead: Lead) -> str:
+        # Intake answers from memory: the names routing matched come in the context.
+        names: dict[uuid.UUID, str] = self.context.get("partner_names", {})
+        name = names.get(lead.partner_id)
+        return name if name is not None else lead.partner.name
 
 
 class ReferralOutput(serializers.ModelSerializer):
@@ -223,6 +237,16 @@ def source_referrals(request: Request) -> QuerySet[Referral]:
     return visible_to(_referral_queryset(), request, source="source_id", sandbox="is_sandbox")
 
 
+def intake_response(stored: intake.Intake) -> dict[str, Any]:
+    """The 201 body from what intake holds in memory: nothing is read back."""
+    referral = stored.referral
+    # The leads intake just made are all the referral has: the serializer's
+    # ``referral.leads.all()`` reads them from this cache instead of the database.
+    referral._prefetched_objects_cache = {"leads": stored.leads}  # type: ignore[attr-defined]
+    names = {box.partner_id: box.partner_name for box in product_index.boxes_of(stored.leads)}
+    return ReferralOutput(referral, context={"partner_names": names}).data
+
+
 class ReferralCreateView(APIView):
     permission_classes = [IsSourceKey]
 
@@ -244,7 +268,7 @@ class ReferralCreateView(APIView):
         source = api_client.api_key.source
         assert source is not None
         try:
-            referral = intake.create_referral(
+            stored = intake.create_referral(
                 source=source,
                 request=serializer.to_request(),
                 is_sandbox=api_client.is_sandbox,
@@ -268,10 +292,7 @@ class ReferralCreateView(APIView):
                 status_code=status.HTTP_409_CONFLICT,
                 details={"source_reference": ["Already used."]},
             ) from None
-        return Response(
-            ReferralOutput(_referral_queryset().get(pk=referral.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(intake_response(stored), status=status.HTTP_201_CREATED)
 
 
 class ReferralDetailView(generics.RetrieveAPIView):

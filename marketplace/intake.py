@@ -1,4 +1,5 @@
-"""Referral intake: vault the applicant, record consent, route. One transaction."""
+"""Referral intake: vault the applicant, record consent, route, and write the one outbox
+message that distributes the referral. One transaction, no savepoint, no read-back."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from consent import grants, vault
 from consent.grants import ConsentEvidence
 from consent.models import ConsentGrant, Subject
 from consent.vault import ApplicantData
-from marketplace import routing, tasks, validation
+from marketplace import dispatch, routing, tasks, validation
 from marketplace.bands import age_on, income_band_floor
 from marketplace.delivery import REFERRAL_PURPOSE
-from marketplace.models import Referral, ReferralStatus
+from marketplace.models import Lead, Referral, ReferralStatus
+from marketplace.routing import Routed
 from partners.models import TrafficSource
+
+SOURCE_REFERENCE_CONSTRAINT = "referral_unique_source_reference"
 
 
 class DuplicateReferral(ValueError):
@@ -46,17 +50,19 @@ def create_referral(
     request: ReferralRequest,
     is_sandbox: bool,
     acting_key: dict[str, str] | None = None,
-) -> Referral:
-    """Store the referral and its leads. Raises IntakeRefused (a minor, stale consent, ...)
-    or ConsentError (bad consent input) and nothing is stored; consent that is valid but
-    not usable makes it *not routable*. ``is_sandbox``: sent with a sandbox key (the
-    referral, its consent and its leads are sandbox traffic); ``acting_key``: that key,
-    recorded in the consent's ledger entry."""
+) -> Intake:
+    """Store the referral and its leads, and the one outbox message that distributes them
+    (``dispatch_referral``, published after commit). Raises IntakeRefused (a minor, stale
+    consent, ...), ConsentError (bad consent input) or DuplicateReferral, and nothing is
+    stored; consent that is valid but not usable makes it *not routable*. ``is_sandbox``:
+    sent with a sandbox key (the referral, its consent and its leads are sandbox traffic);
+    ``acting_key``: that key, recorded in the consent's ledger entry.
+
+    Joins the caller's transaction when there is one, without a savepoint: any error here
+    aborts the whole request, which then stores nothing."""
     now = timezone.now()
     validation.check_referral(applicant=request.applicant, consent=request.consent, now=now)
-    with transaction.atomic():
-        if _already_received(source=source, source_reference=request.source_reference):
-            raise DuplicateReferral(request.source_reference)
+    with transaction.atomic(savepoint=False):
         # The person's subject in this key's mode: sandbox traffic with a real person's
         # numbers gets a sandbox subject apart from their live one (consent.vault).
         subject = vault.store_subject(applicant=request.applicant, is_sandbox=is_sandbox)
@@ -69,19 +75,24 @@ def create_referral(
             is_sandbox=is_sandbox,
             now=now,
         )
-        _save_new(referral=referral, source=source, source_reference=request.source_reference)
-        if referral.status == ReferralStatus.NO_MATCH:
-            _route(referral=referral, grant=grant)
-        # Last: the ledger's sequence lock is held from here to commit, so the rest of the
-        # intake does not serialise on it.
+        routed = _route(referral=referral, grant=grant, now=now)
+        # Inserted after its leads (foreign keys are checked at commit), so it is written
+        # once, with its final status; the unique constraint, not a pre-check, says whether
+        # the source sent this reference before.
+        _insert(referral)
+        if referral.status == ReferralStatus.ROUTED:
+            tasks.queue_referral(referral.id)  # the one message, published after commit
+        # Last: whatever the ledger serialises on is held for as short a time as possible.
         grants.log_grant(grant=grant, acting_key=acting_key)
-        return referral
+        return Intake(referral=referral, leads=routed.leads if routed else [])
 
 
-def _already_received(*, source: TrafficSource, source_reference: str) -> bool:
-    return bool(source_reference) and (
-        Referral.objects.filter(source=source, source_reference=source_reference).exists()
-    )
+@dataclass(frozen=True)
+class Intake:
+    """What intake stored, in memory: enough to answer the request without reading back."""
+
+    referral: Referral
+    leads: list[Lead]  # direct and pull leads, in consumer order (cheapest APR first)
 
 
 def _new_referral(
@@ -124,21 +135,35 @@ def _new_referral(
     return referral
 
 
-def _save_new(*, referral: Referral, source: TrafficSource, source_reference: str) -> None:
+def _insert(referral: Referral) -> None:
     try:
-        with transaction.atomic():
-            referral.save()
-    except IntegrityError:
-        # The check before the vault is only a fast path: a concurrent request with the
-        # same source_reference may have committed since, and the unique constraint says so.
-        if _already_received(source=source, source_reference=source_reference):
-            raise DuplicateReferral(source_reference) from None
+        referral.save(force_insert=True)
+    except IntegrityError as exc:
+        if _violates(exc, SOURCE_REFERENCE_CONSTRAINT, column="source_reference"):
+            raise DuplicateReferral(referral.source_reference) from None
         raise
 
 
-def _route(*, referral: Referral, grant: ConsentGrant) -> None:
+def _violates(exc: IntegrityError, constraint: str, *, column: str) -> bool:
+    """Whether the IntegrityError is this unique constraint's (PostgreSQL names the
+    constraint, SQLite its columns)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name is not None:
+        return bool(name == constraint)
+    return column in str(exc)
+
+
+def _route(*, referral: Referral, grant: ConsentGrant, now: datetime) -> Routed | None:
+    """Route a routable referral and set its status: *routed* while posts or an auction
+    are to come (terminal by ``settle_by``), *distributed* when its partners only pull,
+    *no match* when none fits."""
+    if referral.status != ReferralStatus.NO_MATCH:
+        return None
     routed = routing.route(referral=referral, grant=grant)
-    tasks.queue_routed(routed)  # after commit: nothing runs if the intake rolls back
-    if routed.leads or routed.auction:
+    if routed.to_post or routed.auction:
         referral.status = ReferralStatus.ROUTED
-        referral.save(update_fields=["status"])
+        referral.settle_by = dispatch.settle_by(now)
+    elif routed.leads:
+        referral.status = ReferralStatus.DISTRIBUTED
+    return routed

@@ -10,6 +10,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from consent.models import ConsentGrant, Subject
 from partners.currencies import Currency
@@ -17,9 +18,13 @@ from partners.models import DeliveryMode, Partner, Product, TrafficSource
 
 
 class ReferralStatus(models.TextChoices):
-    NOT_ROUTABLE = "not_routable", "Not routable (no valid consent)"
+    # The one status that is not terminal: leads are being posted or pinged.
+    ROUTED = "routed", "Routed, being distributed"
+    # Terminal: nothing more will happen to the referral (marketplace.dispatch.settle).
+    DISTRIBUTED = "distributed", "Distributed (a partner holds the lead)"
     NO_MATCH = "no_match", "No partner matched"
-    ROUTED = "routed", "Routed to partners"
+    NOT_ROUTABLE = "not_routable", "Not routable (no valid consent)"
+    WITHDRAWN = "withdrawn", "Consent withdrawn before distribution"
 
 
 class Referral(models.Model):
@@ -46,6 +51,9 @@ class Referral(models.Model):
     status = models.CharField(max_length=16, choices=ReferralStatus.choices)
     status_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A routed referral still not terminal by then is overdue: the admin lists it and the
+    # outbox sweeper dispatches it again. NULL for a referral terminal at intake.
+    settle_by = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -53,6 +61,13 @@ class Referral(models.Model):
                 fields=["source", "source_reference"],
                 condition=~Q(source_reference=""),
                 name="referral_unique_source_reference",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["settle_by"],
+                condition=Q(status="routed"),
+                name="referral_unsettled_by_deadline",
             )
         ]
 
@@ -345,3 +360,51 @@ class LeadEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.external_id}"
+
+
+class OutboxMessage(models.Model):
+    """A task for a worker, written in the same transaction as the change that needs it
+    (a transactional outbox: marketplace.outbox). Published after commit, published again
+    by the sweeper while not done by its deadline, done when its task has finished."""
+
+    # Also the Celery task id, so every publication of one message is recognisably one.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.CharField(max_length=120)  # registered Celery task name
+    args = models.JSONField(default=list)  # ids and dates only: never personal data
+    queue = models.CharField(max_length=40, blank=True)
+    # The referral whose distribution this is part of (it is terminal only when none of
+    # its messages is left undone); NULL for other work (billing).
+    referral = models.ForeignKey(
+        Referral,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,  # outbox_undone_per_referral is the one lookup
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # Not before (a retry's countdown).
+    due_at = models.DateTimeField(default=timezone.now)
+    # Not done by then: the sweeper publishes it again (and moves this on).
+    deadline = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # publications so far
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["deadline"],
+                condition=Q(done_at__isnull=True),
+                name="outbox_undone_by_deadline",
+            ),
+            models.Index(
+                fields=["referral"],
+                condition=Q(done_at__isnull=True),
+                name="outbox_undone_per_referral",
+            ),
+            models.Index(fields=["done_at"], name="outbox_done_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.id}"

@@ -1,5 +1,6 @@
 """``Idempotency-Key`` for creating POSTs: same key and body replays the first response,
-same key with another body is 422, a request still running is 409."""
+same key with another body is 422; the record is written in the request's own transaction
+(see :func:`idempotent`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
@@ -20,8 +21,9 @@ from partners.errors import ApiError
 from partners.models import ApiKey, IdempotencyRecord
 
 MAX_KEY_LENGTH = 200
-# A RUNNING record older than this belongs to a request whose process died.
-STALE_AFTER = timedelta(minutes=5)
+# A RUNNING record is only ever left by a process of the earlier design (which claimed the
+# key in a transaction of its own); one older than this belongs to a request that died.
+STALE_AFTER = timedelta(seconds=30)
 
 
 def _fingerprint(request: Request) -> str:
@@ -32,53 +34,51 @@ def _fingerprint(request: Request) -> str:
     return digest.hexdigest()
 
 
-def _claim(api_key: ApiKey, key: str, fingerprint: str) -> IdempotencyRecord | Response:
-    """Our RUNNING record for this key, or the response to give instead."""
-    for _attempt in range(3):
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    api_key=api_key, key=key, request_fingerprint=fingerprint
-                )
-        except IntegrityError:
-            pass
-        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
-        if existing is None:
-            continue  # its request failed and freed the key just now: claim it again
-        if existing.request_fingerprint != fingerprint:
-            raise ApiError(
-                "This Idempotency-Key was used with a different request.",
-                code="idempotency_key_reused",
-                status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
-            )
-        if existing.state == IdempotencyRecord.State.RUNNING:
-            if existing.created_at < timezone.now() - STALE_AFTER:
-                # Its process died mid-request; nothing of it was committed (see below).
-                IdempotencyRecord.objects.filter(
-                    pk=existing.pk, state=IdempotencyRecord.State.RUNNING
-                ).delete()
-                continue
-            raise ApiError(
-                "A request with this Idempotency-Key is still being processed.",
-                code="idempotency_request_in_progress",
-                status_code=status.HTTP_409_CONFLICT,
-            )
-        assert existing.response_status is not None
-        return Response(
-            existing.response_body,
-            status=existing.response_status,
-            headers={"Idempotent-Replayed": "true"},
-        )
-    raise ApiError(
+def _in_progress() -> ApiError:
+    return ApiError(
         "A request with this Idempotency-Key is still being processed.",
         code="idempotency_request_in_progress",
         status_code=status.HTTP_409_CONFLICT,
     )
 
 
+def _stored(api_key: ApiKey, key: str, fingerprint: str) -> Response | None:
+    """The response stored for this key, or None when the key is free."""
+    existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+    if existing is None:
+        return None
+    if existing.request_fingerprint != fingerprint:
+        raise ApiError(
+            "This Idempotency-Key was used with a different request.",
+            code="idempotency_key_reused",
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    if existing.state == IdempotencyRecord.State.RUNNING:
+        if existing.created_at >= timezone.now() - STALE_AFTER:
+            raise _in_progress()
+        IdempotencyRecord.objects.filter(
+            pk=existing.pk, state=IdempotencyRecord.State.RUNNING
+        ).delete()
+        return None
+    assert existing.response_status is not None
+    return Response(
+        existing.response_body,
+        status=existing.response_status,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
 def idempotent(
     handler: Callable[..., Response],
 ) -> Callable[..., Response]:
+    """Run the handler and store its response under the key in ONE transaction: the record
+    exists if and only if the request took effect, so a request that dies (or fails, or
+    answers 5xx) leaves nothing behind and its retry simply runs again. A concurrent
+    request with the same key waits on the record's unique index (PostgreSQL) or the
+    database lock (SQLite), then rolls back and replays the first one's stored response,
+    whatever its own handler raised meanwhile (e.g. the duplicate a unique constraint of
+    the handler's own tables reported first)."""
+
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> Response:
         key = request.headers.get("Idempotency-Key", "").strip()
@@ -90,25 +90,30 @@ def idempotent(
                 code="invalid_idempotency_key",
             )
         api_key = client(request).api_key
-        claimed = _claim(api_key, key, _fingerprint(request))
-        if isinstance(claimed, Response):
-            return claimed
+        fingerprint = _fingerprint(request)
+        replay = _stored(api_key, key, fingerprint)
+        if replay is not None:
+            return replay
         try:
-            # The handler's writes and the stored response commit together: a crash can
-            # leave a RUNNING record, but never one whose request took effect.
             with transaction.atomic():
                 response = handler(view, request, *args, **kwargs)
-                if response.status_code < 500:
-                    IdempotencyRecord.objects.filter(pk=claimed.pk).update(
-                        state=IdempotencyRecord.State.DONE,
-                        response_status=response.status_code,
-                        response_body=response.data,
-                    )
-        except BaseException:
-            claimed.delete()  # nothing was applied: free the key for a retry
+                if response.status_code >= 500:
+                    return response  # nothing of it is kept for a replay
+                IdempotencyRecord.objects.create(
+                    api_key=api_key,
+                    key=key,
+                    request_fingerprint=fingerprint,
+                    state=IdempotencyRecord.State.DONE,
+                    response_status=response.status_code,
+                    response_body=response.data,
+                )
+        except Exception:
+            # Rolled back. A concurrent request with this key may have committed first:
+            # then this one's answer is that request's stored response.
+            replay = _stored(api_key, key, fingerprint)
+            if replay is not None:
+                return replay
             raise
-        if response.status_code >= 500:
-            claimed.delete()
         return response
 
     return wrapper

@@ -50,7 +50,7 @@ def create_referral(
     assert serializer.is_valid(), serializer.errors
     return intake.create_referral(
         source=source, request=serializer.to_request(), is_sandbox=is_sandbox
-    )
+    ).referral
 
 
 @pytest.fixture

@@ -398,8 +398,10 @@ def test_consent_withdrawn_before_delivery_blocks_the_lead(
     assert response.status_code == 201, response.content
     grants.withdraw(grant_id=response.json()["consent_receipt"]["receipt_id"], channel="api")
 
-    for callback in callbacks:
-        callback()  # the delivery task runs after the withdrawal
+    # The dispatch task runs after the withdrawal; the posts it queues run at its commit.
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in callbacks:
+            callback()
 
     lead = Lead.objects.get(referral_id=response.json()["id"])
     assert lead.status == LeadStatus.BLOCKED

@@ -26,6 +26,7 @@ from marketplace.models import (
     AuctionStatus,
     Lead,
     LeadStatus,
+    OutboxMessage,
     PingAttempt,
     PingAward,
     Referral,
@@ -152,7 +153,7 @@ def test_only_winners_get_the_post_and_a_disclosure(
     assert set(referral.grant.recipients.values_list("id", flat=True)) == {high.partner.id}
 
 
-def test_the_intake_queues_the_auction_by_id_after_commit_and_does_not_run_it(
+def test_the_intake_queues_one_dispatch_by_id_after_commit_and_does_not_run_the_auction(
     bidder: Callable[..., SimulatedPartner],
     source_client: APIClient,
     monkeypatch: pytest.MonkeyPatch,
@@ -160,21 +161,29 @@ def test_the_intake_queues_the_auction_by_id_after_commit_and_does_not_run_it(
 ) -> None:
     sim = bidder(latency_ms=50)
     queued: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("marketplace.tasks.run_auction.delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(
+        "marketplace.tasks.dispatch_referral.apply_async",
+        lambda args, task_id, **options: queued.append((args, task_id)),
+    )
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = api_post(source_client, referral_payload())
         assert queued == []  # nothing before commit
 
     assert response.status_code == 201
+    (message,) = OutboxMessage.objects.all()  # written in the intake's transaction
     for callback in callbacks:
         callback()
     auction = Auction.objects.get()
-    assert queued == [(str(auction.id),)]  # ids only: no personal data in task arguments
+    # Ids only (no personal data in task arguments); the task id is the message's.
+    assert queued == [([response.json()["id"]], str(message.id))]
+    assert (message.task, message.queue) == ("marketplace.tasks.dispatch_referral", "ping")
     assert counters(sim)["pings"] == 0
     assert auction.status == AuctionStatus.PENDING
     assert auction.budget_ms == 1500
-    assert django_settings.CELERY_TASK_ROUTES["marketplace.tasks.run_auction"] == {"queue": "ping"}
+    assert django_settings.CELERY_TASK_ROUTES["marketplace.tasks.dispatch_referral"] == {
+        "queue": "ping"
+    }
 
 
 # --- Winners --------------------------------------------------------------------------------
@@ -238,7 +247,7 @@ def test_direct_post_partners_get_their_post_beside_the_auction(
 
     referral = refer()
 
-    assert referral.status == ReferralStatus.ROUTED
+    assert referral.status == ReferralStatus.DISTRIBUTED
     direct_lead = lead_of(referral, direct)
     assert direct_lead is not None and direct_lead.status == LeadStatus.DELIVERED
     assert direct_lead.bid_amount is None and direct_lead.auction is None
