@@ -366,7 +366,7 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
             return []
         # The auction row serialises fallbacks of its winners (shared auctions have several).
         auction = (
-            Auction.objects.select_for_update(of=("self",))
+            Auction.objects.select_for_update(no_key=True, of=("self",))
             .select_related("referral__grant")
             .get(pk=lead.auction_id)
         )

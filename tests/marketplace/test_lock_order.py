@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from marketplace.models import Lead
 from partners.keys import issue_api_key
-from partners.models import TrafficSource
+from partners.models import DeliveryMode, TrafficSource
 from tests.concurrency import run_concurrently
 from tests.conftest import SimulatedPartner
 from tests.factories import referral_payload
@@ -70,6 +70,7 @@ def test_twenty_concurrent_referrals_of_one_person_answer_201_or_409_and_dedupe(
     source: TrafficSource,
     consent_text: object,
     simulator_factory: Callable[..., SimulatedPartner],
+    settings: Any,
 ) -> None:
     sims = _capped_partners(simulator_factory, count=2, daily_cap=50)
     # A partner without a dedupe window gets every referral: its posts disclose this
@@ -78,6 +79,13 @@ def test_twenty_concurrent_referrals_of_one_person_answer_201_or_409_and_dedupe(
     every = simulator_factory(latency_ms=20)
     every.product.dedupe_days = 0
     every.product.save()
+    # A ping-post partner: each referral opens an auction whose award (after the intake's
+    # commit) decides the dedupe window again while other intakes of the person run.
+    bidder = simulator_factory(latency_ms=20, bid_min="30.00", bid_max="30.00")
+    bidder.product.delivery_mode = DeliveryMode.PING_POST
+    bidder.product.ping_url = bidder.simulator.url_for(bidder.partner.slug, "ping")
+    bidder.product.save()
+    settings.AUCTION_BUDGET_MS = 3000
     clients = [_client(source) for _ in range(20)]
     payloads = [
         referral_payload(national_id="110101199003070000", source_reference=f"APP-{i % 15}")
@@ -92,7 +100,7 @@ def test_twenty_concurrent_referrals_of_one_person_answer_201_or_409_and_dedupe(
     for response in responses:
         if response.status_code == 409:
             assert response.json()["error"]["code"] == "duplicate_source_reference"
-    for sim in sims:
+    for sim in [*sims, bidder]:
         # The dedupe window: the person reaches each partner once, however many referrals.
         assert Lead.objects.filter(partner=sim.partner).count() == 1
         assert sim.simulator.stats()[sim.partner.slug]["posts"] == 1
