@@ -6,7 +6,7 @@ from consent import api as consent_api
 from consent import ledger_api
 from marketplace import api
 from partners import api as partners_api
-from partners import errors
+from partners import error_responses
 
 api_v1 = [
     path("referrals", api.ReferralCreateView.as_view(), name="referral-create"),
@@ -107,8 +107,8 @@ urlpatterns = [
     # module name, so this URLconf wires it without marketplace importing billing.
     path("api/v1/", include("billing.urls")),
     # Last: any other path under /api/ is a 404 in the API's error shape, not an HTML page.
-    re_path(r"^api(?:/.*)?$", errors.api_not_found, name="api-not-found"),
+    re_path(r"^api(?:/.*)?$", error_responses.api_not_found, name="api-not-found"),
 ]
 
 # A crash outside a DRF view answers in the error shape under /api/ (Django's page elsewhere).
-handler500 = errors.server_error
+handler500 = error_responses.server_error

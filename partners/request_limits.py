@@ -14,7 +14,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from partners.errors import request_too_large
+from partners.error_responses import request_too_large
 
 
 class RequestBodyLimitMiddleware:

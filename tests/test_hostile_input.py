@@ -271,7 +271,7 @@ def _crash(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns = [path("api/v1/crash", _crash), path("elsewhere/crash", _crash)]
-handler500 = "partners.errors.server_error"
+handler500 = "partners.error_responses.server_error"
 
 
 @override_settings(ROOT_URLCONF=__name__)
