@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -150,6 +151,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served by us, never from a CDN
     "guardian",
+    "axes",  # admin login lockout (see "Admin login" below)
     "partners",
     "consent",
     "marketplace",
@@ -169,6 +171,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Benchmarks serve the platform plus a baseline endpoint (bench/urls.py) from one server.
@@ -225,6 +229,8 @@ CACHES = {
 }
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -233,6 +239,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 GUARDIAN_RAISE_403 = True
+
+# --- Admin login -------------------------------------------------------------------------
+# django-axes: after ADMIN_LOGIN_FAILURE_LIMIT failed logins for one username, or from one
+# address, that username or address is locked out for ADMIN_LOGIN_LOCKOUT_MINUTES (429),
+# even with the right password; a successful login clears its counts. Failures are rows in
+# the database, so every web process sees them. Unlock early: manage.py axes_reset_username.
+AXES_FAILURE_LIMIT = envint("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("ADMIN_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Proxies in front of the web processes whose X-Forwarded-For entries are trusted (see
+# partners.client_address): 0 when clients connect directly.
+TRUSTED_PROXY_COUNT = envint("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "partners.client_address.client_address"
+# Only failures are kept (no log of every login), and not in the admin's model list: ops
+# unlock with the axes_reset_* commands.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_ENABLE_ADMIN = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
