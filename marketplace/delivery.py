@@ -147,8 +147,14 @@ def deliver(*, lead_id: uuid.UUID, final_attempt: bool = False) -> DeliveryResul
     attempts past DELIVERY_MAX_RETRIES) makes a failure final, not retryable."""
     claim = _claim(lead_id)
     if isinstance(claim, datetime):
+        # Come back when the lease ends (then the post is settled or the claim is taken
+        # over). The task's last run leaves it to the sweeper (stale_claims) rather than
+        # waiting for ever: a run that cannot wait (eager mode) stops after its retries.
         return DeliveryResult(
-            IN_FLIGHT, "another worker's claim on this post is live", retryable=True, retry_at=claim
+            IN_FLIGHT,
+            "another worker's claim on this post is live",
+            retryable=not final_attempt,
+            retry_at=claim,
         )
     if claim is None:
         return DeliveryResult(SKIPPED, "lead is delivered, settled or not posted")

@@ -62,7 +62,11 @@ def test_a_message_redelivered_within_a_dead_claims_lease_waits_for_it_then_take
     assert early.retry_at == lead.claim_expires_at
     assert early.retry_in(at_least=timedelta(seconds=10)) > timedelta(seconds=25)
     assert posts(sim) == 0
+    # A last run does not wait for ever: the sweeper has the lead once the lease ends.
+    last = delivery.deliver(lead_id=lead.id, final_attempt=True)
+    assert (last.outcome, last.retryable) == (delivery.IN_FLIGHT, False)
     lease_ends(lead)
+    assert delivery.stale_claims() == [lead.id]
 
     late = delivery.deliver(lead_id=lead.id)
 
