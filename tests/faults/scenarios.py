@@ -76,19 +76,21 @@ def _no_fault(stack: Stack, log: Log) -> list[str]:
 # Posts time out after 5 s (seed_demo's post_timeout_ms): a 7 s hang is past it.
 _PARTNER_FAULTS: LenderOverrides = {
     "*": {"duplicate_postbacks": 1},
-    "huaxia-consumer-finance": {"timeout_rate": 0.15, "hang_seconds": 7.0},
-    "pearl-river-microcredit": {"reset_rate": 0.15, "faults_after_decision": True},
-    "sichuan-hills-rural-credit": {"error_rate": 0.15},
+    "huaxia-consumer-finance": {"timeout_rate": 0.1, "hang_seconds": 7.0},
+    "pearl-river-microcredit": {"reset_rate": 0.1, "faults_after_decision": True},
+    "sichuan-hills-rural-credit": {"error_rate": 0.1},
     "yangtze-credit-technology": {
-        "garbage_rate": 0.15,
+        "garbage_rate": 0.1,
         "faults_after_decision": True,
         "error_rate": 0.0,
     },
-    "jiangnan-bank-consumer-loans": {"timeout_rate": 0.15, "hang_seconds": 7.0},
-    "northern-star-lending": {"reset_rate": 0.1, "garbage_rate": 0.05},
+    "jiangnan-bank-consumer-loans": {"timeout_rate": 0.1, "hang_seconds": 7.0},
+    "northern-star-lending": {"reset_rate": 0.05, "garbage_rate": 0.05},
     "pacific-bridge-capital": {"error_rate": 0.1, "faults_after_decision": True},
-    "mountain-trust-credit": {"garbage_rate": 0.15},
+    "mountain-trust-credit": {"garbage_rate": 0.1},
 }
+# One lead in 1,000 meets three faults in a row: its retries (10 s, 20 s, 40 s) end
+# within the scenario's wait.
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Scenario:
     fault: Fault
     trigger_at: float  # share of applicants started when the fault begins
     lenders: LenderOverrides = field(default_factory=dict)
-    quiet_timeout: float = 150.0
+    quiet_timeout: float = 180.0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -113,7 +115,7 @@ SCENARIOS: dict[str, Scenario] = {
             _no_fault,
             0.0,
             _PARTNER_FAULTS,
-            quiet_timeout=200.0,
+            quiet_timeout=240.0,
         ),
     )
 }
