@@ -1,30 +1,45 @@
-"""The sweeper: distribution work that no queued message waits on any more, queued again.
+"""The stuck-work sweeper: posts and auctions that no message will run any more, queued
+again through the outbox, soon after they stall (the outbox's own sweeper re-drives a
+referral only once it is overdue, ``dispatch.SETTLE_WITHIN``).
 
 A message can be lost (a broker outage between commit and publish, a worker killed before
 it started) and a claim can outlive its worker (killed mid-post). The domain finds them
-(``delivery.stale_claims``, ``auctions.stale_pending``); :func:`sweep_stuck_work`, run by
-beat every ``SWEEP_EVERY``, queues them again. Queuing work that is in fact still queued is
-harmless: a post runs only under a claim, and an auction is awarded once.
+(``delivery.stale_claims``: a claim past its lease, a matched lead never claimed;
+``auctions.stale_pending``); :func:`sweep_stuck_work`, run by beat every ``SWEEP_EVERY``,
+writes their messages. Queuing work that is in fact still queued is harmless: a post runs
+only under a claim, and an auction is awarded once.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 from celery import shared_task
+from django.db import transaction
 
-from marketplace import auctions, delivery, tasks
+from marketplace import auctions, delivery, outbox, tasks
+from marketplace.models import Auction, Lead
 
 SWEEP_EVERY = timedelta(seconds=30)
 
 
 @shared_task(acks_late=True)
 def sweep_stuck_work() -> dict[str, int]:
-    """Queue the posts of stale leads and the runs of stale auctions; ids only."""
-    leads = delivery.stale_claims()
-    pending = auctions.stale_pending()
-    for lead_id in leads:
-        tasks.deliver_lead.delay(str(lead_id))
-    for auction_id in pending:
-        tasks.run_auction.delay(str(auction_id))
-    return {"leads": len(leads), "auctions": len(pending)}
+    """Queue the posts of stale leads and the dispatch of stale auctions' referrals (which
+    runs the auction and posts its winners); ids only."""
+    lead_ids = delivery.stale_claims()
+    auction_ids = auctions.stale_pending()
+    by_referral: defaultdict[uuid.UUID, list[list[str]]] = defaultdict(list)
+    for lead_id, referral_id in Lead.objects.filter(pk__in=lead_ids).values_list(
+        "id", "referral_id"
+    ):
+        by_referral[referral_id].append([str(lead_id)])
+    referrals = Auction.objects.filter(pk__in=auction_ids).values_list("referral_id", flat=True)
+    with transaction.atomic():
+        for referral_id, args in by_referral.items():
+            outbox.enqueue_many(tasks.deliver_lead, args, referral_id=referral_id)
+        for referral_id in referrals:
+            outbox.enqueue(tasks.dispatch_referral, str(referral_id), referral_id=referral_id)
+    return {"leads": len(lead_ids), "auctions": len(auction_ids)}

@@ -98,13 +98,14 @@ def test_the_sweeper_finds_claims_past_their_lease_and_leads_never_claimed(
 
 
 def test_the_sweep_task_posts_a_lead_whose_worker_died(
-    matched: tuple[SimulatedPartner, Lead],
+    matched: tuple[SimulatedPartner, Lead], django_capture_on_commit_callbacks: Any
 ) -> None:
     sim, lead = matched
     died_mid_post(lead)
     lease_ends(lead)
 
-    assert sweeps.sweep_stuck_work() == {"leads": 1, "auctions": 0}
+    with django_capture_on_commit_callbacks(execute=True):  # the outbox publishes
+        assert sweeps.sweep_stuck_work() == {"leads": 1, "auctions": 0}
 
     lead.refresh_from_db()
     assert lead.status == LeadStatus.DELIVERED
@@ -146,7 +147,7 @@ def test_an_auction_whose_message_was_lost_is_swept_and_run(
     assert auctions.stale_pending() == []
     Auction.objects.filter(pk=auction.pk).update(created_at=timezone.now() - timedelta(minutes=2))
 
-    with django_capture_on_commit_callbacks(execute=True):  # the winner's post
+    with django_capture_on_commit_callbacks(execute=True):  # the outbox, the winner's post
         assert sweeps.sweep_stuck_work() == {"leads": 0, "auctions": 1}
 
     auction.refresh_from_db()
