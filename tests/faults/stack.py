@@ -160,15 +160,19 @@ class Stack:
     def manage(
         self, *args: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,
-            check=check,
+            check=False,
         )
+        if check and done.returncode:
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+            raise ServiceError(f"manage.py {' '.join(args)} exited {done.returncode}:\n{tail}")
+        return done
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
