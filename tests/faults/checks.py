@@ -99,6 +99,15 @@ def broker_backlog(url: str) -> int:
         return -1
 
 
+def _outbox_undone(since: datetime) -> int:
+    """Outbox messages (marketplace.OutboxMessage, where the platform has one) written since
+    ``since`` and not done: work the sweeper will still publish."""
+    outbox = getattr(mm, "OutboxMessage", None)
+    if outbox is None:
+        return 0
+    return int(outbox.objects.filter(created_at__gte=since, done_at__isnull=True).count())
+
+
 def _pending(source_id: Any, since: datetime) -> dict[str, int]:
     referrals = Referral.objects.filter(source_id=source_id)
     leads = Lead.objects.filter(referral__source_id=source_id)
@@ -113,6 +122,7 @@ def _pending(source_id: Any, since: datetime) -> dict[str, int]:
         "webhooks_pending": WebhookMessage.objects.filter(
             created_at__gte=since, status=MessageStatus.PENDING
         ).count(),
+        "outbox_undone": _outbox_undone(since),
         "events": LeadEvent.objects.filter(lead__referral__source_id=source_id).count(),
         "charges": Charge.objects.filter(lead__referral__source_id=source_id).count(),
     }
@@ -130,9 +140,9 @@ def wait_quiet(
 ) -> Quiet:
     """Poll until nothing is pending (broker empty, no lead or auction in flight, no
     webhook pending, no referral short of terminal) and nothing changed for ``settle``
-    seconds, including the partners' log; or until ``timeout``; or until the broker is
-    empty and nothing changed for ``stall`` seconds (longer than beat's 30 s webhook
-    sweep and the posts' first retries) although work is pending: stuck."""
+    seconds, including the partners' log; or until ``timeout``; or until the broker and
+    the outbox are empty and nothing changed for ``stall`` seconds (longer than beat's
+    30 s webhook sweep and the posts' first retries) although work is pending: stuck."""
     started = time.monotonic()
     previous: tuple[Any, ...] | None = None
     stable_since = time.monotonic()
@@ -153,6 +163,7 @@ def wait_quiet(
         idle = all(
             state[k] == 0
             for k in (
+                "outbox_undone",
                 "referrals_not_terminal",
                 "leads_in_flight",
                 "auctions_pending",
@@ -162,7 +173,8 @@ def wait_quiet(
         )
         if idle and time.monotonic() - stable_since >= settle:
             return Quiet(time.monotonic() - started, True, state)
-        if state["broker_backlog"] == 0 and time.monotonic() - stable_since >= stall:
+        nothing_queued = state["broker_backlog"] == 0 and state["outbox_undone"] == 0
+        if nothing_queued and time.monotonic() - stable_since >= stall:
             break  # nothing queued and nothing moved: stuck, waiting longer will not help
         time.sleep(1.0)
     return Quiet(time.monotonic() - started, False, state)
@@ -232,6 +244,7 @@ def count(
     out["referrals_not_terminal"] = pending["referrals_not_terminal"]
     out["leads_in_flight"] = pending["leads_in_flight"]
     out["auctions_pending"] = pending["auctions_pending"]
+    out["outbox_undone"] = pending["outbox_undone"]
     leads = {
         str(lead_id): (slug, status)
         for lead_id, slug, status in Lead.objects.filter(referral__source_id=source_id).values_list(
