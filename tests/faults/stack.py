@@ -227,7 +227,7 @@ class Stack:
         returns the pid killed, 0 if none."""
         pid = self.supervisor.pid(program)
         if child and pid:
-            pid = self._pool_process(pid, timeout=30)
+            pid = self._pool_process(pid, timeout=90)
         if pid:
             os.kill(pid, signal.SIGKILL)
         return pid
