@@ -2,6 +2,8 @@
 checkpoint, an inclusion proof per entry and a standalone verifier, for offline checking.
 
 Ledger entries hold ids and hashes only (never personal data), so the bundle holds none.
+The export runs the sequencer first, so every entry committed before it has its seq; the
+bundle then holds those the latest signed checkpoint covers, and counts the rest.
 ``entries.jsonl`` has one entry per line, each line exactly the canonical bytes that were
 hashed into the tree; ``proofs.json`` has the proofs in the same order.
 """
@@ -12,13 +14,15 @@ import base64
 import json
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
-from consent import ledger, proofs
+from consent import ledger, proofs, sequencer
 from consent.models import Checkpoint, ConsentGrant, LedgerEntry
 
 VERIFIER = Path(__file__).with_name("verify_bundle.py")
@@ -48,6 +52,18 @@ class ExportSummary:
 _EntryRow = tuple[int, str, str]  # seq, canonical JSON, stored leaf hash (hex)
 
 
+def _sequenced(entries: QuerySet[LedgerEntry]) -> Iterator[_EntryRow]:
+    """The sequenced ones among ``entries`` in seq order (pending entries have no seq,
+    canonical JSON or leaf hash yet)."""
+    rows = (
+        entries.filter(seq__isnull=False)
+        .order_by("seq")
+        .values_list("seq", "canonical", "leaf_hash")
+        .iterator(chunk_size=2_000)
+    )
+    return cast(Iterator[_EntryRow], rows)
+
+
 def _subject_entries(subject_id: uuid.UUID) -> list[_EntryRow]:
     """Entries whose data names the subject, or one of the subject's receipts."""
     grants = ConsentGrant.objects.filter(subject_id=subject_id)
@@ -57,12 +73,7 @@ def _subject_entries(subject_id: uuid.UUID) -> list[_EntryRow]:
     for receipt in receipts:
         needles |= Q(canonical__contains=receipt)
     found = []
-    rows = (
-        LedgerEntry.objects.filter(needles)
-        .order_by("seq")
-        .values_list("seq", "canonical", "leaf_hash")
-    )
-    for seq, canonical, stored_hash in rows.iterator(chunk_size=2_000):
+    for seq, canonical, stored_hash in _sequenced(LedgerEntry.objects.filter(needles)):
         data = json.loads(canonical).get("data")
         if isinstance(data, dict) and (
             data.get("subject_id") == str(subject_id) or data.get("receipt_id") in receipts
@@ -72,12 +83,7 @@ def _subject_entries(subject_id: uuid.UUID) -> list[_EntryRow]:
 
 
 def _range_entries(since: datetime, until: datetime) -> list[_EntryRow]:
-    rows = (
-        LedgerEntry.objects.filter(created_at__gte=since, created_at__lt=until)
-        .order_by("seq")
-        .values_list("seq", "canonical", "leaf_hash")
-    )
-    return list(rows.iterator(chunk_size=2_000))
+    return list(_sequenced(LedgerEntry.objects.filter(created_at__gte=since, created_at__lt=until)))
 
 
 def _readme(summary: ExportSummary, selection: str) -> str:
@@ -128,6 +134,7 @@ def export_bundle(
 ) -> ExportSummary:
     """Write an audit bundle into ``out_dir`` (created; must be empty if it exists)."""
     _check_request(out_dir=out_dir, subject_id=subject_id, since=since, until=until)
+    sequencer.sequence_pending()
     checkpoint = _latest_checkpoint()
     matching, selection = _select_entries(subject_id=subject_id, since=since, until=until)
     covered = [row for row in matching if row[0] < checkpoint.tree_size]

@@ -5,14 +5,24 @@ a canonical JSON document (sorted keys, no whitespace, UTF-8) that carries its o
 number, kind, time and data, never personal data. Entries are the leaves of a Merkle tree
 in the manner of Certificate Transparency (RFC 9162): leaf hash = SHA-256(0x00 || entry).
 
+Appending does not serialise the platform. As in transparency logs (Trillian, Tessera),
+``append`` writes the entry *pending* (an INSERT of kind, time and content, no lock on any
+shared row) inside the caller's transaction, and one sequencer (``consent.sequencer``) later
+takes committed pending entries in batches, gives them gapless sequence numbers, writes
+their canonical JSON and leaf hashes, and advances ``LedgerHead``. Beat runs it every
+second, so an entry has its seq about a second after its transaction commits (in eager
+mode, development and tests, right after the commit); a signed checkpoint covers it at the
+next checkpoint, which sequences what is pending first. Nothing may rely on an entry's seq
+right after ``append``: it is None until then. A transaction that rolls back leaves no
+entry and no gap.
+
 Checkpoints are signed statements ``(tree size, root hash, time)`` made with an Ed25519 key.
 Whoever holds a checkpoint can check that an entry is in the tree (inclusion proof) and that
 a later tree extends an earlier one (consistency proof) without trusting the database.
-``verify_ledger`` recomputes every leaf and every checkpointed root and names the first
-entry that does not match.
-
-Appends take a row lock on ``LedgerHead`` so sequence numbers are gapless and in commit
-order; callers append as the last step of their transaction to keep the lock short.
+``verify_ledger`` recomputes every sequenced leaf and every checkpointed root and names the
+first entry that does not match; pending entries are counted, not judged (they carry no
+hash yet). On PostgreSQL a trigger refuses any change to an entry other than its one-time
+sequencing, and any deletion (consent migration 0006).
 """
 
 from __future__ import annotations
@@ -25,14 +35,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from celery import current_app
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from consent.merkle import EMPTY_ROOT, HASH_SIZE, MerkleAccumulator, leaf_hash
+from consent import sequencer
+from consent.merkle import EMPTY_ROOT, HASH_SIZE, MerkleAccumulator
 from consent.models import Checkpoint, LedgerEntry, LedgerHead
 
 _sha256 = hashlib.sha256
@@ -45,21 +57,19 @@ def canonical_json(document: Any) -> str:
 
 
 def append(*, kind: str, data: dict[str, Any], at: datetime | None = None) -> LedgerEntry:
-    """Append one entry. Must run inside the caller's transaction."""
+    """Append one entry, pending: it gets its seq, canonical JSON and leaf hash from the
+    sequencer after the caller's transaction commits (``entry.seq`` is None here). Must run
+    inside the transaction that makes the change, so the entry exists if and only if the
+    change does. Takes no lock on any shared row."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("ledger.append must run inside the transaction that makes the change")
-    head = _locked_head()
     at = at or timezone.now()
-    seq = head.size
-    canonical = canonical_json({"seq": seq, "kind": kind, "at": at.isoformat(), "data": data})
-    entry = LedgerEntry.objects.create(
-        seq=seq,
-        kind=kind,
-        canonical=canonical,
-        leaf_hash=leaf_hash(canonical.encode()).hex(),
-        created_at=at,
-    )
-    LedgerHead.objects.filter(id=1).update(size=seq + 1)
+    body = canonical_json({"kind": kind, "at": at.isoformat(), "data": data})
+    entry = LedgerEntry.objects.create(kind=kind, body=body, created_at=at)
+    if current_app.conf.task_always_eager:
+        # No beat without a broker: sequence once this commits (robust: an error leaves
+        # the entry pending for the next run instead of failing the committed request).
+        transaction.on_commit(sequencer.sequence_pending, robust=True)
     return entry
 
 
@@ -70,18 +80,6 @@ def with_acting_key(data: dict[str, Any], acting_key: dict[str, str] | None) -> 
     if acting_key is None:
         return data
     return {**data, "api_key": {"prefix": acting_key["prefix"], "mode": acting_key["mode"]}}
-
-
-def _locked_head() -> LedgerHead:
-    try:
-        return LedgerHead.objects.select_for_update().get(id=1)
-    except LedgerHead.DoesNotExist:
-        try:
-            with transaction.atomic():
-                LedgerHead.objects.create(id=1)
-        except IntegrityError:
-            pass  # created concurrently by the first append of another transaction
-        return LedgerHead.objects.select_for_update().get(id=1)
 
 
 # --- Signing -------------------------------------------------------------------------------
@@ -127,7 +125,9 @@ def checkpoint_document(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def make_checkpoint() -> Checkpoint:
-    """Sign the current tree. Reads a consistent prefix: entries below the head's size."""
+    """Sequence what is pending, then sign the tree: entries below the head's size (a
+    consistent prefix: they committed with it)."""
+    sequencer.sequence_pending()
     with transaction.atomic():
         head, _ = LedgerHead.objects.get_or_create(id=1)
         size = head.size
@@ -158,7 +158,7 @@ def verify_checkpoint_signature(checkpoint: Checkpoint, key: Ed25519PublicKey) -
 def _leaf_hashes(size: int) -> Iterator[str]:
     rows = LedgerEntry.objects.filter(seq__lt=size).order_by("seq").values_list("leaf_hash")
     for (hex_hash,) in rows.iterator(chunk_size=20_000):
-        yield hex_hash
+        yield hex_hash or ""  # a sequenced row always has one (check constraint)
 
 
 # --- Verification --------------------------------------------------------------------------
@@ -170,6 +170,9 @@ class VerifyReport:
     checkpoints_checked: int = 0
     problems: list[str] = field(default_factory=list)
     first_bad_seq: int | None = None
+    # Committed entries the sequencer has not reached yet: no seq or hash to check, and no
+    # sign of tampering (the trigger keeps them as appended until then).
+    pending: int = 0
 
     @property
     def ok(self) -> bool:
@@ -209,7 +212,10 @@ def _entry_rows(chunk: int = 50_000) -> Iterator[tuple[int, str, str, str]]:
     table = connection.ops.quote_name(LedgerEntry._meta.db_table)
     with connection.chunked_cursor() as cursor:
         cursor.execute(
-            f"SELECT seq, kind, canonical, leaf_hash FROM {table} ORDER BY seq"  # noqa: S608
+            # COALESCE: a sequenced row stripped of its content (the check constraint
+            # dropped first) is reported as not matching, not a crash.
+            f"SELECT seq, kind, COALESCE(canonical, ''), COALESCE(leaf_hash, '') "  # noqa: S608
+            f"FROM {table} WHERE seq IS NOT NULL ORDER BY seq"
         )
         while rows := cursor.fetchmany(chunk):
             yield from rows
@@ -225,7 +231,8 @@ def _frontier_root(frontier: list[bytes]) -> bytes:
 
 
 def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
-    """Recompute every leaf and every checkpointed root; report the first bad entry.
+    """Recompute every sequenced leaf and every checkpointed root; report the first bad
+    entry, and count the pending ones. Reads only: it never sequences.
 
     The loop is the hot path of a million-entry audit, so it avoids parsing JSON: for an
     entry covered by a signed checkpoint, the recomputed leaf hash matching the stored one,
@@ -246,6 +253,7 @@ def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
         # fewer stored entries means deletion, even of entries no checkpoint covers yet.
         head_size = LedgerHead.objects.filter(id=1).values_list("size", flat=True).first() or 0
         size, last_seq = _verify_entries(signed_roots, report)
+        report.pending = sequencer.pending_count()
     report.entries_checked = size
     _report_deleted_tail(report, head_size=head_size, last_seq=last_seq)
     _report_checkpoints_beyond(report, signed_roots.unreached(), size=size)

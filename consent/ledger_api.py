@@ -120,8 +120,9 @@ class LedgerEntryView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request, seq: int) -> Response:
+        # Entries are addressed by seq, so a pending one (no seq yet) is simply not found.
         entry = LedgerEntry.objects.filter(seq=seq).first()
-        if entry is None:
+        if entry is None or entry.canonical is None:
             raise Http404
         try:
             document = json.loads(entry.canonical)

@@ -229,21 +229,66 @@ class RevealRecord(models.Model):
 
 
 class LedgerEntry(models.Model):
-    """Append-only log entry. ``leaf_hash`` = SHA-256(0x00 || canonical JSON of the entry)."""
+    """Append-only log entry, written pending and sequenced later (``consent.sequencer``).
 
-    seq = models.BigIntegerField(primary_key=True)  # 0-based leaf index in the Merkle tree
+    ``append`` inserts ``kind``, ``created_at`` and ``body`` (canonical JSON of at, data and
+    kind) and nothing else: no shared row is touched on the intake path. The sequencer then
+    sets, once, ``seq`` (the leaf index), ``canonical`` (``body`` with ``"seq"`` added: it
+    sorts last) and ``leaf_hash`` = SHA-256(0x00 || canonical), and clears ``body``. On
+    PostgreSQL a trigger refuses every other UPDATE and every DELETE (migration 0006).
+    """
+
+    # Arrival order: the order in which the sequencer takes committed pending entries.
+    id = models.BigAutoField(primary_key=True)
+    seq = models.BigIntegerField(null=True, blank=True)  # 0-based leaf index; NULL: pending
     kind = models.CharField(max_length=32)
-    canonical = models.TextField()  # the exact bytes hashed (UTF-8), canonical JSON
-    leaf_hash = models.CharField(max_length=64)  # hex
+    # NULL, not "", on these text columns: it means "not assigned yet" (an empty string is
+    # never valid), and the check constraint and the trigger test exactly that.
+    # Pending content: canonical JSON of {"at", "data", "kind"}; NULL once sequenced.
+    body = models.TextField(null=True, blank=True)  # noqa: DJ001
+    # The exact bytes hashed (UTF-8), canonical JSON with seq; NULL while pending.
+    canonical = models.TextField(null=True, blank=True)  # noqa: DJ001
+    leaf_hash = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (hex)
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["seq"]
         verbose_name_plural = "ledger entries"
+        constraints = [
+            models.UniqueConstraint(fields=["seq"], name="ledger_entry_seq_unique"),
+            # Pending or sequenced, never half of each.
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        seq__isnull=True,
+                        canonical__isnull=True,
+                        leaf_hash__isnull=True,
+                        body__isnull=False,
+                    )
+                    | Q(
+                        # NULL >= 0 is unknown, which a CHECK lets through: say not NULL.
+                        seq__isnull=False,
+                        seq__gte=0,
+                        canonical__isnull=False,
+                        leaf_hash__isnull=False,
+                        body__isnull=True,
+                    )
+                ),
+                name="ledger_entry_pending_or_sequenced",
+            ),
+        ]
+        indexes = [
+            # The sequencer's scan: only pending rows, in arrival order.
+            models.Index(fields=["id"], condition=Q(seq__isnull=True), name="ledger_entry_pending")
+        ]
+
+    @property
+    def is_sequenced(self) -> bool:
+        return self.seq is not None
 
 
 class LedgerHead(models.Model):
-    """Single row locked to hand out gapless sequence numbers."""
+    """The sequenced tree's size. Only the sequencer locks and advances it (one at a time)."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     size = models.BigIntegerField(default=0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from consent.merkle import HASH_SIZE, MerkleAccumulator, MerkleError, node_hash
 from consent.models import LedgerEntry
@@ -246,12 +247,13 @@ def tree_root(hasher: SubtreeHasher, tree_size: int) -> bytes:
 
 
 def _stored_leaf_hashes(start: int, end: int) -> Iterator[tuple[int, str]]:
+    """Sequenced entries only (the range excludes pending ones, whose seq is NULL)."""
     rows = (
         LedgerEntry.objects.filter(seq__gte=start, seq__lt=end)
         .order_by("seq")
         .values_list("seq", "leaf_hash")
     )
-    yield from rows.iterator(chunk_size=20_000)
+    yield from cast(Iterator[tuple[int, str]], rows.iterator(chunk_size=20_000))
 
 
 def ledger_hasher() -> SubtreeHasher:

@@ -14,7 +14,7 @@ import pytest
 from django.apps import apps
 from rest_framework.test import APIClient
 
-from consent import gate, ledger
+from consent import gate, ledger, sequencer
 from consent.models import ConsentGrant, DeletionRequest, LedgerEntry
 from marketplace.models import Lead, LeadStatus, Referral
 from partners.keys import issue_api_key
@@ -68,6 +68,7 @@ def delivered_to(referral: Referral, partner: Partner) -> Lead:
 
 
 def entries(kind: str) -> list[dict[str, Any]]:
+    sequencer.sequence_pending()  # entries are appended pending (consent.sequencer)
     found = (
         LedgerEntry.objects.filter(kind=kind).order_by("seq").values_list("canonical", flat=True)
     )

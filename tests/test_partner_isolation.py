@@ -104,7 +104,7 @@ def _referral(world: World, mode: str) -> Any:
 def add_traffic(world: World, mode: str) -> None:
     """A referral of S with its consent and A's lead; a webhook message to A; a withdrawn
     consent of S whose data A received (a deletion request to A); their ledger entries."""
-    from consent import gate, grants
+    from consent import gate, grants, sequencer
     from consent.models import DeletionRequest, LedgerEntry
     from marketplace.models import LeadStatus
     from partners import webhook_delivery
@@ -141,6 +141,7 @@ def add_traffic(world: World, mode: str) -> None:
     request = DeletionRequest.objects.get(withdrawal=withdrawal, partner=a)
     world.add(Thing("deletion_request", request, str(request.withdrawal_id), "A", mode))
 
+    sequencer.sequence_pending()  # entries are appended pending; the API reads them by seq
     granted = LedgerEntry.objects.get(
         kind="consent.granted", canonical__contains=str(referral.grant_id)
     )

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consent import gate, grants, ledger, merkle, proofs
+from consent import gate, grants, ledger, merkle, proofs, sequencer
 from consent.audit_export import BUNDLE_FILES
 from consent.models import ConsentGrant, LedgerEntry
 from tests.consent.conftest import MakeGrant
@@ -115,7 +115,9 @@ def _entries(bundle: Path) -> list[dict[str, Any]]:
 
 
 def _concerning(referral: Referral) -> list[int]:
-    """Seqs of the entries whose data names the subject or its receipt, from the table."""
+    """Seqs of the entries whose data names the subject or its receipt, from the table
+    (sequenced first, as the export does)."""
+    sequencer.sequence_pending()
     found = []
     for seq, canonical in LedgerEntry.objects.order_by("seq").values_list("seq", "canonical"):
         data = json.loads(canonical)["data"]

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from consent import grants
+from consent import grants, sequencer
 from consent.ledger import verify_ledger
 from consent.models import ConsentGrant, LedgerEntry, RevealRecord, Subject
 from partners.models import Partner
@@ -227,6 +227,7 @@ def test_reveal_with_permission_and_reason_shows_the_data_once_and_is_recorded(
     assert record.user.username == "revealer"
     assert record.subject_id == history_grant.subject_id
     assert (record.fields, record.reason) == (["full_name", "phone"], REASON)
+    sequencer.sequence_pending()
     (entry,) = LedgerEntry.objects.filter(kind="data.revealed")
     data = json.loads(entry.canonical)["data"]
     assert data["reveal_id"] == str(record.id)

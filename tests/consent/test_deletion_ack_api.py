@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from consent import grants
+from consent import grants, sequencer
 from consent.ledger import verify_ledger
 from consent.models import ConsentWithdrawal, DeletionRequest, LedgerEntry
 from partners.models import Partner
@@ -86,6 +86,7 @@ def test_simulator_shaped_ack_acknowledges_once_and_is_logged(
     request = DeletionRequest.objects.get()
     assert request.acknowledged_at is not None
     assert request.partner_acknowledged_at.isoformat() == "2026-11-22T09:30:00+00:00"
+    sequencer.sequence_pending()
     (entry,) = LedgerEntry.objects.filter(kind="deletion.acknowledged")
     data = json.loads(entry.canonical)["data"]
     assert data["deletion_request_id"] == str(request.id)

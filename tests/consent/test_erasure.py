@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing.models import Charge
 from billing.outcomes import report_outcome
-from consent import compliance, crypto, erasure, gate, grants, vault
+from consent import compliance, crypto, erasure, gate, grants, sequencer, vault
 from consent.ledger import verify_ledger
 from consent.models import (
     PII_FIELDS,
@@ -91,6 +91,7 @@ def test_erasure_withdraws_open_consents_and_asks_recipients_to_delete(
     assert ConsentWithdrawal.objects.get(grant=grant).channel == "erasure"
     (request,) = DeletionRequest.objects.all()
     assert (request.partner_id, request.lead_ids) == (partner.id, leads)
+    sequencer.sequence_pending()
     (entry,) = LedgerEntry.objects.filter(kind="subject.erased")
     data = json.loads(entry.canonical)["data"]
     assert data["subject_id"] == str(grant.subject_id)

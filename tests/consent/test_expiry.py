@@ -7,12 +7,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from consent import grants
+from consent import grants, sequencer
 from consent.ledger import verify_ledger
 from consent.models import LedgerEntry
 
 
 def _expired_entries() -> list[dict[str, object]]:
+    sequencer.sequence_pending()
     rows = LedgerEntry.objects.filter(kind="consent.expired").values_list("canonical", flat=True)
     return [json.loads(row)["data"] for row in rows]
 

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from consent import gate, grants, vault
+from consent import gate, grants, sequencer, vault
 from consent.models import (
     PII_FIELDS,
     ConsentGrant,
@@ -64,8 +64,9 @@ def test_disclose_returns_the_data_and_logs_one_disclosure_and_one_ledger_entry(
         PURPOSE,
         "lead:42",
     )
-    entry = LedgerEntry.objects.get(seq=entries_before)
     assert LedgerEntry.objects.count() == entries_before + 1
+    assert sequencer.sequence_pending() == entries_before + 1
+    entry = LedgerEntry.objects.get(seq=entries_before)
     assert entry.kind == "data.disclosed"
     assert json.loads(entry.canonical)["data"] == {
         "disclosure_id": str(disclosure.id),
@@ -98,6 +99,7 @@ def test_ledger_never_holds_a_personal_data_value(
     disclosed = _disclose(grant, partner)
 
     assert disclosed.data["full_name"] == "Chen Jing"
+    sequencer.sequence_pending()
     ledger_text = "\n".join(LedgerEntry.objects.values_list("canonical", flat=True))
     assert '"kind":"data.disclosed"' in ledger_text
     assert '"kind":"consent.granted"' in ledger_text

@@ -1,5 +1,9 @@
 """The consent ledger detects tampering: every edit, deletion, insertion, swap or forged
-checkpoint makes ``verify_consent_ledger`` fail, naming the first bad entry when it can."""
+checkpoint makes ``verify_consent_ledger`` fail, naming the first bad entry when it can.
+
+On PostgreSQL a trigger refuses these edits in the first place (test_ledger_sequencer); the
+tampering here is done as an attacker with the database owner's rights would, with the
+triggers switched off, to show that verification catches it anyway."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
-from consent import gate, grants, ledger
+from consent import gate, grants, ledger, sequencer
 from consent.merkle import consistency_proof, inclusion_proof, verify_consistency, verify_inclusion
 from consent.models import Checkpoint, LedgerEntry, LedgerHead
 from tests.concurrency import run_concurrently
@@ -60,7 +64,9 @@ def built_ledger(make_grant: MakeGrant) -> None:
 
 
 def _sql(query: str, params: Sequence[Any] = ()) -> None:
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")  # triggers off
         cursor.execute(query, params)
 
 
@@ -119,11 +125,28 @@ def test_verify_command_exits_zero_and_prints_the_counts(built_ledger: None) -> 
 def test_entries_appended_after_the_last_checkpoint_still_verify(built_ledger: None) -> None:
     with transaction.atomic():
         ledger.append(kind="test.event", data={"note": "after the last checkpoint"})
+    sequencer.sequence_pending()
 
     report = ledger.verify_ledger()
 
     assert report.ok, report.problems
     assert (report.entries_checked, report.checkpoints_checked) == (SIZE + 1, 3)
+    assert report.pending == 0
+
+
+def test_pending_entries_are_counted_not_reported_as_tampering(built_ledger: None) -> None:
+    with transaction.atomic():
+        for n in range(3):
+            ledger.append(kind="test.event", data={"note": f"pending {n}"})
+
+    report = ledger.verify_ledger()
+    out, err = _verify_command()
+
+    assert report.ok, report.problems
+    assert (report.entries_checked, report.pending) == (SIZE, 3)
+    assert "consent ledger OK: 50 entries and 3 signed checkpoints verified" in out
+    assert "3 entries pending sequencing" in out
+    assert err == ""
 
 
 def test_append_outside_a_transaction_is_refused(transactional_db: None) -> None:
@@ -204,6 +227,7 @@ def test_deleted_entry_after_the_last_checkpoint_is_caught_by_the_ledger_head(
 ) -> None:
     with transaction.atomic():
         ledger.append(kind="test.event", data={"note": "not yet checkpointed"})
+    sequencer.sequence_pending()
     _sql("DELETE FROM consent_ledgerentry WHERE seq = %s", [SIZE])
 
     report = ledger.verify_ledger()

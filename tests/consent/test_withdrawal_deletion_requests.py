@@ -12,7 +12,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from consent import gate, grants
+from consent import gate, grants, sequencer
 from consent.ledger import verify_ledger
 from consent.models import ConsentWithdrawal, DeletionRequest, LedgerEntry
 from partners.models import Partner, WebhookMessage
@@ -31,6 +31,7 @@ def partners(db: None) -> list[Partner]:
 
 
 def _ledger(kind: str) -> list[dict[str, Any]]:
+    sequencer.sequence_pending()
     return [json.loads(e.canonical)["data"] for e in LedgerEntry.objects.filter(kind=kind)]
 
 
@@ -93,7 +94,8 @@ def test_withdrawal_appends_one_deletion_requested_entry_per_partner_without_per
     assert all(e["withdrawal_id"] == withdrawal.id for e in entries)
     assert all(e["receipt_id"] == str(grant.id) for e in entries)
     assert _ledger("consent.withdrawn")[0]["withdrawal_id"] == withdrawal.id
-    # The withdrawal comes first, then its deletion requests.
+    # The withdrawal comes first, then its deletion requests (one transaction's entries
+    # keep their order).
     kinds = list(LedgerEntry.objects.order_by("seq").values_list("kind", flat=True))
     assert kinds[-3:] == ["consent.withdrawn", "deletion.requested", "deletion.requested"]
     canonical = "".join(LedgerEntry.objects.values_list("canonical", flat=True))

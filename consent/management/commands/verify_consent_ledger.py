@@ -9,6 +9,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from consent.ledger import verify_ledger
 
 
+def _pending(count: int) -> str:
+    if not count:
+        return ""
+    return f"; {count} entries pending sequencing (not yet checkable; see sequence_ledger)"
+
+
 class Command(BaseCommand):
     help = (
         "Recompute every consent-ledger entry and checkpoint; exit non-zero and name the "
@@ -40,9 +46,9 @@ class Command(BaseCommand):
                 f"consent ledger verification FAILED ({len(report.problems)} problem(s); first "
                 f"bad entry: {first if first is not None else 'see checkpoints above'}); "
                 f"{report.entries_checked} entries and {report.checkpoints_checked} checkpoints "
-                "checked"
+                f"checked{_pending(report.pending)}"
             )
         self.stdout.write(
             f"consent ledger OK: {report.entries_checked} entries and "
-            f"{report.checkpoints_checked} signed checkpoints verified"
+            f"{report.checkpoints_checked} signed checkpoints verified" + _pending(report.pending)
         )
