@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing import budgets, credit, returns, tiers
@@ -48,6 +48,15 @@ from billing.models import (
 from billing.periods import month_of, month_start, next_month
 from billing.pricing import EVENT_FEE_KIND
 from billing.quotes import Schedules
+from billing.rows import (
+    ENTRY_COLUMNS,
+    EVENT_FIELDS,
+    LEAD_FIELDS,
+    Entry,
+    EventLike,
+    EventRow,
+    LeadRow,
+)
 from billing.settlement import LeadBook, Writes, settle
 from marketplace.models import EventType, Lead, LeadEvent
 
@@ -73,7 +82,7 @@ class UnitNumbers:
     def new_batch(self) -> None:
         self._checked = set()
 
-    def number(self, event: LeadEvent) -> int:
+    def number(self, event: EventLike) -> int:
         key = (event.partner_id, event.type, month_of(event.occurred_at))
         if key not in self._checked:
             cached = self._months.get(key)
@@ -85,6 +94,15 @@ class UnitNumbers:
             self._months[key] = self._read(key)
             numbers = self._months[key][1]
         return numbers[event.pk]
+
+    def unchanged(self, *, partner_id: uuid.UUID, months: set[date]) -> bool:
+        """Whether the partner's months numbered so far still have the events they were
+        numbered from (counted again, under the caller's lock)."""
+        return all(
+            self._events(key).count() == count
+            for key, (count, _) in self._months.items()
+            if key[0] == partner_id and key[2] in months
+        )
 
     @staticmethod
     def _events(key: PartitionKey) -> QuerySet[LeadEvent]:
@@ -124,7 +142,7 @@ class BatchPricer:
     def schedules(self, partner_id: uuid.UUID) -> Schedules:
         return self._schedules[partner_id]
 
-    def unit_number(self, event: LeadEvent) -> int:
+    def unit_number(self, event: EventLike) -> int:
         return self._units.number(event)
 
     def rate_in_force(
@@ -136,33 +154,35 @@ class BatchPricer:
 
 def settle_leads(
     lead_ids: Iterable[uuid.UUID], *, units: UnitNumbers | None = None, lock: bool = True
-) -> list[Charge]:
+) -> list[Entry]:
     """Settle each of these leads as ``billing.charging.settle_lead`` would, reading and
     writing in bulk, in the caller's transaction. ``lock``: take the leads' row locks (the
     catch-up run); without it the caller holds the partners' billing rows exclusively
     (re-tiering), which no lead's settling passes."""
     units = units or UnitNumbers()
     units.new_batch()
-    leads = Lead.objects.filter(pk__in=list(lead_ids), is_sandbox=False).order_by("pk")
+    _without_jit()
+    found = Lead.objects.filter(pk__in=list(lead_ids), is_sandbox=False).order_by("pk")
     if lock:
-        leads = leads.select_for_update(of=("self",))
-    books = {lead.pk: lead for lead in leads}
-    if not books:
+        found = found.select_for_update(of=("self",))
+    leads = {row[0]: LeadRow(*row) for row in found.values_list(*LEAD_FIELDS)}
+    if not leads:
         return []
-    partner_ids = sorted({lead.partner_id for lead in books.values()})
+    partner_ids = sorted({lead.partner_id for lead in leads.values()})
     through = share_billing_locks(partner_ids=partner_ids)
-    events: dict[uuid.UUID, list[LeadEvent]] = defaultdict(list)
-    for event in LeadEvent.objects.filter(lead_id__in=list(books)):
-        event.lead = books[event.lead_id]
+    events: dict[uuid.UUID, list[EventLike]] = defaultdict(list)
+    for row in LeadEvent.objects.filter(lead_id__in=list(leads)).values_list(*EVENT_FIELDS):
+        event = EventRow(*row)
         events[event.lead_id].append(event)
-    entries: dict[uuid.UUID, list[Charge]] = defaultdict(list)
-    for entry in Charge.objects.filter(lead_id__in=list(books)):
+    entries: dict[uuid.UUID, list[Entry]] = defaultdict(list)
+    for row in Charge.objects.filter(lead_id__in=list(leads)).values_list(*ENTRY_COLUMNS):
+        entry = Entry(*row)
         entries[entry.lead_id].append(entry)
     statuses = _review_statuses([e for evs in events.values() for e in evs])
     pricer = BatchPricer(partner_ids, units)
     out = Writes()
-    made: list[Charge] = []
-    for lead_id, lead in books.items():
+    made: list[Entry] = []
+    for lead_id, lead in leads.items():
         book = LeadBook(lead, events[lead_id], entries[lead_id], statuses, through[lead.partner_id])
         made += settle(book, pricer, out)
     out.flush()
@@ -175,24 +195,37 @@ def settle_leads(
     return made
 
 
-def _review_statuses(events: list[LeadEvent]) -> dict[uuid.UUID, str]:
+def _without_jit() -> None:
+    """For the rest of the transaction: no JIT compilation of queries. The batch's queries
+    read many rows by key, so PostgreSQL's cost estimates cross ``jit_above_cost`` and it
+    spends seconds compiling what runs in milliseconds."""
+    if connection.vendor == "postgresql" and connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+
+
+def _review_statuses(events: list[EventLike]) -> dict[uuid.UUID, str]:
     """The review status of each return sent to review, after sending there the returns
     with an unknown reason code that are not yet (whatever path brought them here)."""
-    returned = [e for e in events if e.type == EventType.RETURNED]
+    returned = [e.pk for e in events if e.type == EventType.RETURNED]
     statuses = dict(
-        ReturnReview.objects.filter(event_id__in=[e.pk for e in returned]).values_list(
-            "event_id", "status"
-        )
+        ReturnReview.objects.filter(event_id__in=returned).values_list("event_id", "status")
     )
-    for event in returned:
-        if event.pk not in statuses and event.reason not in returns.KNOWN_REASONS:
-            review = returns.review_return(event=event)
-            if review is not None:
-                statuses[event.pk] = review.status
+    unjudged = [
+        e.pk
+        for e in events
+        if e.type == EventType.RETURNED
+        and e.pk not in statuses
+        and e.reason not in returns.KNOWN_REASONS
+    ]
+    for event in LeadEvent.objects.filter(pk__in=unjudged).select_related("lead"):
+        review = returns.review_return(event=event)
+        if review is not None:
+            statuses[event.pk] = review.status
     return statuses
 
 
-def unbilled_lead_ids() -> list[uuid.UUID]:
+def _unbilled_lead_ids() -> list[uuid.UUID]:
     """Every live lead with something to book, by partner: a billable event with no entry
     yet (a schedule or exchange rate added late, billing away), a fee waiting for a rate,
     or a return with an unknown reason code that was never judged."""
@@ -236,21 +269,31 @@ def unbilled_lead_ids() -> list[uuid.UUID]:
     return [lead_id for _, lead_id in sorted(found)]
 
 
-def tiered_charge_months(entries: Iterable[Charge]) -> dict[uuid.UUID, set[date]]:
+def unbilled_lead_ids() -> list[uuid.UUID]:
+    """:func:`_unbilled_lead_ids` in a transaction of its own, without JIT."""
+    with transaction.atomic():
+        _without_jit()
+        return _unbilled_lead_ids()
+
+
+def tiered_charge_months(entries: Iterable[Entry]) -> dict[uuid.UUID, set[date]]:
     """The months of the tiered units charged, by partner: those to re-tier."""
     touched: dict[uuid.UUID, set[date]] = defaultdict(set)
     for entry in entries:
         if entry.kind in tiers.TIERED_KINDS and entry.entry_type == EntryType.CHARGE:
-            touched[entry.partner_id].add(month_of(entry.event.occurred_at))
+            assert entry.event_at is not None
+            touched[entry.partner_id].add(month_of(entry.event_at))
     return touched
 
 
-def charge_in_batches(lead_ids: Sequence[uuid.UUID], *, size: int = 0) -> list[Charge]:
+def charge_in_batches(
+    lead_ids: Sequence[uuid.UUID], *, size: int = 0, units: UnitNumbers | None = None
+) -> list[Entry]:
     """Settle the leads ``size`` (default :data:`BATCH`) at a time, each batch in its own
     transaction."""
     size = size or BATCH
-    units = UnitNumbers()
-    made: list[Charge] = []
+    units = units or UnitNumbers()
+    made: list[Entry] = []
     for start in range(0, len(lead_ids), size):
         with transaction.atomic():
             made += settle_leads(lead_ids[start : start + size], units=units)

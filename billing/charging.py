@@ -39,6 +39,7 @@ exclusively, so the chains it reads do not move under it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import date
 
 from django.db import transaction
@@ -48,6 +49,7 @@ from billing import budgets, catchup, credit, returns, tiers
 from billing.locks import hold_billing_lock, share_billing_lock
 from billing.models import Charge, ReturnReview, ReviewStatus
 from billing.quotes import LivePricer, schedule_in_force
+from billing.rows import ENTRY_COLUMNS, Entry, EventLike
 from billing.settlement import LeadBook, Writes, settle
 from marketplace.models import EventType, Lead, LeadEvent
 
@@ -78,7 +80,10 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
     statuses = dict(
         ReturnReview.objects.filter(event_id__in=returned).values_list("event_id", "status")
     )
-    book = LeadBook(lead, events, list(Charge.objects.filter(lead_id=lead.pk)), statuses, through)
+    entries = [
+        Entry(*row) for row in Charge.objects.filter(lead_id=lead.pk).values_list(*ENTRY_COLUMNS)
+    ]
+    book = LeadBook(lead, list[EventLike](events), entries, statuses, through)
     out = Writes()
     made = settle(book, LivePricer(), out)
     out.flush()
@@ -87,7 +92,7 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
         budgets.evaluate_budgets(
             partner_id=lead.partner_id, product_ids={entry.product_id for entry in made}
         )
-    return made
+    return [entry.as_charge() for entry in made]
 
 
 def charge_for_event(*, event: LeadEvent) -> list[Charge]:
@@ -120,17 +125,21 @@ def decide_return(
         return settle_lead(lead=lead)
 
 
-def retier_months(*, partner_id: uuid.UUID, months: set[date]) -> list[Charge]:
+def retier_months(
+    *, partner_id: uuid.UUID, months: set[date], settled: Collection[uuid.UUID] = ()
+) -> list[Entry]:
     """Bring the tiered units of these months to their prices by event-time numbering:
-    every lead with a unit in one of them is settled (in batches, ``billing.catchup``).
-    Runs in the caller's transaction under the partner's billing lock held exclusively
-    (invoicing, catch-up): no lead is settled concurrently, so no lead lock is needed."""
+    every lead with a unit in one of them is settled (in batches, ``billing.catchup``),
+    but those in ``settled``: the caller settled them with unit numbers that are still
+    the months' (the catch-up run). Runs in the caller's transaction under the partner's
+    billing lock held exclusively (invoicing, catch-up): no lead is settled concurrently,
+    so no lead lock is needed."""
     lead_ids: set[uuid.UUID] = set()
     for month in sorted(tiers.tiered_months(partner_id, months)):
         lead_ids.update(tiers.unit_lead_ids(partner_id=partner_id, month=month))
-    ordered = sorted(lead_ids)
+    ordered = sorted(lead_ids.difference(settled))
     units = catchup.UnitNumbers()
-    made: list[Charge] = []
+    made: list[Entry] = []
     for start in range(0, len(ordered), catchup.BATCH):
         chunk = ordered[start : start + catchup.BATCH]
         made += catchup.settle_leads(chunk, units=units, lock=False)
@@ -147,12 +156,17 @@ def retier_month(*, partner_id: uuid.UUID, month: date) -> int:
 def charge_unbilled_events() -> int:
     """The catch-up path: settle every live lead with a billable event that has no entry
     yet (a schedule or exchange rate added late, a fee waiting for a rate), in batches
-    (``billing.catchup``), then bring the prices of the months it touched up to date.
-    Returns the entries made."""
-    made = catchup.charge_in_batches(catchup.unbilled_lead_ids())
+    (``billing.catchup``), then bring the prices of the months it touched up to date: the
+    leads it did not settle, and those it did when a unit arrived meanwhile in one of the
+    months. Returns the entries made."""
+    lead_ids = catchup.unbilled_lead_ids()
+    units = catchup.UnitNumbers()
+    made = catchup.charge_in_batches(lead_ids, units=units)
     count = len(made)
     for partner_id, months in sorted(catchup.tiered_charge_months(made).items()):
         with transaction.atomic():
             hold_billing_lock(partner_id=partner_id)
-            count += len(retier_months(partner_id=partner_id, months=months))
+            current = units.unchanged(partner_id=partner_id, months=months)
+            settled = lead_ids if current else ()
+            count += len(retier_months(partner_id=partner_id, months=months, settled=settled))
     return count

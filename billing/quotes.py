@@ -19,12 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, cast
 
 from billing import fx, tiers
 from billing.models import ExchangeRate, FeeSchedule
 from billing.money import to_cents
 from billing.pricing import FeeTerms, Tier, price
+from billing.rows import EventLike, LeadLike
 from marketplace.models import Lead, LeadEvent
 
 
@@ -34,6 +35,13 @@ class Schedules:
 
     def __init__(self, schedules: Iterable[FeeSchedule]) -> None:
         self._all = sorted(schedules, key=lambda s: s.effective_from, reverse=True)
+        self._terms: dict[int, FeeTerms] = {}
+
+    def terms(self, schedule: FeeSchedule) -> FeeTerms:
+        """The schedule's terms, built once per schedule."""
+        if schedule.pk not in self._terms:
+            self._terms[schedule.pk] = terms_of(schedule)
+        return self._terms[schedule.pk]
 
     @classmethod
     def read(cls, partner_id: uuid.UUID) -> Schedules:
@@ -71,7 +79,7 @@ class Pricer(Protocol):
 
     def schedules(self, partner_id: uuid.UUID) -> Schedules: ...
 
-    def unit_number(self, event: LeadEvent) -> int: ...
+    def unit_number(self, event: EventLike) -> int: ...
 
     def rate_in_force(
         self, *, from_currency: str, to_currency: str, at: datetime
@@ -89,8 +97,9 @@ class LivePricer:
             self._schedules[partner_id] = Schedules.read(partner_id)
         return self._schedules[partner_id]
 
-    def unit_number(self, event: LeadEvent) -> int:
-        return tiers.unit_number(event)
+    def unit_number(self, event: EventLike) -> int:
+        # The live path settles model instances; the count reads the event's own columns.
+        return tiers.unit_number(cast(LeadEvent, event))
 
     def rate_in_force(
         self, *, from_currency: str, to_currency: str, at: datetime
@@ -130,11 +139,10 @@ def _converted(
     return conversion.amount, conversion
 
 
-def quote(event: LeadEvent, lead: Lead, kind: str, pricer: Pricer) -> Quote | NeedsRate | None:
+def quote(event: EventLike, lead: LeadLike, kind: str, pricer: Pricer) -> Quote | NeedsRate | None:
     """The price of the unit ``event`` makes (None: no schedule in force, and no bid)."""
-    schedule = pricer.schedules(lead.partner_id).in_force(
-        product_id=lead.product_id, at=event.occurred_at
-    )
+    schedules = pricer.schedules(lead.partner_id)
+    schedule = schedules.in_force(product_id=lead.product_id, at=event.occurred_at)
     if kind == "cpl" and lead.bid_amount is not None:
         # An auction lead pays its bid (tiers never discount a price the partner bid),
         # in the schedule's currency when there is one.
@@ -152,7 +160,7 @@ def quote(event: LeadEvent, lead: Lead, kind: str, pricer: Pricer) -> Quote | Ne
         return Quote(to_cents(amount), target, schedule, None, conversion)
     if schedule is None:
         return None
-    terms = terms_of(schedule)
+    terms = schedules.terms(schedule)
     unit = pricer.unit_number(event) if terms.tiers and kind in tiers.TIERED_KINDS else None
     # CPF is a share of the principal, revenue share of the revenue: both reported by the
     # partner in the event's currency, converted before pricing.

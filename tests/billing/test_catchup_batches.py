@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -36,9 +36,11 @@ from hypothesis.extra.django import TestCase
 
 from billing import catchup, charging, tiers
 from billing.charging import charge_unbilled_events
-from billing.fees import TierInput, create_fee_schedule
+from billing.fees import create_fee_schedule
 from billing.locks import hold_billing_lock
 from billing.models import Charge, EntryType, FeeSchedule, PendingFee, ReturnReview
+from billing.periods import month_of
+from billing.pricing import FeeTerms, Tier
 from billing.settlement import LeadBook, Writes, settle
 from marketplace.events import EventReport, record_event
 from marketplace.models import Lead, LeadEvent
@@ -123,7 +125,11 @@ def catch_up_lead_by_lead() -> int:
             lead = Lead.objects.select_for_update().get(pk=lead_id)
             made += charging.settle_lead(lead=lead)
     count = len(made)
-    for partner_id, months in sorted(catchup.tiered_charge_months(made).items()):
+    touched: dict[uuid.UUID, set[date]] = {}
+    for entry in made:
+        if entry.kind in tiers.TIERED_KINDS and entry.entry_type == EntryType.CHARGE:
+            touched.setdefault(entry.partner_id, set()).add(month_of(entry.event.occurred_at))
+    for partner_id, months in sorted(touched.items()):
         with transaction.atomic():
             hold_billing_lock(partner_id=partner_id)
             for month in sorted(tiers.tiered_months(partner_id, months)):
@@ -214,8 +220,7 @@ def tiered_schedule(partner: Any) -> FeeSchedule:
     return create_fee_schedule(
         partner=partner,
         effective_from=timezone.now() - timedelta(days=365),
-        cpl="40.00",
-        tiers=[TierInput(1, cpl=Decimal("30.00"))],
+        terms=FeeTerms(cpl=Decimal("40.00"), tiers=(Tier(1, cpl=Decimal("30.00")),)),
     )
 
 
