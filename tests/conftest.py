@@ -34,6 +34,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _catalogue_version_at_once(request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL the catalogue version's triggers run at commit (partners migration
+    0007); a test's transaction never commits, so inside it they run at once, and routing
+    sees the products the test just made."""
+    uses_db = "_django_db_helper" in request.fixturenames or request.node.get_closest_marker(
+        "django_db"
+    )
+    if not uses_db or connection.vendor != "postgresql":
+        return
+    request.getfixturevalue("_django_db_helper")  # the test's transaction, if it has one
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET CONSTRAINTS {CATALOGUE_TRIGGERS} IMMEDIATE")
+
+
+CATALOGUE_TRIGGERS = ", ".join(
+    f"partners_{table}_catalogue_version" for table in ("product", "partner", "routinghold")
+)
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager() -> Iterator[None]:
     """Tasks run in-process unless a test asks for a real worker (marker real_worker)."""
     previous = celery_app.conf.task_always_eager

@@ -15,7 +15,14 @@ import pytest
 from django.db import connection
 
 from marketplace.celery import app as celery_app
-from marketplace.models import DeliveryAttempt, Lead, LeadStatus
+from marketplace.models import (
+    DeliveryAttempt,
+    Lead,
+    LeadStatus,
+    OutboxMessage,
+    Referral,
+    ReferralStatus,
+)
 from tests.factories import referral_payload
 
 pytestmark = [pytest.mark.postgres, pytest.mark.real_worker]
@@ -44,7 +51,7 @@ def broker() -> Iterator[str]:
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     with celery_app.connection_for_write() as conn:
-        for queue in ("post", "default"):
+        for queue in ("ping", "post", "default"):
             conn.default_channel.queue_purge(queue) if _queue_exists(conn, queue) else None
     yield BROKER_URL
     celery_app.conf.task_always_eager, celery_app.conf.broker_url = previous
@@ -77,7 +84,7 @@ def worker(broker: str, transactional_db: None) -> Iterator[subprocess.Popen[byt
             "marketplace",
             "worker",
             "-Q",
-            "post,default",
+            "ping,post,default",
             "--pool",
             "solo",
             "--without-gossip",
@@ -113,3 +120,11 @@ def test_lead_is_posted_by_a_real_worker_through_the_broker(
     assert lead.status == LeadStatus.DELIVERED
     assert DeliveryAttempt.objects.get(lead=lead).outcome == "success"
     assert sim.simulator.stats()[sim.partner.slug]["posts"] == 1
+    # The referral's one message (dispatch_referral, on the ping queue) and the post it
+    # queued are done, and so the referral is.
+    referral = Referral.objects.get(pk=response.json()["id"])
+    while referral.status == ReferralStatus.ROUTED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        referral.refresh_from_db()
+    assert referral.status == ReferralStatus.DISTRIBUTED
+    assert not OutboxMessage.objects.filter(done_at__isnull=True).exists()

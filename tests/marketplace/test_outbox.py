@@ -40,10 +40,12 @@ def _use_broker(url: str, *, eager: bool) -> None:
 
 
 @pytest.fixture
-def broker_down() -> Iterator[Callable[[], None]]:
+def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
     """Celery pointed at a broker that refuses connections; call the yielded function to
     bring the broker "back" (eager: tasks run in-process, as a worker would run them)."""
     previous = (celery_app.conf.task_always_eager, celery_app.conf.broker_url)
+    # Celery prefers this variable to its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", DEAD_BROKER)
     _use_broker(DEAD_BROKER, eager=False)
     yield lambda: _use_broker(previous[1], eager=True)
     _use_broker(previous[1], eager=previous[0])

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from marketplace import auctions, events
+from marketplace import auctions, events, tasks
 from marketplace.models import (
     AuctionStatus,
     Lead,
@@ -30,17 +29,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def queued(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Tasks are recorded, not run: the test drives the auction and the posts itself."""
-    calls: dict[str, list[str]] = {"auctions": [], "posts": []}
-    monkeypatch.setattr(
-        "marketplace.tasks.run_auction", SimpleNamespace(delay=calls["auctions"].append)
-    )
-    monkeypatch.setattr(
-        "marketplace.tasks.post_leads", SimpleNamespace(delay=calls["posts"].extend)
-    )
-    monkeypatch.setattr(
-        "marketplace.tasks.deliver_lead", SimpleNamespace(delay=calls["posts"].append)
-    )
+    """Published tasks are recorded, not run: the test drives the auction and the posts."""
+    calls: dict[str, list[str]] = {"dispatches": [], "posts": []}
+    for task, name in ((tasks.dispatch_referral, "dispatches"), (tasks.deliver_lead, "posts")):
+        monkeypatch.setattr(
+            task,
+            "apply_async",
+            lambda args, name=name, **options: calls[name].extend(args),
+        )
     return calls
 
 
@@ -64,7 +60,7 @@ def test_concurrent_fallbacks_fill_the_auction_without_overfilling(
     bids = ["50.00", "40.00", "30.00", "20.00"]
     sims = [ping_post(simulator_factory(bid_min=Decimal(b), bid_max=Decimal(b))) for b in bids]
     referral = create_referral(source, referral_payload())
-    assert queued["auctions"] == [str(referral.auction.id)]
+    assert queued["dispatches"] == [str(referral.id)]
     assert auctions.run(auction_id=referral.auction.id).status == AuctionStatus.AWARDED
     first, second = (Lead.objects.get(referral=referral, partner=s.partner) for s in sims[:2])
     Lead.objects.filter(pk__in=[first.pk, second.pk]).update(status=LeadStatus.POST_REJECTED)
