@@ -336,6 +336,15 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers a message not acked within visibility_timeout: longer than any task runs
+# (a post's 30 s timeout), and retry countdowns stay under half of it (marketplace.outbox);
+# short enough that a killed worker's messages come back in minutes, not Redis' default
+# hour. Publishing gives up fast: the outbox sweeper publishes what did not go out.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 600),
+    "socket_connect_timeout": 2,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -344,11 +353,19 @@ CELERY_TASK_ROUTES = {
     "marketplace.tasks.deliver_lead": {"queue": "post"},
     "marketplace.tasks.run_auction": {"queue": "ping"},
     "marketplace.tasks.post_leads": {"queue": "post"},
+    "marketplace.tasks.dispatch_referral": {"queue": "ping"},
     "billing.tasks.*": {"queue": "billing"},
     "partners.tasks.deliver_webhooks": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BEAT_SCHEDULE = {
+    # The outbox's sweeper: publishes what is not done by its deadline, re-drives overdue
+    # referrals (marketplace.outbox, marketplace.dispatch).
+    "sweep-outbox": {
+        "task": "marketplace.tasks.sweep_outbox",
+        "schedule": 5.0,
+        "options": {"expires": 30},
+    },
     "generate-monthly-invoices": {
         "task": "billing.tasks.generate_last_month_invoices",
         # The first of the month, retried on the 2nd and 3rd in case beat was down: reruns
