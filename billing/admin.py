@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 
 from billing import (
@@ -27,6 +28,7 @@ from billing import (
     statements,
     tasks,
 )
+from billing.documents import html_document_policy
 from billing.models import (
     Charge,
     CreditNote,
@@ -285,6 +287,8 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         invoice: Invoice = get_object_or_404(self.get_queryset(request), pk=pk)
         return invoice
 
+    # Not documents.html_document_policy: in this class body "documents" is the column above.
+    @method_decorator(html_document_policy)
     def html_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         return HttpResponse(documents.render_html(self._invoice(request, pk)))
 

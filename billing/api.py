@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.decorators import method_decorator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -118,6 +119,7 @@ class PartnerInvoiceHtmlView(APIView):
         summary="One of your invoices as HTML",
         responses={(200, "text/html"): OpenApiTypes.STR},
     )
+    @method_decorator(documents.html_document_policy)
     def get(self, request: Request, pk: uuid.UUID) -> HttpResponse:
         invoice = _own_invoice(request, pk)
         return HttpResponse(documents.render_html(invoice), content_type="text/html; charset=utf-8")

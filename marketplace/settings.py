@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -163,6 +164,9 @@ if not PRODUCTION:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outermost of ours, so every answer (a 413, a lockout) gets its headers.
+    "csp.middleware.CSPMiddleware",
+    "partners.no_store.NoStoreMiddleware",
     # Before anything reads a body: one over DATA_UPLOAD_MAX_MEMORY_SIZE answers 413 unread.
     "partners.request_limits.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -239,6 +243,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 GUARDIAN_RAISE_403 = True
+
+# --- Content-Security-Policy (django-csp) -------------------------------------------------
+# Admin pages load scripts, styles and images from this origin only and run no inline script
+# (Django's admin has none; tests/test_content_security_policy.py loads pages in Chromium
+# and fails on any violation). Invoice documents and the API docs page set their own.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- Admin login -------------------------------------------------------------------------
 # django-axes: after ADMIN_LOGIN_FAILURE_LIMIT failed logins for one username, or from one

@@ -12,6 +12,7 @@ from billing.documents.html_csv import (
     context,
     csv_stream,
     detail_rows,
+    html_document_policy,
     operator,
     render_html,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "context",
     "csv_stream",
     "detail_rows",
+    "html_document_policy",
     "operator",
     "pdf_font",
     "render_credit_note_pdf",

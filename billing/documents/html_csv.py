@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from csp.constants import NONE, UNSAFE_INLINE
+from csp.decorators import csp
 from django.conf import settings
 from django.template.loader import render_to_string
 
@@ -102,6 +104,21 @@ def context(invoice: Invoice, *, detail_limit: int = 2000) -> dict[str, Any]:
 
 def render_html(invoice: Invoice) -> str:
     return render_to_string("billing/invoice.html", context(invoice))
+
+
+# The HTML invoice's own Content-Security-Policy: it runs no script, loads nothing and sends
+# no form; its one style is the template's <style> block (kept inline so a saved copy still
+# reads as printed). Every view that serves render_html's page is wrapped in it.
+html_document_policy = csp(
+    {
+        "default-src": [NONE],
+        "style-src": [UNSAFE_INLINE],
+        "img-src": ["data:"],
+        "base-uri": [NONE],
+        "form-action": [NONE],
+        "frame-ancestors": [NONE],
+    }
+)
 
 
 def csv_stream(invoice: Invoice) -> Iterator[str]:
