@@ -75,7 +75,7 @@ def append(*, kind: str, data: dict[str, Any], at: datetime | None = None) -> Le
 
 def with_acting_key(data: dict[str, Any], acting_key: dict[str, str] | None) -> dict[str, Any]:
     """``data`` with the API key that caused the entry, when one did: ``{"prefix": ...,
-    "mode": "live" | "sandbox"}`` (``partners.scoping.acting_key``), the key's public lookup
+    "mode": "live" | "sandbox"}`` (``partners.key_mode.acting_key``), the key's public lookup
     prefix, never its secret. Entries written by staff, workers or commands have none."""
     if acting_key is None:
         return data
