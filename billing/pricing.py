@@ -35,7 +35,7 @@ class Tier:
 @dataclass(frozen=True)
 class FeeTerms:
     """What a fee schedule charges: entered with ``billing.fees.create_fee_schedule``, read
-    back from a stored schedule by ``billing.charging.terms_of``. Zero fees by default."""
+    back from a stored schedule by ``billing.quotes.terms_of``. Zero fees by default."""
 
     cpl: Decimal = Decimal(0)  # per accepted lead
     cpa: Decimal = Decimal(0)  # per approved loan
