@@ -180,7 +180,8 @@ def settle_leads(
         entries[entry.lead_id].append(entry)
     statuses = _review_statuses([e for evs in events.values() for e in evs])
     pricer = BatchPricer(partner_ids, units)
-    out = Writes()
+    waiting = PendingFee.objects.filter(partner_id__in=partner_ids, resolved_at__isnull=True)
+    out = Writes(pending=set(waiting.values_list("event_id", "kind")))
     made: list[Entry] = []
     for lead_id, lead in leads.items():
         book = LeadBook(lead, events[lead_id], entries[lead_id], statuses, through[lead.partner_id])

@@ -58,6 +58,9 @@ class Writes:
     waiting: list[PendingFee] = field(default_factory=list)
     # (event id, fee kind) of fees that were waiting for a rate and are now charged.
     resolved: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    # The fees waiting for a rate, when the caller read them (a batch): only those are
+    # resolved. None: any of ``resolved`` may be waiting.
+    pending: set[tuple[uuid.UUID, str]] | None = None
 
     def flush(self) -> None:
         """One INSERT for the entries (positions in a chain are unique and each refers to
@@ -65,6 +68,8 @@ class Writes:
         duplicate to ignore, so the IntegrityError ends the transaction), one for the
         fees now waiting (an open one for the same fee stays), one UPDATE for those
         charged."""
+        if self.pending is not None:
+            self.resolved = [fee for fee in self.resolved if fee in self.pending]
         if self.resolved:
             by_kind: dict[str, list[uuid.UUID]] = defaultdict(list)
             for event_id, kind in self.resolved:
