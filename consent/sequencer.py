@@ -20,12 +20,14 @@ second, and before a signed checkpoint covers it, the checkpoint interval.
 from __future__ import annotations
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 
 from consent.merkle import leaf_hash
 from consent.models import LedgerEntry, LedgerHead
 
 BATCH = 5_000  # entries per sequencing transaction: one read and one write round trip
+_STAGE = "consent_ledger_sequencing"  # a session's temporary table (PostgreSQL)
 
 
 def sequence_pending(*, wait: bool = True, batch: int = BATCH) -> int:
@@ -111,14 +113,7 @@ def _write(assigned: _Assigned) -> None:
     table = connection.ops.quote_name(LedgerEntry._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One statement for the whole batch (arrays), instead of a round trip per row.
-            cursor.execute(
-                f"UPDATE {table} AS e SET seq = v.seq, canonical = v.canonical, "  # noqa: S608
-                "leaf_hash = v.leaf_hash, body = NULL "
-                "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) "
-                "AS v(id, seq, canonical, leaf_hash) WHERE e.id = v.id AND e.seq IS NULL",
-                [ids, seqs, canonicals, hashes],
-            )
+            _write_postgresql(cursor, table, assigned)
         else:
             cursor.executemany(
                 f"UPDATE {table} SET seq = %s, canonical = %s, leaf_hash = %s, "  # noqa: S608
@@ -129,3 +124,21 @@ def _write(assigned: _Assigned) -> None:
     if updated != len(ids):
         # Only this sequencer (holding the head) assigns seq: anything else is tampering.
         raise RuntimeError(f"sequenced {updated} of {len(ids)} pending ledger entries")
+
+
+def _write_postgresql(cursor: CursorWrapper, table: str, assigned: _Assigned) -> None:
+    """COPY the batch into a session's staging table, then one UPDATE joins it in (and
+    empties it). Passing a few megabytes of text as query parameters is 2-3 times slower:
+    Django binds them client-side, escaping every character in Python."""
+    cursor.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+        "(id bigint, seq bigint, canonical text, leaf_hash text) ON COMMIT DELETE ROWS"
+    )
+    with cursor.cursor.copy(f"COPY {_STAGE} (id, seq, canonical, leaf_hash) FROM STDIN") as copy:
+        for row in zip(*assigned, strict=True):
+            copy.write_row(row)
+    cursor.execute(
+        f"WITH v AS (DELETE FROM {_STAGE} RETURNING *) "  # noqa: S608
+        f"UPDATE {table} AS e SET seq = v.seq, canonical = v.canonical, "
+        "leaf_hash = v.leaf_hash, body = NULL FROM v WHERE e.id = v.id AND e.seq IS NULL"
+    )
