@@ -71,6 +71,20 @@ def leads_to_post(referral_id: uuid.UUID, *, task_name: str) -> list[uuid.UUID]:
     return [lead_id for lead_id in ids if str(lead_id) not in queued]
 
 
+def claim_wait(lead_id: uuid.UUID) -> float | None:
+    """Seconds until another run's claim on this lead's post runs out (then delivery takes
+    it over), or None when no live claim stands in the way. A redelivered post whose own
+    worker died mid-post meets its dead claim here, and must not give up on the lead."""
+    expires = (
+        Lead.objects.filter(pk=lead_id, status=LeadStatus.DELIVERING)
+        .values_list("claim_expires_at", flat=True)
+        .first()
+    )
+    if expires is None:
+        return None
+    return max(0.0, (expires - timezone.now()).total_seconds())
+
+
 def pending_auction_id(referral_id: uuid.UUID) -> uuid.UUID | None:
     return (
         Auction.objects.filter(referral_id=referral_id, status=AuctionStatus.PENDING)

@@ -47,6 +47,14 @@ def deliver_lead(self: Task, lead_id: str) -> str:
     retries = self.request.retries or 0
     final = retries >= settings.DELIVERY_MAX_RETRIES
     posted = delivery.post_lead(lead_id=uuid.UUID(lead_id), final_attempt=final)
+    skipped = posted.result.outcome == "skipped" and not self.request.is_eager
+    wait = dispatch.claim_wait(uuid.UUID(lead_id)) if skipped else None
+    if wait is not None:
+        # Claimed by a run that may have died (in a worker; in-process nothing can die):
+        # try again once its lease has run out, when delivery takes the claim over.
+        countdown = outbox.safe_countdown(wait + 1)
+        outbox.postpone(self.request.id, countdown)
+        raise self.retry(countdown=countdown)
     if posted.result.retryable:
         # The posts' backoff: 10 s, 20 s, 40 s, ... (ignored in eager mode), always within
         # the broker's visibility timeout; the sweeper waits for the retry.

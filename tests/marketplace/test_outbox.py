@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from marketplace import delivery, outbox, tasks
+from marketplace import delivery, dispatch, outbox, tasks
 from marketplace.celery import app as celery_app
 from marketplace.models import (
     Lead,
@@ -274,3 +274,21 @@ def test_an_idempotency_record_left_running_by_a_dead_request_is_released_prompt
     assert first.status_code == 201
     assert retry.status_code == 201, retry.content  # not 409 for five minutes
     assert "Idempotent-Replayed" not in retry
+
+
+@pytest.mark.django_db
+def test_a_post_claimed_by_a_run_that_may_have_died_waits_for_the_claims_lease(
+    make_referral: Callable[..., Referral],
+) -> None:
+    ProductFactory(partner=PartnerFactory())
+    lead = make_referral().leads.get()
+    assert dispatch.claim_wait(lead.id) is None  # matched: nothing in the way
+
+    Lead.objects.filter(pk=lead.pk).update(
+        status=LeadStatus.DELIVERING, claim_expires_at=timezone.now() + timedelta(seconds=30)
+    )
+    assert 25 < (dispatch.claim_wait(lead.id) or 0) <= 30
+
+    Lead.objects.filter(pk=lead.pk).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
+    assert dispatch.claim_wait(lead.id) == 0.0  # run out: delivery takes it over now
+    assert dispatch.leads_to_post(lead.referral_id, task_name=tasks.deliver_lead.name) == [lead.id]
