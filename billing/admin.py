@@ -8,7 +8,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -50,6 +49,7 @@ from billing.models import (
 )
 from billing.pricing import FeeTerms
 from billing.reconcile import reconcile_invoice
+from marketplace import outbox
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -695,7 +695,7 @@ class ExchangeRateAdmin(admin.ModelAdmin):
             occurred_at__gte=made.effective_from,
         ).count()
         # Fees that waited for this rate are booked by the catch-up charger (a worker).
-        transaction.on_commit(tasks.charge_unbilled_events.delay)
+        outbox.enqueue(tasks.charge_unbilled_events)
         self.message_user(
             request,
             f"Rate entered. {waiting} fee(s) waiting for a {made.from_currency}->"

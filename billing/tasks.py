@@ -20,7 +20,7 @@ def generate_last_month_invoices() -> int:
     return len(invoicing.generate_invoices(period=period, issue=True))
 
 
-@shared_task
+@shared_task(base=OutboxTask)
 def charge_unbilled_events() -> int:
     return charging.charge_unbilled_events()
 

@@ -105,6 +105,9 @@ def enqueue_many(
     countdown: float = 0.0,
 ) -> list[OutboxMessage]:
     """:func:`enqueue` for several calls of one task, in one INSERT."""
+    if not isinstance(task, OutboxTask):
+        # Only an OutboxTask marks its message done; any other would be re-published for ever.
+        raise TypeError(f"{task.name} is not an OutboxTask")
     now = timezone.now()
     messages = [_message(task, args, referral_id, countdown, now) for args in args_list]
     if not messages:
