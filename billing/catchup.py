@@ -8,20 +8,24 @@ transaction per batch (:func:`settle_leads`):
 1. lock the batch's leads (``FOR UPDATE``, in id order: the lock ``record_event`` holds, so
    a partner event for one of them waits for the batch and then sees its charges), then
    the partners' billing rows for sharing (``billing.locks``, in id order);
-2. read, each in one query, the leads' events, their ledger entries, the review status of
-   their returns, the partners' schedules and every exchange rate; the tier unit numbers
-   of the months involved come from :class:`UnitNumbers`;
+2. read, each in one query and as plain rows (``billing.rows``), the leads' events, their
+   ledger entries, the review status of their returns, the fees waiting for a rate, the
+   partners' schedules and every exchange rate; the tier unit numbers of the months
+   involved come from :class:`UnitNumbers`;
 3. decide every lead with ``billing.settlement.settle``, the live path's own code, pricing
    with ``billing.quotes.quote`` (``billing.pricing.price``, ``billing.fx.conversion``);
-4. write the batch's entries in one INSERT, the fees now waiting for a rate in another,
-   then evaluate each partner's credit limit and budgets once.
+4. write the batch's entries in one COPY (``billing.settlement.insert_entries``), the fees
+   now waiting for a rate in one INSERT, then evaluate each partner's credit limit and
+   budgets once.
 
 Exactly once is the database's: a chain position is unique and refers to the one before
 it, so a second run (or a live event racing the batch) books nothing twice; the locks make
 such a collision a bug to surface (an IntegrityError rolls the batch back), not a duplicate
 to skip. Afterwards the months whose tiered units were charged are re-tiered
 (``billing.charging.retier_months``, also batched) under each partner's billing lock held
-exclusively, as before.
+exclusively, as before: every lead with a unit in them, but the leads the run settled
+itself while their months still have the units they were numbered from (settling those
+again would change nothing).
 """
 
 from __future__ import annotations
