@@ -54,7 +54,7 @@ LenderOverrides = Mapping[str, Mapping[str, Any]]  # slug (or "*") -> SimulatedL
 
 class Stack:
     def __init__(
-        self, *, web_workers: int = 3, worker_concurrency: int = 2, keep: bool = False
+        self, *, web_workers: int = 3, worker_concurrency: int = 3, keep: bool = False
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="faults-"))
         self.root.chmod(0o755)  # the postgres user must reach its data directory
