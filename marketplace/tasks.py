@@ -91,10 +91,11 @@ def run_auction(self: Task, auction_id: str) -> str:
     return ran.status
 
 
-@shared_task(base=OutboxTask)
+@shared_task
 def sweep_outbox() -> dict[str, int]:
     """Beat: publish again what is not done by its deadline; dispatch again overdue
-    referrals that nothing is working on."""
+    referrals that nothing is working on. (Not an OutboxTask: beat runs it again in a few
+    seconds, so a failed run needs no retry of its own.)"""
     published = outbox.sweep()
     redriven = dispatch.to_redrive()
     with transaction.atomic():
