@@ -52,25 +52,14 @@ from billing.reconcile import reconcile_invoice
 from marketplace import outbox
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
+# The columns of a schedule that hold its billing.pricing.FeeTerms (tiers are rows of their own).
+FEE_FIELDS = ("cpl", "cpa", "cpf_rate", "cpf_min", "cpf_max", "revshare_rate")
+
 
 class FeeScheduleForm(forms.ModelForm):
-    fee_fields = ("cpl", "cpa", "cpf_rate", "cpf_min", "cpf_max", "revshare_rate")
-
     class Meta:
         model = FeeSchedule
-        fields = [
-            "partner",
-            "product",
-            "currency",
-            "cpl",
-            "cpa",
-            "cpf_rate",
-            "cpf_min",
-            "cpf_max",
-            "revshare_rate",
-            "effective_from",
-            "effective_to",
-        ]
+        fields = ["partner", "product", "currency", *FEE_FIELDS, "effective_from", "effective_to"]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -104,12 +93,7 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "product",
         "version",
         "currency",
-        "cpl",
-        "cpa",
-        "cpf_rate",
-        "cpf_min",
-        "cpf_max",
-        "revshare_rate",
+        *FEE_FIELDS,
         "effective_from",
         "effective_to",
     ]
@@ -132,7 +116,7 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
             effective_from=data["effective_from"],
             effective_to=data.get("effective_to"),
             currency=data.get("currency"),
-            terms=FeeTerms(**{name: data.get(name) for name in FeeScheduleForm.fee_fields}),
+            terms=FeeTerms(**{name: data.get(name) for name in FEE_FIELDS}),
         )
         obj.pk, obj.version = created.pk, created.version
 
