@@ -180,6 +180,30 @@ def wait_quiet(
     return Quiet(time.monotonic() - started, False, state)
 
 
+def wait_books_still(
+    *, source_id: Any, journal: Path, timeout: float = 60.0, still: float = 10.0
+) -> bool:
+    """Wait until the scenario's events and charges and the partners' log have not changed
+    for ``still`` seconds (bounded): ``reconcile`` reads events and charges in separate
+    queries, so an event booked between them shows up as a difference of the moment."""
+    started = time.monotonic()
+    previous: tuple[int, int, int] | None = None
+    since = time.monotonic()
+    while time.monotonic() - started < timeout:
+        close_old_connections()
+        now_state = (
+            LeadEvent.objects.filter(lead__referral__source_id=source_id).count(),
+            Charge.objects.filter(lead__referral__source_id=source_id).count(),
+            len(read_journal(journal)),
+        )
+        if now_state != previous:
+            previous, since = now_state, time.monotonic()
+        elif time.monotonic() - since >= still:
+            return True
+        time.sleep(1.0)
+    return False
+
+
 # ----------------------------------------------------------------------------- counting
 
 

@@ -184,6 +184,8 @@ def run(
         applicants=referrals,
         client_counts=driven.count(),
     )
+    if not checks.wait_books_still(source_id=source_id, journal=journal):
+        notes.append("events or charges were still being booked when the books were checked")
     period = time.strftime("%Y-%m", time.gmtime())
     for figure, command in (
         ("ledger_verify_failed", ("verify_consent_ledger",)),
