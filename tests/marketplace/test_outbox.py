@@ -3,11 +3,13 @@ one message per referral, and every referral reaching a terminal status."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
@@ -292,3 +294,29 @@ def test_a_post_claimed_by_a_run_that_may_have_died_waits_for_the_claims_lease(
     Lead.objects.filter(pk=lead.pk).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
     assert dispatch.claim_wait(lead.id) == 0.0  # run out: delivery takes it over now
     assert dispatch.leads_to_post(lead.referral_id, task_name=tasks.deliver_lead.name) == [lead.id]
+
+
+@pytest.mark.django_db
+def test_the_migration_settles_referrals_stored_as_routed_when_routed_was_an_end(
+    make_referral: Callable[..., Referral],
+) -> None:
+    migration = importlib.import_module("marketplace.migrations.0011_outbox_and_terminal_referrals")
+    ProductFactory(partner=PartnerFactory())
+    delivered, waiting, rejected, blocked = (make_referral() for _ in range(4))
+    for referral, status in [
+        (delivered, LeadStatus.DELIVERED),
+        (rejected, LeadStatus.POST_REJECTED),
+        (blocked, LeadStatus.BLOCKED),
+    ]:
+        Lead.objects.filter(referral=referral).update(status=status)
+    Referral.objects.update(settle_by=None)  # as the earlier intake stored them
+
+    migration.settle_routed(django_apps, None)
+
+    got = {r.pk: (r.status, r.settle_by is not None) for r in Referral.objects.all()}
+    assert got == {
+        delivered.pk: (ReferralStatus.DISTRIBUTED, False),
+        waiting.pk: (ReferralStatus.ROUTED, True),  # a post still to come: the sweeper's
+        rejected.pk: (ReferralStatus.NO_MATCH, False),
+        blocked.pk: (ReferralStatus.WITHDRAWN, False),
+    }
