@@ -132,6 +132,9 @@ def test_withdrawing_twice_is_a_no_op(source_client: APIClient) -> None:
     assert LedgerEntry.objects.filter(kind="consent.withdrawn").count() == 1
 
 
+# Intake joins the request's transaction without a savepoint: "nothing stored" is what a
+# real transaction's rollback leaves, so this test runs outside the test's own transaction.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("version", ["no-such-version", "draft-unpublished"])
 def test_unknown_or_unpublished_consent_text_is_rejected_and_nothing_is_stored(
     source_client: APIClient, version: str
@@ -177,6 +180,7 @@ def test_expired_consent_makes_the_referral_not_routable(
         assert "expired" in body["status_reason"]
 
 
+@pytest.mark.django_db(transaction=True)  # see the unknown-text test above
 def test_expiry_before_collection_is_rejected_naming_the_field(source_client: APIClient) -> None:
     now = timezone.now()
     consent = _consent(
