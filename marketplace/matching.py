@@ -1,8 +1,12 @@
 """Which products' credit boxes fit an application. Pure functions over plain data.
 
-``ProductIndex`` holds every active product's box in memory, rebuilt when the catalogue's
-version (``partners.models.CatalogueVersion``, bumped by the database with every product,
-partner or hold change) moves, so matching an application costs one primary-key read.
+``fits`` is the rule, and ``match`` over plain boxes the reference scan. ``ProductIndex``
+holds every active product's box in memory, compiled into a ``marketplace.box_index.BoxIndex``
+(per-criterion bitsets: an application costs a lookup per criterion plus its matches, not a
+comparison per product), rebuilt when the catalogue's version (``partners.models.
+CatalogueVersion``, bumped by the database with every product, partner or hold change) moves,
+so matching an application costs one primary-key read. ``match`` given that index answers from
+it: the same boxes in the same order as the scan (a hypothesis property test holds them equal).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
+from marketplace.box_index import BoxIndex
 from partners.holds import without_holds
 from partners.models import CatalogueVersion, PartnerStatus, Product
 
@@ -84,6 +89,10 @@ def fits(box: CreditBox, app: Application, *, apr_cap: Decimal) -> bool:
 
 
 def match(boxes: Iterable[CreditBox], app: Application, *, apr_cap: Decimal) -> list[CreditBox]:
+    """The boxes that fit, in the given order: from the compiled index when given one
+    (``ProductIndex.boxes``), else by ``fits`` over every box."""
+    if isinstance(boxes, BoxIndex):
+        return boxes.match(app, apr_cap=apr_cap)
     return [box for box in boxes if fits(box, app, apr_cap=apr_cap)]
 
 
@@ -123,10 +132,11 @@ class ProductIndex:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version: int | None = None
-        self._boxes: tuple[CreditBox, ...] = ()
+        self._boxes: BoxIndex[CreditBox] = BoxIndex(())
         self._by_product: dict[uuid.UUID, CreditBox] = {}
 
-    def boxes(self) -> tuple[CreditBox, ...]:
+    def boxes(self) -> BoxIndex[CreditBox]:
+        """The routable boxes, compiled for ``match``; a sequence of ``CreditBox`` too."""
         version = CatalogueVersion.objects.filter(id=1).values_list("version", flat=True).first()
         if version is None or version != self._version:
             # (No version row, e.g. a test database flushed: rebuild every time.) Read the
@@ -139,7 +149,8 @@ class ProductIndex:
                         partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
                     )
                     products = without_holds(query).select_related("partner")
-                    self._boxes = tuple(box_from_product(p) for p in products)
+                    # Compiled whole: the version says that something changed, not what.
+                    self._boxes = BoxIndex(box_from_product(p) for p in products)
                     self._by_product = {box.product_id: box for box in self._boxes}
                     self._version = version
         return self._boxes

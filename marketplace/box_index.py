@@ -1,0 +1,280 @@
+"""Compiled credit boxes: which boxes accept an application, at a cost that grows with the
+number of criteria and of matches, not with the number of boxes. Pure Python, no database.
+
+In the spirit of "Indexing Boolean Expressions" (Whang et al., VLDB 2009). Every box gets a
+position (its place in the sequence it was compiled from), and every criterion of
+``marketplace.matching.fits`` becomes a lookup from the application's value to the set of
+positions whose box accepts that value, held as a Python int used as a bitset:
+
+- set-valued criteria (risk tier, region with its exclusions, employment type, purpose,
+  channel): a dict from value to bitset, each already holding the boxes that accept any value
+  (an empty set, where ``fits`` reads it so) and without the boxes that exclude the value; a
+  value no box names gets the bitset of the boxes that accept anything (none for tiers);
+- ranges (amount, term, age, income floor, and the cheapest APR against the cap): the distinct
+  bounds of one side sorted, with bitsets accumulated over them, so "lower bound <= x" is one
+  ``bisect_right`` into prefix bitsets and "upper bound >= x" one ``bisect_left`` into suffix
+  bitsets. Bounds stay Decimals (or ints) and compare with the application's own values, so
+  every bound is inclusive exactly as ``fits`` has it, cents included.
+
+An application is answered by ANDing one bitset per criterion and decoding the set bits in
+position order: the boxes come back in the order they were compiled in, as a scan over the
+same sequence returns them.
+
+Memory: a bitset costs (number of boxes)/8 bytes, one per distinct value or bound. A range side
+with more than ``MAX_LEVELS`` distinct bounds is not compiled (that would cost a bitset per
+box): its comparison runs on the few boxes the other criteria leave, so the answer stays exact.
+
+The index is immutable: a changed catalogue compiles a new one (``marketplace.matching``).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
+from operator import attrgetter
+from typing import Protocol, TypeVar, overload
+
+# A range side with more distinct bounds than this is checked on the candidates instead.
+MAX_LEVELS = 512
+
+Bound = Decimal | int
+
+
+class IndexedBox(Protocol):
+    """What the index reads of a credit box (``marketplace.matching.CreditBox``)."""
+
+    @property
+    def min_amount(self) -> Decimal: ...
+    @property
+    def max_amount(self) -> Decimal: ...
+    @property
+    def min_term(self) -> int: ...
+    @property
+    def max_term(self) -> int: ...
+    @property
+    def tiers(self) -> frozenset[str]: ...
+    @property
+    def regions(self) -> frozenset[str]: ...
+    @property
+    def excluded_regions(self) -> frozenset[str]: ...
+    @property
+    def min_age(self) -> int: ...
+    @property
+    def max_age(self) -> int: ...
+    @property
+    def min_income(self) -> Decimal: ...
+    @property
+    def employment_types(self) -> frozenset[str]: ...
+    @property
+    def purposes(self) -> frozenset[str]: ...
+    @property
+    def channels(self) -> frozenset[str]: ...
+    @property
+    def apr_min(self) -> Decimal: ...
+
+
+class Query(Protocol):
+    """What the index reads of an application (``marketplace.matching.Application``)."""
+
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def term_months(self) -> int: ...
+    @property
+    def risk_tier(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def age(self) -> int: ...
+    @property
+    def income_floor(self) -> Decimal: ...
+    @property
+    def employment_type(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+
+
+B = TypeVar("B", bound=IndexedBox)
+
+# Bit offsets of each byte value, and any non-zero byte: decoding touches only the bytes that
+# hold a match (a bitset's bytes are made in C), not one Python step per box.
+_BITS_OF_BYTE = tuple(tuple(bit for bit in range(8) if value >> bit & 1) for value in range(256))
+_NONZERO_BYTE = re.compile(rb"[^\x00]")
+
+
+def bitset(positions: Iterable[int], size: int) -> int:
+    """The int whose bits ``positions`` are set (each below ``size``)."""
+    flags = bytearray((size + 7) >> 3)
+    for position in positions:
+        flags[position >> 3] |= 1 << (position & 7)
+    return int.from_bytes(flags, "little")
+
+
+def positions_of(bits: int) -> list[int]:
+    """The set bits of a non-negative int, ascending."""
+    data = bits.to_bytes((bits.bit_length() + 7) >> 3, "little")
+    return [
+        (start << 3) + bit
+        for start in [found.start() for found in _NONZERO_BYTE.finditer(data)]
+        for bit in _BITS_OF_BYTE[data[start]]
+    ]
+
+
+class _Members:
+    """Boxes accepting a value of a set-valued criterion."""
+
+    __slots__ = ("_by_value", "_default")
+
+    def __init__(
+        self,
+        accepted: Sequence[frozenset[str]],
+        *,
+        empty_means_any: bool,
+        excluded: Sequence[frozenset[str]] | None = None,
+    ) -> None:
+        size = len(accepted)
+        naming: defaultdict[str, list[int]] = defaultdict(list)
+        for position, values in enumerate(accepted):
+            for value in values:
+                naming[value].append(position)
+        anything = (
+            bitset((p for p, values in enumerate(accepted) if not values), size)
+            if empty_means_any
+            else 0
+        )
+        excluding: defaultdict[str, list[int]] = defaultdict(list)
+        for position, values in enumerate(excluded or ()):
+            for value in values:
+                excluding[value].append(position)
+        self._by_value = {
+            value: (bitset(naming.get(value, ()), size) | anything)
+            & ~bitset(excluding.get(value, ()), size)
+            for value in naming.keys() | excluding.keys()
+        }
+        self._default = anything
+
+    def accepting(self, value: str) -> int:
+        return self._by_value.get(value, self._default)
+
+
+class _Side:
+    """Boxes whose bound on one side of a range admits x: a lower bound admits x when
+    bound <= x, an upper bound when bound >= x (inclusive, as ``fits`` compares)."""
+
+    __slots__ = ("_bitsets", "_bounds", "_lower", "compiled", "everything", "read")
+
+    def __init__(self, boxes: Sequence[IndexedBox], attribute: str, *, lower: bool) -> None:
+        bounds: list[Bound] = [getattr(box, attribute) for box in boxes]
+        size = len(bounds)
+        self.read: Callable[[IndexedBox], Bound] = attrgetter(attribute)
+        self._lower = lower
+        self.everything = (1 << size) - 1
+        by_bound: defaultdict[Bound, list[int]] = defaultdict(list)
+        for position, bound in enumerate(bounds):
+            by_bound[bound].append(position)  # equal Decimals (1.0, 1.00) share one level
+        self.compiled = len(by_bound) <= MAX_LEVELS
+        self._bounds: list[Bound] = sorted(by_bound)
+        self._bitsets: list[int] = []
+        if not self.compiled:
+            return
+        levels = [bitset(by_bound[bound], size) for bound in self._bounds]
+        accumulated = 0
+        if lower:
+            # _bitsets[i]: boxes whose bound is among the i smallest; bisect_right(x) counts
+            # the bounds <= x.
+            self._bitsets.append(0)
+            for level in levels:
+                accumulated |= level
+                self._bitsets.append(accumulated)
+        else:
+            # _bitsets[i]: boxes whose bound is at least the i-th; bisect_left(x) skips the
+            # bounds < x.
+            self._bitsets.append(0)
+            for level in reversed(levels):
+                accumulated |= level
+                self._bitsets.append(accumulated)
+            self._bitsets.reverse()
+
+    def accepting(self, x: Bound) -> int:
+        if not self.compiled:
+            return self.everything  # decided per candidate by ``admits``
+        if self._lower:
+            return self._bitsets[bisect_right(self._bounds, x)]
+        return self._bitsets[bisect_left(self._bounds, x)]
+
+    def admits(self, box: IndexedBox, x: Bound) -> bool:
+        bound = self.read(box)
+        return bound <= x if self._lower else bound >= x
+
+
+class BoxIndex(Sequence[B]):
+    """Boxes compiled for matching; also the sequence of those boxes, in their given order."""
+
+    def __init__(self, boxes: Iterable[B]) -> None:
+        self._boxes: tuple[B, ...] = tuple(boxes)
+        b = self._boxes
+        self._tiers = _Members([x.tiers for x in b], empty_means_any=False)
+        self._regions = _Members(
+            [x.regions for x in b], empty_means_any=True, excluded=[x.excluded_regions for x in b]
+        )
+        self._employment = _Members([x.employment_types for x in b], empty_means_any=True)
+        self._purposes = _Members([x.purposes for x in b], empty_means_any=True)
+        self._channels = _Members([x.channels for x in b], empty_means_any=True)
+        self._min_amount = _Side(b, "min_amount", lower=True)
+        self._max_amount = _Side(b, "max_amount", lower=False)
+        self._min_term = _Side(b, "min_term", lower=True)
+        self._max_term = _Side(b, "max_term", lower=False)
+        self._min_age = _Side(b, "min_age", lower=True)
+        self._max_age = _Side(b, "max_age", lower=False)
+        self._min_income = _Side(b, "min_income", lower=True)
+        # The cap is the query here: a box is lawful when its cheapest APR is <= the cap.
+        self._apr_min = _Side(b, "apr_min", lower=True)
+
+    def match(self, app: Query, *, apr_cap: Decimal) -> list[B]:
+        """The boxes that accept ``app`` with their cheapest APR within ``apr_cap``: the same
+        boxes, in the same order, as ``[b for b in self if fits(b, app, apr_cap=apr_cap)]``."""
+        ranges = (
+            (self._min_amount, app.amount),
+            (self._max_amount, app.amount),
+            (self._min_term, app.term_months),
+            (self._max_term, app.term_months),
+            (self._min_age, app.age),
+            (self._max_age, app.age),
+            (self._min_income, app.income_floor),
+            (self._apr_min, apr_cap),
+        )
+        bits = (
+            self._tiers.accepting(app.risk_tier)
+            & self._regions.accepting(app.region)
+            & self._employment.accepting(app.employment_type)
+            & self._purposes.accepting(app.purpose)
+            & self._channels.accepting(app.channel)
+        )
+        for side, x in ranges:
+            if not bits:
+                return []
+            bits &= side.accepting(x)
+        boxes = self._boxes
+        found = [boxes[position] for position in positions_of(bits)]
+        residual = [(side, x) for side, x in ranges if not side.compiled]
+        if residual:
+            found = [box for box in found if all(side.admits(box, x) for side, x in residual)]
+        return found
+
+    @overload
+    def __getitem__(self, index: int) -> B: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[B, ...]: ...
+    def __getitem__(self, index: int | slice) -> B | tuple[B, ...]:
+        return self._boxes[index]
+
+    def __len__(self) -> int:
+        return len(self._boxes)
+
+    def __iter__(self) -> Iterator[B]:
+        return iter(self._boxes)
