@@ -231,9 +231,11 @@ def _review_statuses(events: list[EventLike]) -> dict[uuid.UUID, str]:
 
 
 def _unbilled_lead_ids() -> list[uuid.UUID]:
-    """Every live lead with something to book, by partner: a billable event with no entry
-    yet (a schedule or exchange rate added late, billing away), a fee waiting for a rate,
-    or a return with an unknown reason code that was never judged."""
+    """Every live lead with something to book, by partner: a billable event with no open
+    charge (never charged: a schedule or exchange rate added late, billing away; or
+    credited by a return that was reversed since), a reversed event whose charge is still
+    open, a fee waiting for a rate, or a return with an unknown reason code that was never
+    judged."""
     standing_returns = LeadEvent.objects.filter(
         ~Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk"))),
         lead_id=OuterRef("lead_id"),
@@ -242,18 +244,23 @@ def _unbilled_lead_ids() -> list[uuid.UUID]:
     waiting = ReturnReview.objects.filter(event_id=OuterRef("pk")).exclude(
         status=ReviewStatus.APPROVED
     )
+    # A charge no correction has taken back (the net of its chain is this charge).
+    open_charge = Exists(
+        Charge.objects.filter(
+            ~Exists(Charge.objects.filter(corrects_id=OuterRef("pk"))),
+            event_id=OuterRef("pk"),
+            entry_type=EntryType.CHARGE,
+        )
+    )
+    reversed_ = Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk")))
+    # Everything on a lead all of whose standing returns credit it is credited (skipping
+    # those keeps every run from settling every returned lead again).
+    credited = Exists(standing_returns) & ~Exists(
+        standing_returns.filter(Q(Exists(waiting)) | ~Q(reason__in=returns.KNOWN_REASONS))
+    )
     unbilled = LeadEvent.objects.filter(
-        ~Exists(Charge.objects.filter(event_id=OuterRef("pk"))),
-        # A reversed event is never due ...
-        ~Exists(LeadEvent.objects.filter(reverses_id=OuterRef("pk"))),
-        # ... nor is anything on a lead all of whose standing returns credit it (skipping
-        # those keeps every run from settling every returned lead again).
-        ~(
-            Exists(standing_returns)
-            & ~Exists(
-                standing_returns.filter(Q(Exists(waiting)) | ~Q(reason__in=returns.KNOWN_REASONS))
-            )
-        ),
+        # Due (standing, not credited) and not charged, or charged and no longer due.
+        (~open_charge & ~reversed_ & ~credited) | (open_charge & reversed_),
         type__in=list(EVENT_FEE_KIND),
         lead__is_sandbox=False,
     )
