@@ -311,7 +311,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "partners.pagination.NewestFirstPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "partners.errors.exception_handler",
+    "EXCEPTION_HANDLER": "partners.exception_handler.exception_handler",
     # Per API key (partners.throttling); 429 with Retry-After in the one error shape.
     "DEFAULT_THROTTLE_CLASSES": ["partners.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

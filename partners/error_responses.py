@@ -2,7 +2,7 @@
 
 An unknown path under ``/api/``, a body refused before any view reads it, a crash outside a
 view: each answers ``{"error": {"code", "message", "details"}}`` as DRF views do (through
-``partners.errors``). This module imports nothing of DRF's views: the middleware loads it
+``partners.exception_handler``). This module imports nothing of DRF's views: the middleware loads it
 before any view, and DRF's view module loads the API's parser, which loads ``partners.errors``.
 """
 

@@ -3,7 +3,8 @@
 Each key may carry its own ``rate_limit_per_minute``; without one, partner keys get
 ``settings.API_RATE_LIMIT_PER_MINUTE`` and source keys are not limited (the operator's
 intake runs at about 1,000 referrals a second at peak). Over the limit the API answers 429
-with ``Retry-After`` in the one error shape (DRF's ``Throttled``, see partners.errors).
+with ``Retry-After`` in the one error shape (DRF's ``Throttled``, see
+partners.exception_handler).
 The counters live in Django's cache: Redis when ``CACHE_URL`` is set, so every web process
 counts together; per process otherwise.
 """
