@@ -21,6 +21,7 @@ from billing import documents, outcomes, statements
 from billing.models import Currency, Invoice, InvoiceLine, InvoiceStatus
 from marketplace import events
 from marketplace.api import EventInput, LeadEventOutput, partner_leads
+from marketplace.models import Lead
 from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
@@ -337,8 +338,6 @@ class PartnerLeadEventView(APIView):
     def post(self, request: Request, lead_id: uuid.UUID) -> Response:
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey
-        if not partner_leads(request).filter(pk=lead_id).exists():
-            raise ApiError("Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND)
         serializer = EventInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -355,9 +354,18 @@ class PartnerLeadEventView(APIView):
             period=data.get("period", ""),
         )
         try:
+            # The lead is looked up (and locked) once, scoped to the key: another
+            # partner's lead, or one of the key's other mode, is not found.
             event, created = outcomes.report_outcome(
-                lead_id=lead_id, partner_id=partner_id, report=report
+                lead_id=lead_id,
+                partner_id=partner_id,
+                report=report,
+                leads=partner_leads(request).select_related(None),
             )
+        except Lead.DoesNotExist:
+            raise ApiError(
+                "Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND
+            ) from None
         except events.EventError as exc:
             conflict = exc.code in {
                 "event_id_conflict",

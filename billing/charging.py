@@ -46,7 +46,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import budgets, catchup, credit, returns, tiers
-from billing.locks import hold_billing_lock, share_billing_lock
+from billing.locks import hold_billing_lock, share_billing_profile
 from billing.models import Charge, ReturnReview, ReviewStatus
 from billing.quotes import LivePricer, schedule_in_force
 from billing.rows import ENTRY_COLUMNS, Entry, EventLike
@@ -64,13 +64,19 @@ __all__ = [
 ]
 
 
-def settle_lead(*, lead: Lead) -> list[Charge]:
+def settle_lead(
+    *, lead: Lead, events: list[LeadEvent] | None = None, fresh: LeadEvent | None = None
+) -> list[Charge]:
     """Append the entries that bring every chain of the lead to what is due now; the
-    caller holds the lead's row lock (or the partner's billing lock exclusively)."""
+    caller holds the lead's row lock (or the partner's billing lock exclusively).
+    ``events``: all the lead's events, when the caller read them under that lock;
+    ``fresh``: an event the caller stored in this transaction (no fee of it waits)."""
     if lead.is_sandbox:
         return []  # sandbox traffic is never billed
-    through = share_billing_lock(partner_id=lead.partner_id)
-    events = list(LeadEvent.objects.filter(lead_id=lead.pk))
+    profile = share_billing_profile(partner_id=lead.partner_id)
+    through = profile.invoiced_through
+    if events is None:
+        events = list(LeadEvent.objects.filter(lead_id=lead.pk))
     for event in events:
         if event.type == EventType.RETURNED and event.reason not in returns.KNOWN_REASONS:
             # Whatever path brought the return here (live, catch-up after an outage), an
@@ -84,25 +90,27 @@ def settle_lead(*, lead: Lead) -> list[Charge]:
         Entry(*row) for row in Charge.objects.filter(lead_id=lead.pk).values_list(*ENTRY_COLUMNS)
     ]
     book = LeadBook(lead, list[EventLike](events), entries, statuses, through)
-    out = Writes()
+    out = Writes(fresh=frozenset([fresh.pk]) if fresh is not None else frozenset())
     made = settle(book, LivePricer(), out)
     out.flush()
     if made:
-        credit.evaluate_credit_limit(partner_id=lead.partner_id)
+        credit.evaluate_credit_limit(partner_id=lead.partner_id, profile=profile)
         budgets.evaluate_budgets(
             partner_id=lead.partner_id, product_ids={entry.product_id for entry in made}
         )
     return [entry.as_charge() for entry in made]
 
 
-def charge_for_event(*, event: LeadEvent) -> list[Charge]:
+def charge_for_event(*, event: LeadEvent, events: list[LeadEvent] | None = None) -> list[Charge]:
     """The live path: called in the transaction that stored ``event``, under its lead's
-    lock. A return is judged first (review or not); then the lead is settled."""
+    lock. A return is judged first (review or not); then the lead is settled. ``events``
+    (from the ``record`` that stored ``event`` just now): all the lead's events, read
+    under that lock; ``event`` is then new, so no fee of it is waiting for a rate."""
     if event.lead.is_sandbox:
         return []
     if event.type == EventType.RETURNED:
         returns.review_return(event=event)
-    return settle_lead(lead=event.lead)
+    return settle_lead(lead=event.lead, events=events, fresh=event if events is not None else None)
 
 
 def decide_return(

@@ -21,9 +21,13 @@ from partners.models import HoldReason
 HOLD_REASON = HoldReason.CREDIT_LIMIT
 
 
-def evaluate_credit_limit(*, partner_id: uuid.UUID) -> bool | None:
-    """True if routing is now held for the limit, False if not, None without a limit."""
-    profile = PartnerBillingProfile.objects.filter(partner_id=partner_id).first()
+def evaluate_credit_limit(
+    *, partner_id: uuid.UUID, profile: PartnerBillingProfile | None = None
+) -> bool | None:
+    """True if routing is now held for the limit, False if not, None without a limit.
+    ``profile``: the partner's billing row when the caller holds it locked already."""
+    if profile is None:
+        profile = PartnerBillingProfile.objects.filter(partner_id=partner_id).first()
     if profile is None or profile.credit_limit is None:
         return None
     owed = partner_balance(partner_id=partner_id, currency=profile.credit_limit_currency)

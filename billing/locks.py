@@ -30,22 +30,29 @@ def _profile(partner_id: uuid.UUID) -> None:
 
 def share_billing_lock(*, partner_id: uuid.UUID) -> date | None:
     """Lock the partner's billing row for sharing; returns ``invoiced_through``."""
-    _profile(partner_id)
+    return share_billing_profile(partner_id=partner_id).invoiced_through
+
+
+def share_billing_profile(*, partner_id: uuid.UUID) -> PartnerBillingProfile:
+    """Lock the partner's billing row for sharing and return it (its credit limit is
+    read from it too). Locked first: the row is created only when it is missing."""
+    profile = _shared(partner_id)
+    if profile is None:
+        _profile(partner_id)
+        profile = _shared(partner_id)
+    assert profile is not None
+    return profile
+
+
+def _shared(partner_id: uuid.UUID) -> PartnerBillingProfile | None:
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT invoiced_through FROM billing_partnerbillingprofile "
-                "WHERE partner_id = %s FOR SHARE",
-                [partner_id],
-            )
-            row = cursor.fetchone()
-        return row[0] if row else None
+        rows = PartnerBillingProfile.objects.raw(
+            "SELECT * FROM billing_partnerbillingprofile WHERE partner_id = %s FOR SHARE",
+            [partner_id],
+        )
+        return next(iter(rows), None)
     # SQLite serialises every write transaction (BEGIN IMMEDIATE): no row locks needed.
-    return (
-        PartnerBillingProfile.objects.filter(partner_id=partner_id)
-        .values_list("invoiced_through", flat=True)
-        .first()
-    )
+    return PartnerBillingProfile.objects.filter(partner_id=partner_id).first()
 
 
 def share_billing_locks(*, partner_ids: list[uuid.UUID]) -> dict[uuid.UUID, date | None]:

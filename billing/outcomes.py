@@ -22,24 +22,35 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from billing import tasks
 from billing.charging import charge_for_event
 from billing.tiers import renumbers
 from marketplace import outbox
-from marketplace.events import EventReport, record_event
-from marketplace.models import LeadEvent
+from marketplace.events import EventReport, record
+from marketplace.models import Lead, LeadEvent
 
 
 def report_outcome(
-    *, lead_id: uuid.UUID, partner_id: uuid.UUID, report: EventReport
+    *,
+    lead_id: uuid.UUID,
+    partner_id: uuid.UUID,
+    report: EventReport,
+    leads: QuerySet[Lead] | None = None,
 ) -> tuple[LeadEvent, bool]:
     """Store a partner's event and book what it changes; (event, created). A replay of a
-    stored event changes nothing."""
+    stored event changes nothing. ``leads`` scopes the lead (``record``): outside it,
+    ``Lead.DoesNotExist``."""
     with transaction.atomic():
-        event, created = record_event(lead_id=lead_id, partner_id=partner_id, report=report)
+        # No savepoint inside: this block rolls back whatever record raises.
+        recorded = record(
+            lead_id=lead_id, partner_id=partner_id, report=report, leads=leads, savepoint=False
+        )
+        event, created = recorded.event, recorded.created
         if created:
-            charge_for_event(event=event)
+            # The lead's events as recorded (locked, read once): not read again.
+            charge_for_event(event=event, events=recorded.events)
             renumbered = renumbers(event)
             if renumbered is not None:
                 renumbered_partner, month = renumbered

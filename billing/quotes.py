@@ -21,6 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, cast
 
+from django.db.models import F
+
 from billing import fx, tiers
 from billing.models import ExchangeRate, FeeSchedule
 from billing.money import to_cents
@@ -33,19 +35,46 @@ class Schedules:
     """A partner's fee schedules (with their tiers), read once and picked from in memory:
     settling a lead prices several units, each by the schedule in force at its time."""
 
-    def __init__(self, schedules: Iterable[FeeSchedule]) -> None:
+    def __init__(
+        self,
+        schedules: Iterable[FeeSchedule],
+        tiers: dict[int, tuple[Tier, ...]] | None = None,
+    ) -> None:
         self._all = sorted(schedules, key=lambda s: s.effective_from, reverse=True)
         self._terms: dict[int, FeeTerms] = {}
+        self._tiers = tiers  # by schedule, when read with the schedules (else prefetched)
 
     def terms(self, schedule: FeeSchedule) -> FeeTerms:
         """The schedule's terms, built once per schedule."""
         if schedule.pk not in self._terms:
-            self._terms[schedule.pk] = terms_of(schedule)
+            self._terms[schedule.pk] = (
+                terms_of(schedule)
+                if self._tiers is None
+                else _terms(schedule, self._tiers[schedule.pk])
+            )
         return self._terms[schedule.pk]
 
     @classmethod
     def read(cls, partner_id: uuid.UUID) -> Schedules:
-        return cls(FeeSchedule.objects.filter(partner_id=partner_id).prefetch_related("tiers"))
+        """One partner's schedules and their tiers, in one query (a row per tier)."""
+        rows = (
+            FeeSchedule.objects.filter(partner_id=partner_id)
+            .annotate(
+                tier_from=F("tiers__from_count"),
+                tier_cpl=F("tiers__cpl"),
+                tier_cpa=F("tiers__cpa"),
+                tier_cpf_rate=F("tiers__cpf_rate"),
+            )
+            .order_by("pk", "tier_from")
+        )
+        schedules: dict[int, FeeSchedule] = {}
+        by_schedule: dict[int, list[Tier]] = {}
+        for row in rows:
+            schedules.setdefault(row.pk, row)
+            found = by_schedule.setdefault(row.pk, [])
+            if row.tier_from is not None:
+                found.append(Tier(row.tier_from, row.tier_cpl, row.tier_cpa, row.tier_cpf_rate))
+        return cls(schedules.values(), {pk: tuple(found) for pk, found in by_schedule.items()})
 
     def in_force(self, *, product_id: uuid.UUID, at: datetime) -> FeeSchedule | None:
         """The product's own schedule if there is one at that time, else the partner's."""
@@ -63,6 +92,12 @@ def schedule_in_force(*, lead: Lead, at: datetime) -> FeeSchedule | None:
 
 
 def terms_of(schedule: FeeSchedule) -> FeeTerms:
+    return _terms(
+        schedule, tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in schedule.tiers.all())
+    )
+
+
+def _terms(schedule: FeeSchedule, tiers: tuple[Tier, ...]) -> FeeTerms:
     return FeeTerms(
         cpl=schedule.cpl,
         cpa=schedule.cpa,
@@ -70,7 +105,7 @@ def terms_of(schedule: FeeSchedule) -> FeeTerms:
         cpf_min=schedule.cpf_min,
         cpf_max=schedule.cpf_max,
         revshare_rate=schedule.revshare_rate,
-        tiers=tuple(Tier(t.from_count, t.cpl, t.cpa, t.cpf_rate) for t in schedule.tiers.all()),
+        tiers=tiers,
     )
 
 

@@ -61,6 +61,9 @@ class Writes:
     # The fees waiting for a rate, when the caller read them (a batch): only those are
     # resolved. None: any of ``resolved`` may be waiting.
     pending: set[tuple[uuid.UUID, str]] | None = None
+    # Events stored in the caller's transaction (the live path's new event): no fee of
+    # theirs can be waiting for a rate yet, so charging them resolves nothing.
+    fresh: frozenset[uuid.UUID] = frozenset()
 
     def flush(self) -> None:
         """One INSERT for the entries (positions in a chain are unique and each refers to
@@ -70,6 +73,7 @@ class Writes:
         charged."""
         if self.pending is not None:
             self.resolved = [fee for fee in self.resolved if fee in self.pending]
+        self.resolved = [fee for fee in self.resolved if fee[0] not in self.fresh]
         if self.resolved:
             by_kind: dict[str, list[uuid.UUID]] = defaultdict(list)
             for event_id, kind in self.resolved:
