@@ -339,7 +339,14 @@ class PartnerLeadEventView(APIView):
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey
         serializer = EventInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            # Not the caller's lead: 404 whatever it sent (validation must not say first
+            # that the lead exists). The valid path looks the lead up once, below.
+            if not partner_leads(request).filter(pk=lead_id).exists():
+                raise ApiError(
+                    "Not found.", code="not_found", status_code=status.HTTP_404_NOT_FOUND
+                )
+            serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         report = events.EventReport(
             external_id=data["event_id"],
