@@ -37,6 +37,8 @@ from partners.models import DeliveryMode
 # A routed referral should be terminal this long after intake (posts with all their
 # retries take about six minutes); later, it is overdue.
 SETTLE_WITHIN = timedelta(minutes=15)
+# The sweeper settles a referral its tasks left routed once it is this old.
+SETTLE_CHECK_AFTER = timedelta(seconds=30)
 # The sweeper dispatches an overdue referral again at most this often.
 REDRIVE_EVERY = timedelta(minutes=2)
 POSTED_MODES = (DeliveryMode.DIRECT_POST, DeliveryMode.PING_POST)
@@ -118,6 +120,29 @@ def settle(referral_id: uuid.UUID) -> str | None:
         status=status, status_reason=reason
     )
     return status if moved else None
+
+
+def settle_ready(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Settle routed referrals that nothing is left to happen to but that no task settled:
+    their last lead changed by another path (a partner's word on a lead whose answer was
+    lost), or the task that would have settled them died after marking its message done.
+    Run by the outbox sweeper every few seconds, so a referral is terminal seconds after
+    its last step, not at its deadline. Only referrals a little older than a post's first
+    run are looked at (routed referrals are few: the index covers them alone)."""
+    now = now or timezone.now()
+    busy_leads = Lead.objects.filter(
+        referral_id=OuterRef("pk"), status__in=[LeadStatus.MATCHED, LeadStatus.DELIVERING]
+    )
+    undone = OutboxMessage.objects.filter(referral_id=OuterRef("pk"), done_at__isnull=True)
+    pending = Auction.objects.filter(referral_id=OuterRef("pk"), status=AuctionStatus.PENDING)
+    ready = (
+        Referral.objects.filter(
+            status=ReferralStatus.ROUTED, settle_by__lte=settle_by(now - SETTLE_CHECK_AFTER)
+        )
+        .filter(~Exists(busy_leads), ~Exists(undone), ~Exists(pending))
+        .values_list("id", flat=True)[:limit]
+    )
+    return sum(1 for referral_id in list(ready) if settle(referral_id) is not None)
 
 
 def overdue(now: datetime | None = None) -> QuerySet[Referral]:

@@ -379,6 +379,8 @@ CELERY_TASK_ROUTES = {
     "partners.tasks.deliver_webhooks": {"queue": "webhooks"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Task modules autodiscovery (each app's tasks.py) does not find.
+CELERY_IMPORTS = ("marketplace.sweeps",)
 CELERY_BEAT_SCHEDULE = {
     # The outbox's sweeper: publishes what is not done by its deadline, re-drives overdue
     # referrals (marketplace.outbox, marketplace.dispatch).
@@ -386,6 +388,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "marketplace.tasks.sweep_outbox",
         "schedule": 5.0,
         "options": {"expires": 30},
+    },
+    # Posts and auctions no message will run any more (a claim that outlived its worker, a
+    # message lost between commit and publish), queued again soon after they stall.
+    "sweep-stuck-work": {
+        "task": "marketplace.sweeps.sweep_stuck_work",
+        "schedule": 30.0,
+        "options": {"expires": 60},
     },
     "generate-monthly-invoices": {
         "task": "billing.tasks.generate_last_month_invoices",

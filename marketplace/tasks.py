@@ -93,15 +93,17 @@ def run_auction(self: Task, auction_id: str) -> str:
 
 @shared_task
 def sweep_outbox() -> dict[str, int]:
-    """Beat: publish again what is not done by its deadline; dispatch again overdue
-    referrals that nothing is working on. (Not an OutboxTask: beat runs it again in a few
-    seconds, so a failed run needs no retry of its own.)"""
+    """Beat: publish again what is not done by its deadline; settle referrals with nothing
+    left to happen that no task settled; dispatch again overdue referrals that nothing is
+    working on. (Not an OutboxTask: beat runs it again in a few seconds, so a failed run
+    needs no retry of its own.)"""
     published = outbox.sweep()
+    settled = dispatch.settle_ready()
     redriven = dispatch.to_redrive()
     with transaction.atomic():
         for referral_id in redriven:
             outbox.enqueue(dispatch_referral, str(referral_id), referral_id=referral_id)
-    return {"published": published, "redriven": len(redriven)}
+    return {"published": published, "settled": settled, "redriven": len(redriven)}
 
 
 def _post(lead_ids: Sequence[uuid.UUID], referral_id: uuid.UUID) -> None:

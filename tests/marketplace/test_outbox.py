@@ -100,7 +100,7 @@ def test_a_broker_outage_after_commit_still_answers_201_and_the_sweeper_delivers
     assert Lead.objects.get().status == LeadStatus.DELIVERED
     assert posts(sim) == 1
     # Nothing is left for a later sweep: the partner is posted to once.
-    assert tasks.sweep_outbox.apply().get() == {"published": 0, "redriven": 0}
+    assert tasks.sweep_outbox.apply().get() == {"published": 0, "settled": 0, "redriven": 0}
     assert posts(sim) == 1
 
 
@@ -320,3 +320,55 @@ def test_the_migration_settles_referrals_stored_as_routed_when_routed_was_an_end
         rejected.pk: (ReferralStatus.NO_MATCH, False),
         blocked.pk: (ReferralStatus.WITHDRAWN, False),
     }
+
+
+@pytest.mark.django_db
+def test_the_sweeper_settles_a_referral_left_routed_once_nothing_is_left_to_happen(
+    simulator_factory: Callable[..., SimulatedPartner],
+    source_client: APIClient,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    simulator_factory()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_post(source_client, referral_payload())
+    referral = Referral.objects.get(pk=response.json()["id"])
+    # The lead was delivered by another path (the partner's word after a lost answer) and
+    # every message is done, but no task settled the referral; its deadline is far off.
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    Lead.objects.update(status=LeadStatus.DELIVERED)
+    OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
+    Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
+
+    swept = tasks.sweep_outbox.apply().get()
+
+    assert swept["settled"] == 1
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.DISTRIBUTED
+    assert swept["redriven"] == 0
+
+
+@pytest.mark.django_db
+def test_the_sweeper_leaves_a_referral_with_work_in_flight_routed(
+    simulator_factory: Callable[..., SimulatedPartner],
+    source_client: APIClient,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    simulator_factory()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = api_post(source_client, referral_payload())
+    referral = Referral.objects.get(pk=response.json()["id"])
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    Lead.objects.update(status=LeadStatus.DELIVERING)
+    OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
+    Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
+
+    assert tasks.sweep_outbox.apply().get()["settled"] == 0
+    referral.refresh_from_db()
+    assert referral.status == ReferralStatus.ROUTED
+
+
+def test_beat_runs_the_stuck_work_sweeper_and_workers_know_its_task() -> None:
+    schedule = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
+    assert {"marketplace.tasks.sweep_outbox", "marketplace.sweeps.sweep_stuck_work"} <= schedule
+    celery_app.loader.import_default_modules()
+    assert "marketplace.sweeps.sweep_stuck_work" in celery_app.tasks
