@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
@@ -20,7 +22,12 @@ from partners.authentication import client
 from partners.errors import ApiError
 from partners.models import ApiKey, IdempotencyRecord
 
+logger = logging.getLogger(__name__)
+
 MAX_KEY_LENGTH = 200
+# A keyed request whose database connection broke (PostgreSQL restarted, a failover) runs
+# again on a new connection after these pauses: its record says whether it took effect.
+RECONNECT_PAUSES = (0.5, 1.0, 2.0, 4.0)
 # A RUNNING record is only ever left by a process of the earlier design (which claimed the
 # key in a transaction of its own); one older than this belongs to a request that died.
 STALE_AFTER = timedelta(seconds=30)
@@ -91,29 +98,59 @@ def idempotent(
             )
         api_key = client(request).api_key
         fingerprint = _fingerprint(request)
+
+        def run() -> Response:
+            return _run_once(
+                lambda: handler(view, request, *args, **kwargs),
+                api_key=api_key,
+                key=key,
+                fingerprint=fingerprint,
+            )
+
+        if connection.in_atomic_block:  # a caller's transaction: it cannot be run again
+            return run()
+        for pause in RECONNECT_PAUSES:
+            try:
+                return run()
+            except (OperationalError, InterfaceError) as error:
+                # The connection broke mid-request, even at COMMIT: the record is written in
+                # the same transaction, so the next run replays the response if it committed
+                # and runs the request again if not. Never twice, never lost.
+                logger.warning(
+                    "database connection lost (%s); running the request again",
+                    type(error).__name__,
+                )
+                connection.close()
+                time.sleep(pause)
+        return run()
+
+    return wrapper
+
+
+def _run_once(
+    handle: Callable[[], Response], *, api_key: ApiKey, key: str, fingerprint: str
+) -> Response:
+    replay = _stored(api_key, key, fingerprint)
+    if replay is not None:
+        return replay
+    try:
+        with transaction.atomic():
+            response = handle()
+            if response.status_code >= 500:
+                return response  # nothing of it is kept for a replay
+            IdempotencyRecord.objects.create(
+                api_key=api_key,
+                key=key,
+                request_fingerprint=fingerprint,
+                state=IdempotencyRecord.State.DONE,
+                response_status=response.status_code,
+                response_body=response.data,
+            )
+    except Exception:
+        # Rolled back. A concurrent request with this key may have committed first:
+        # then this one's answer is that request's stored response.
         replay = _stored(api_key, key, fingerprint)
         if replay is not None:
             return replay
-        try:
-            with transaction.atomic():
-                response = handler(view, request, *args, **kwargs)
-                if response.status_code >= 500:
-                    return response  # nothing of it is kept for a replay
-                IdempotencyRecord.objects.create(
-                    api_key=api_key,
-                    key=key,
-                    request_fingerprint=fingerprint,
-                    state=IdempotencyRecord.State.DONE,
-                    response_status=response.status_code,
-                    response_body=response.data,
-                )
-        except Exception:
-            # Rolled back. A concurrent request with this key may have committed first:
-            # then this one's answer is that request's stored response.
-            replay = _stored(api_key, key, fingerprint)
-            if replay is not None:
-                return replay
-            raise
-        return response
-
-    return wrapper
+        raise
+    return response
