@@ -133,7 +133,7 @@ def test_referrals_sent_while_the_broker_is_down_get_201_and_all_end_distributed
     assert not OutboxMessage.objects.filter(published_at__isnull=False).exists()
 
     redis.start()
-    assert tasks.sweep_outbox.apply().get()["published"] == REFERRALS
+    assert tasks.sweep_outbox.apply(throw=True).result["published"] == REFERRALS
     worker = _start_worker()
     try:
         deadline = time.monotonic() + 120

@@ -90,7 +90,7 @@ def test_a_broker_outage_after_commit_still_answers_201_and_the_sweeper_delivers
     assert posts(sim) == 0
 
     broker_down()  # the broker is back; the sweeper's next run finds the message due
-    swept = tasks.sweep_outbox.apply().get()
+    swept = tasks.sweep_outbox.apply(throw=True).result
 
     assert swept["published"] == 1
     message.refresh_from_db()
@@ -100,7 +100,11 @@ def test_a_broker_outage_after_commit_still_answers_201_and_the_sweeper_delivers
     assert Lead.objects.get().status == LeadStatus.DELIVERED
     assert posts(sim) == 1
     # Nothing is left for a later sweep: the partner is posted to once.
-    assert tasks.sweep_outbox.apply().get() == {"published": 0, "settled": 0, "redriven": 0}
+    assert tasks.sweep_outbox.apply(throw=True).result == {
+        "published": 0,
+        "settled": 0,
+        "redriven": 0,
+    }
     assert posts(sim) == 1
 
 
@@ -210,7 +214,7 @@ def test_the_sweeper_drives_an_overdue_referral_that_nothing_is_working_on(
 
     listed = _admin_overdue_ids(admin_client)
     with django_capture_on_commit_callbacks(execute=True):
-        swept = tasks.sweep_outbox.apply().get()
+        swept = tasks.sweep_outbox.apply(throw=True).result
 
     assert listed == [referral.id]
     assert swept["redriven"] == 1
@@ -339,7 +343,7 @@ def test_the_sweeper_settles_a_referral_left_routed_once_nothing_is_left_to_happ
     OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
     Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
 
-    swept = tasks.sweep_outbox.apply().get()
+    swept = tasks.sweep_outbox.apply(throw=True).result
 
     assert swept["settled"] == 1
     referral.refresh_from_db()
@@ -362,7 +366,7 @@ def test_the_sweeper_leaves_a_referral_with_work_in_flight_routed(
     OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
     Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
 
-    assert tasks.sweep_outbox.apply().get()["settled"] == 0
+    assert tasks.sweep_outbox.apply(throw=True).result["settled"] == 0
     referral.refresh_from_db()
     assert referral.status == ReferralStatus.ROUTED
 
