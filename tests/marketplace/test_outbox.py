@@ -326,6 +326,21 @@ def test_the_migration_settles_referrals_stored_as_routed_when_routed_was_an_end
     }
 
 
+def _routed_a_minute_ago(
+    source_client: APIClient, capture: Any, *, lead_status: LeadStatus
+) -> Referral:
+    """A referral taken in a minute ago whose messages are all done and whose lead is in
+    ``lead_status`` (moved there by another path), with its deadline still far off."""
+    with capture(execute=False):
+        response = api_post(source_client, referral_payload())
+    referral = Referral.objects.get(pk=response.json()["id"])
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    Lead.objects.update(status=lead_status)
+    OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
+    Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
+    return referral
+
+
 @pytest.mark.django_db
 def test_the_sweeper_settles_a_referral_left_routed_once_nothing_is_left_to_happen(
     simulator_factory: Callable[..., SimulatedPartner],
@@ -333,15 +348,10 @@ def test_the_sweeper_settles_a_referral_left_routed_once_nothing_is_left_to_happ
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     simulator_factory()
-    with django_capture_on_commit_callbacks(execute=False):
-        response = api_post(source_client, referral_payload())
-    referral = Referral.objects.get(pk=response.json()["id"])
-    # The lead was delivered by another path (the partner's word after a lost answer) and
-    # every message is done, but no task settled the referral; its deadline is far off.
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    Lead.objects.update(status=LeadStatus.DELIVERED)
-    OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
-    Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
+    # Delivered by the partner's word after a lost answer: no task settled the referral.
+    referral = _routed_a_minute_ago(
+        source_client, django_capture_on_commit_callbacks, lead_status=LeadStatus.DELIVERED
+    )
 
     swept = tasks.sweep_outbox.apply(throw=True).result
 
@@ -358,13 +368,9 @@ def test_the_sweeper_leaves_a_referral_with_work_in_flight_routed(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     simulator_factory()
-    with django_capture_on_commit_callbacks(execute=False):
-        response = api_post(source_client, referral_payload())
-    referral = Referral.objects.get(pk=response.json()["id"])
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    Lead.objects.update(status=LeadStatus.DELIVERING)
-    OutboxMessage.objects.update(done_at=a_minute_ago, created_at=a_minute_ago)
-    Referral.objects.filter(pk=referral.pk).update(settle_by=dispatch.settle_by(a_minute_ago))
+    referral = _routed_a_minute_ago(
+        source_client, django_capture_on_commit_callbacks, lead_status=LeadStatus.DELIVERING
+    )
 
     assert tasks.sweep_outbox.apply(throw=True).result["settled"] == 0
     referral.refresh_from_db()
