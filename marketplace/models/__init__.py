@@ -1,0 +1,42 @@
+"""Referrals, ping-post auctions, leads, delivery attempts, partner-reported events and the
+outbox, one module per concern.
+
+No personal data here: a referral holds only the anonymised attributes routing needs
+(tier, amount, term, region, age, income band) and points at its vault subject and grant.
+"""
+
+from marketplace.models.auctions import (
+    Auction,
+    AuctionMode,
+    AuctionStatus,
+    PingAttempt,
+    PingAward,
+)
+from marketplace.models.events import EventType, LeadEvent
+from marketplace.models.leads import (
+    REPORTABLE_STATUSES,
+    AttemptOutcome,
+    DeliveryAttempt,
+    Lead,
+    LeadStatus,
+)
+from marketplace.models.outbox import OutboxMessage
+from marketplace.models.referrals import Referral, ReferralStatus
+
+__all__ = [
+    "REPORTABLE_STATUSES",
+    "AttemptOutcome",
+    "Auction",
+    "AuctionMode",
+    "AuctionStatus",
+    "DeliveryAttempt",
+    "EventType",
+    "Lead",
+    "LeadEvent",
+    "LeadStatus",
+    "OutboxMessage",
+    "PingAttempt",
+    "PingAward",
+    "Referral",
+    "ReferralStatus",
+]
