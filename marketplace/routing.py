@@ -24,10 +24,11 @@ from django.db import transaction
 
 from consent import grants
 from consent.models import ConsentGrant
-from marketplace import locks
 from marketplace.auctions import open_auction
+from marketplace.eligibility import Screening, screen
 from marketplace.matching import Application, CreditBox, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
+from marketplace.regulation import default_rules
 from partners.models import DeliveryMode
 
 
@@ -53,41 +54,16 @@ def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
     return list(best.values())
 
 
-def _recently_received(referral: Referral, boxes: Sequence[CreditBox]) -> set[uuid.UUID]:
-    """Partners that already got this person within their product's dedupe window. Intake
-    holds the applicant's subject row (``consent.vault.store_subject``), so concurrent
-    intakes and awards of one person decide this one at a time (``marketplace.locks``)."""
-    return locks.recently_received(
-        subject_id=referral.subject_id,
-        is_sandbox=referral.is_sandbox,
-        windows={box.partner_id: box.dedupe_days for box in boxes},
-    )
-
-
-def _over_cap(boxes: Sequence[CreditBox], *, is_sandbox: bool) -> set[uuid.UUID]:
-    """Products at their daily or monthly cap; capped products' rows (theirs only) stay
-    locked to commit so concurrent intakes count one after the other."""
-    return locks.over_cap(
-        [locks.Cap(box.product_id, box.daily_cap, box.monthly_cap) for box in boxes],
-        is_sandbox=is_sandbox,
-    )
+def screen_boxes(referral: Referral, grant: ConsentGrant) -> Screening:
+    """The referral's matched boxes, screened by every eligibility rule
+    (``marketplace.eligibility``) under the regulatory rule set in force at its time."""
+    rules = default_rules()
+    boxes = match(product_index.boxes(), application_for(referral), apr_cap=rules.all_in_cost_cap)
+    return screen(referral=referral, grant=grant, boxes=boxes, rules=rules)
 
 
 def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
-    boxes = match(product_index.boxes(), application_for(referral), apr_cap=settings.APR_CAP)
-    if not referral.is_sandbox:
-        # A live applicant's data never goes to a partner still in sandbox; sandbox traffic
-        # may reach live partners too (as sandbox leads, for their sandbox keys).
-        boxes = [box for box in boxes if not box.partner_sandbox]
-    allowed = grants.allowed_recipient_ids(grant)
-    if allowed is not None:
-        boxes = [box for box in boxes if box.partner_id in allowed]
-    skip_partners = _recently_received(referral, _best_box_per_partner(boxes))
-    boxes = [box for box in boxes if box.partner_id not in skip_partners]
-    # Caps are per product: a partner whose cheapest product is full still gets the lead
-    # on another product with room, so caps are applied before picking one per partner.
-    full = _over_cap(boxes, is_sandbox=referral.is_sandbox)
-    candidates = _best_box_per_partner([box for box in boxes if box.product_id not in full])
+    candidates = _best_box_per_partner(screen_boxes(referral, grant).eligible)
     if not candidates:
         return []
     if candidates[0].exclusive:

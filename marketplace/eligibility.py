@@ -1,0 +1,251 @@
+"""Who may receive a referral: every rule between "the credit box fits" and "a candidate for
+ranking", each refusal named by a reason code from one documented list.
+
+``screen`` takes the referral's matched credit boxes (``marketplace.matching.match``) and
+returns a ``Screening``: the eligible boxes (in the given order) and, for every other box, a
+``Rejection`` with its reason codes. ``explain_box`` says why a box does *not* fit an
+application (the credit-box codes), so the admin can answer "why not this product" for any
+product without a row stored per product per referral.
+
+Reason codes (``ReasonCode``; the only values a rejection ever carries):
+
+=================  ================================================================
+code               meaning
+=================  ================================================================
+box_amount         loan amount outside the product's amount range
+box_term           loan term outside the product's term range
+box_tier           the operator's risk tier is not one the product accepts
+box_region         region not among the product's regions, or excluded by it
+box_age            applicant's age outside the product's age range
+box_income         income band floor below the product's minimum income
+box_employment     employment type not accepted by the product
+box_purpose        loan purpose not accepted by the product
+box_channel        channel not accepted by the product
+box_apr            the product's cheapest APR is above the cost cap
+partner_sandbox    a live applicant, and the partner is still in sandbox
+partner_not_live   the partner is not live (onboarding, paused, offboarded)
+product_inactive   the product is switched off
+routing_hold       routing to the partner or product is held (ops, credit, budget)
+licence_missing    the partner has no licence in the registry, or not yet valid
+licence_expired    the partner's licence expired before the referral
+reg_all_in_cost    the product's worst all-in cost can exceed the rule set's cap
+reg_age            applicant's age outside the rule set's age range
+reg_region         applicant's region excluded by the rule set
+consent_scope      the consent grant does not name the partner
+suppressed         the partner listed the applicant as an existing customer
+dedupe             the partner got this person within its dedupe window
+volume_cap         the product reached its daily or monthly lead cap
+=================  ================================================================
+
+Order of the rules: the credit box first (``match``; its codes come from ``explain_box``),
+then the rules that need no lock (sandbox, licence, regulation, consent scope,
+suppression), all of whose reasons are reported together. Only a box none of those rejects
+is checked against the dedupe window and its caps, which are decided under row locks
+(``marketplace.locks``): a product that could not take the lead anyway is never locked.
+A partner's dedupe window is the one of its cheapest otherwise-eligible product.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import models
+
+from consent import grants
+from consent.models import ConsentGrant
+from marketplace import locks
+from marketplace.matching import Application, CreditBox
+from marketplace.models import Referral
+from marketplace.regulation import Rules, default_rules
+
+
+class ReasonCode(models.TextChoices):
+    BOX_AMOUNT = "box_amount", "Loan amount outside the product's range"
+    BOX_TERM = "box_term", "Loan term outside the product's range"
+    BOX_TIER = "box_tier", "Risk tier not accepted by the product"
+    BOX_REGION = "box_region", "Region not served by the product"
+    BOX_AGE = "box_age", "Age outside the product's range"
+    BOX_INCOME = "box_income", "Income below the product's minimum"
+    BOX_EMPLOYMENT = "box_employment", "Employment type not accepted by the product"
+    BOX_PURPOSE = "box_purpose", "Loan purpose not accepted by the product"
+    BOX_CHANNEL = "box_channel", "Channel not accepted by the product"
+    BOX_APR = "box_apr", "Cheapest APR above the cost cap"
+    PARTNER_SANDBOX = "partner_sandbox", "Partner in sandbox, applicant live"
+    PARTNER_NOT_LIVE = "partner_not_live", "Partner not live"
+    PRODUCT_INACTIVE = "product_inactive", "Product switched off"
+    ROUTING_HOLD = "routing_hold", "Routing held (ops, credit limit or budget)"
+    LICENCE_MISSING = "licence_missing", "Partner not in the licence registry"
+    LICENCE_EXPIRED = "licence_expired", "Partner's licence expired"
+    REG_ALL_IN_COST = "reg_all_in_cost", "All-in cost can exceed the regulatory cap"
+    REG_AGE = "reg_age", "Age outside the regulatory range"
+    REG_REGION = "reg_region", "Region excluded by regulation"
+    CONSENT_SCOPE = "consent_scope", "Consent does not cover the partner"
+    SUPPRESSED = "suppressed", "Applicant on the partner's suppression list"
+    DEDUPE = "dedupe", "Partner got this person within its dedupe window"
+    VOLUME_CAP = "volume_cap", "Product at its daily or monthly lead cap"
+
+
+R = ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    product_id: uuid.UUID
+    partner_id: uuid.UUID
+    reasons: tuple[str, ...]  # ReasonCode values, never empty
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    eligible: list[CreditBox]  # in the order given to ``screen``
+    rejected: list[Rejection]
+    rule_set_id: int | None = None  # the regulatory rule set applied; None: the default
+
+
+def explain_box(box: CreditBox, app: Application, apr_cap: Decimal) -> tuple[str, ...]:
+    """Why the box does not accept the application: its credit-box reason codes, empty when
+    it fits. Agrees with ``marketplace.matching.fits`` (a property test holds them equal)."""
+    reasons: list[str] = []
+    if not box.min_amount <= app.amount <= box.max_amount:
+        reasons.append(R.BOX_AMOUNT)
+    if not box.min_term <= app.term_months <= box.max_term:
+        reasons.append(R.BOX_TERM)
+    if app.risk_tier not in box.tiers:
+        reasons.append(R.BOX_TIER)
+    if (box.regions and app.region not in box.regions) or app.region in box.excluded_regions:
+        reasons.append(R.BOX_REGION)
+    if not box.min_age <= app.age <= box.max_age:
+        reasons.append(R.BOX_AGE)
+    if app.income_floor < box.min_income:
+        reasons.append(R.BOX_INCOME)
+    if box.employment_types and app.employment_type not in box.employment_types:
+        reasons.append(R.BOX_EMPLOYMENT)
+    if box.purposes and app.purpose not in box.purposes:
+        reasons.append(R.BOX_PURPOSE)
+    if box.channels and app.channel not in box.channels:
+        reasons.append(R.BOX_CHANNEL)
+    if box.apr_min > apr_cap:
+        reasons.append(R.BOX_APR)
+    return tuple(str(reason) for reason in reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the rules needing no lock read about one referral, gathered before deciding."""
+
+    at: datetime  # the referral's time: the licence and rule set in force then apply
+    is_sandbox: bool
+    age: int
+    region: str
+    rules: Rules
+    allowed_partners: frozenset[uuid.UUID] | None  # None: any matched partner
+    suppressing_partners: frozenset[uuid.UUID] = frozenset()
+
+
+def box_all_in_cost(box: CreditBox) -> Decimal:
+    """The box's worst-case all-in annual cost (``partners.all_in_cost``)."""
+    return box.apr_max
+
+
+def static_reasons(box: CreditBox, facts: Facts) -> tuple[str, ...]:
+    """The reasons needing no lock that reject this box for this referral (empty: none)."""
+    reasons: list[str] = []
+    if not facts.is_sandbox and box.partner_sandbox:
+        # A live applicant's data never goes to a partner still in sandbox; sandbox traffic
+        # may reach live partners too (as sandbox leads, for their sandbox keys).
+        reasons.append(R.PARTNER_SANDBOX)
+    rules = facts.rules
+    if box_all_in_cost(box) > rules.all_in_cost_cap:
+        reasons.append(R.REG_ALL_IN_COST)
+    if facts.age < rules.min_age or (rules.max_age is not None and facts.age > rules.max_age):
+        reasons.append(R.REG_AGE)
+    if facts.region in rules.excluded_regions:
+        reasons.append(R.REG_REGION)
+    if facts.allowed_partners is not None and box.partner_id not in facts.allowed_partners:
+        reasons.append(R.CONSENT_SCOPE)
+    if box.partner_id in facts.suppressing_partners:
+        reasons.append(R.SUPPRESSED)
+    return tuple(str(reason) for reason in reasons)
+
+
+def cheapest_per_partner(boxes: Iterable[CreditBox]) -> list[CreditBox]:
+    """One product per partner, the applicant's cheapest (lowest APR range); partners in
+    that order."""
+    best: dict[uuid.UUID, CreditBox] = {}
+    for box in sorted(boxes, key=lambda b: (b.apr_min, b.apr_max, str(b.product_id))):
+        best.setdefault(box.partner_id, box)
+    return list(best.values())
+
+
+def decide(
+    boxes: Sequence[CreditBox],
+    facts: Facts,
+    *,
+    recent_partners: Iterable[uuid.UUID] = (),
+    full_products: Iterable[uuid.UUID] = (),
+) -> Screening:
+    """The screening, given every fact: pure. ``recent_partners`` got this person within
+    their window, ``full_products`` are at a cap; both count only for a box no other rule
+    rejects (``screen`` asks the database about those boxes alone)."""
+    recent, full = set(recent_partners), set(full_products)
+    eligible: list[CreditBox] = []
+    rejected: list[Rejection] = []
+    for box in boxes:
+        reasons = static_reasons(box, facts)
+        if not reasons and box.partner_id in recent:
+            reasons = (str(R.DEDUPE),)
+        elif not reasons and box.product_id in full:
+            reasons = (str(R.VOLUME_CAP),)
+        if reasons:
+            rejected.append(Rejection(box.product_id, box.partner_id, reasons))
+        else:
+            eligible.append(box)
+    return Screening(eligible=eligible, rejected=rejected, rule_set_id=facts.rules.rule_set_id)
+
+
+def facts_for(referral: Referral, grant: ConsentGrant, *, rules: Rules) -> Facts:
+    allowed = grants.allowed_recipient_ids(grant)
+    return Facts(
+        at=referral.created_at,
+        is_sandbox=referral.is_sandbox,
+        age=referral.age,
+        region=referral.region,
+        rules=rules,
+        allowed_partners=None if allowed is None else frozenset(allowed),
+    )
+
+
+def screen(
+    *,
+    referral: Referral,
+    grant: ConsentGrant,
+    boxes: Sequence[CreditBox],
+    rules: Rules | None = None,
+) -> Screening:
+    """Screen the referral's matched boxes. Dedupe windows and caps are decided under row
+    locks held to the end of the caller's transaction (``marketplace.locks``): call it in
+    the transaction that makes the leads."""
+    facts = facts_for(referral, grant, rules=rules or default_rules())
+    unlocked = [box for box in boxes if not static_reasons(box, facts)]
+    # Intake holds the applicant's subject row (consent.vault.store_subject), so concurrent
+    # intakes and awards of one person decide the dedupe window one at a time.
+    recent = locks.recently_received(
+        subject_id=referral.subject_id,
+        is_sandbox=referral.is_sandbox,
+        windows={box.partner_id: box.dedupe_days for box in cheapest_per_partner(unlocked)},
+    )
+    # Caps are per product: a partner whose cheapest product is full still gets the lead on
+    # another product with room. Capped products' rows stay locked to commit.
+    full = locks.over_cap(
+        [
+            locks.Cap(box.product_id, box.daily_cap, box.monthly_cap)
+            for box in unlocked
+            if box.partner_id not in recent
+        ],
+        is_sandbox=referral.is_sandbox,
+    )
+    return decide(boxes, facts, recent_partners=recent, full_products=full)
