@@ -250,12 +250,12 @@ def test_an_offboarded_partners_keys_stop_working(db: None) -> None:
 def test_an_unexpected_error_is_a_json_500_without_details(
     db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from marketplace import api
+    from marketplace.api import leads
 
     def boom(request: object) -> object:
         raise RuntimeError("internal detail that must not leak")
 
-    monkeypatch.setattr(api, "partner_leads", boom)
+    monkeypatch.setattr(leads, "partner_leads", boom)
     client = partner_client(PartnerFactory())
     client.raise_request_exception = False
     response = client.get("/api/v1/partner/leads")
