@@ -14,7 +14,7 @@ import base64
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -131,14 +131,16 @@ def export_bundle(
     subject_id: uuid.UUID | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
-    """Write an audit bundle into ``out_dir`` (created; must be empty if it exists)."""
+    """Write an audit bundle into ``out_dir`` (created; must be empty if it exists).
+    ``progress`` is called with (entries proved, entries to prove) as each proof is made."""
     _check_request(out_dir=out_dir, subject_id=subject_id, since=since, until=until)
     sequencer.sequence_pending()
     checkpoint = _latest_checkpoint()
     matching, selection = _select_entries(subject_id=subject_id, since=since, until=until)
     covered = [row for row in matching if row[0] < checkpoint.tree_size]
-    paths = _inclusion_proofs(covered, tree_size=checkpoint.tree_size)
+    paths = _inclusion_proofs(covered, tree_size=checkpoint.tree_size, progress=progress)
     summary = ExportSummary(
         entries=len(covered),
         tree_size=checkpoint.tree_size,
@@ -190,13 +192,24 @@ def _select_entries(
     return _range_entries(since, until), selection
 
 
-def _inclusion_proofs(covered: list[_EntryRow], *, tree_size: int) -> list[proofs.InclusionProof]:
+def _inclusion_proofs(
+    covered: list[_EntryRow],
+    *,
+    tree_size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[proofs.InclusionProof]:
+    made: list[proofs.InclusionProof] = []
+    seqs = [seq for seq, _, _ in covered]
+    if progress is not None:
+        progress(0, len(seqs))
     try:
-        return proofs.entry_inclusion_proofs(
-            seqs=[seq for seq, _, _ in covered], tree_size=tree_size
-        )
+        for proof in proofs.inclusion_proofs(proofs.ledger_hasher(), seqs, tree_size):
+            made.append(proof)
+            if progress is not None:
+                progress(len(made), len(seqs))
     except proofs.ProofUnavailable as exc:
         raise ExportError(f"cannot prove entries: {exc}; run verify_consent_ledger") from None
+    return made
 
 
 def _write_bundle(

@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -202,7 +202,10 @@ def _check_document(seq: int, kind: str, canonical: str, report: VerifyReport) -
         report.fail(f"entry {seq}: content is not in canonical form", seq)
 
 
-def _entry_rows(chunk: int = 50_000) -> Iterator[tuple[int, str, str, str]]:
+_EntryRow = tuple[int, str, str, str]  # seq, kind, canonical JSON, stored leaf hash (hex)
+
+
+def _entry_batches(chunk: int = 50_000) -> Iterator[list[_EntryRow]]:
     """Every entry in seq order through a server-side cursor, ``chunk`` rows per round trip.
 
     Plain driver rows (no model or queryset machinery): the verifier's cost is meant to be
@@ -218,7 +221,7 @@ def _entry_rows(chunk: int = 50_000) -> Iterator[tuple[int, str, str, str]]:
             f"FROM {table} WHERE seq IS NOT NULL ORDER BY seq"
         )
         while rows := cursor.fetchmany(chunk):
-            yield from rows
+            yield rows
 
 
 def _frontier_root(frontier: list[bytes]) -> bytes:
@@ -230,9 +233,14 @@ def _frontier_root(frontier: list[bytes]) -> bytes:
     return node
 
 
-def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
+def verify_ledger(
+    *,
+    key: Ed25519PublicKey | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
     """Recompute every sequenced leaf and every checkpointed root; report the first bad
-    entry, and count the pending ones. Reads only: it never sequences.
+    entry, and count the pending ones. Reads only: it never sequences. ``progress`` is
+    called with (entries walked, entries the head counts) after each batch read.
 
     The loop is the hot path of a million-entry audit, so it avoids parsing JSON: for an
     entry covered by a signed checkpoint, the recomputed leaf hash matching the stored one,
@@ -252,7 +260,9 @@ def verify_ledger(*, key: Ed25519PublicKey | None = None) -> VerifyReport:
         # Read before the entries: every entry below the head's size committed with it, so
         # fewer stored entries means deletion, even of entries no checkpoint covers yet.
         head_size = LedgerHead.objects.filter(id=1).values_list("size", flat=True).first() or 0
-        size, last_seq = _verify_entries(signed_roots, report)
+        size, last_seq = _verify_entries(
+            signed_roots, report, progress=_counting(progress, head_size)
+        )
         report.pending = sequencer.pending_count()
     report.entries_checked = size
     _report_deleted_tail(report, head_size=head_size, last_seq=last_seq)
@@ -299,10 +309,23 @@ class _SignedRoots:
             self._next = next(self._pending, None)
 
 
-def _verify_entries(signed_roots: _SignedRoots, report: VerifyReport) -> tuple[int, int]:
+def _counting(
+    progress: Callable[[int, int], None] | None, total: int
+) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda walked: progress(walked, max(total, walked))
+
+
+def _verify_entries(
+    signed_roots: _SignedRoots,
+    report: VerifyReport,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
     """Walk the stored entries in seq order, rebuilding the tree and settling checkpoints on
     the way; returns (entries walked, last seq stored, -1 when none). Call inside a
-    transaction (``_entry_rows``)."""
+    transaction (``_entry_batches``)."""
     frontier: list[bytes] = []  # roots of the perfect subtrees so far (MerkleAccumulator)
     size = 0
     last_seq = -1
@@ -312,7 +335,7 @@ def _verify_entries(signed_roots: _SignedRoots, report: VerifyReport) -> tuple[i
     next_size = signed_roots.settle(size, frontier)
     # The stored leaf hashes feed the tree (a recomputed mismatch is already reported),
     # so a row whose content and hash were both rewritten is caught by the signed roots.
-    for seq, kind, canonical, stored_hex in _entry_rows():
+    for seq, kind, canonical, stored_hex in _walk(_entry_batches(), size, progress):
         if seq != size:
             report.fail(f"entry {size} is missing: the next entry stored is {seq}", size)
         leaf = sha256(b"\x00" + canonical.encode()).digest()
@@ -340,6 +363,19 @@ def _verify_entries(signed_roots: _SignedRoots, report: VerifyReport) -> tuple[i
         if size == next_size:
             next_size = signed_roots.settle(size, frontier)
     return size, last_seq
+
+
+def _walk(
+    batches: Iterator[list[_EntryRow]], start: int, progress: Callable[[int], None] | None
+) -> Iterator[_EntryRow]:
+    """The rows of each batch in turn, telling ``progress`` how many were walked after each
+    batch (the count of rows yielded, whatever their seqs say)."""
+    walked = start
+    for rows in batches:
+        yield from rows
+        walked += len(rows)
+        if progress is not None:
+            progress(walked)
 
 
 def _stored_leaf(seq: int, stored_hex: str, report: VerifyReport) -> bytes | None:

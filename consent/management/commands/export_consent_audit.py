@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from consent.audit_export import ExportError, export_bundle
+from partners.progress import progress_bar
 
 
 def _when(raw: str, name: str) -> datetime:
@@ -53,12 +54,16 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError("--subject must be a subject id (UUID)") from None
         try:
-            summary = export_bundle(
-                out_dir=Path(options["out"]),
-                subject_id=subject_id,
-                since=_when(since, "--since") if since else None,
-                until=_when(until, "--until") if until else None,
-            )
+            with progress_bar(
+                self, description="Inclusion proofs", verbosity=options["verbosity"]
+            ) as bar:
+                summary = export_bundle(
+                    out_dir=Path(options["out"]),
+                    subject_id=subject_id,
+                    since=_when(since, "--since") if since else None,
+                    until=_when(until, "--until") if until else None,
+                    progress=lambda done, total: bar.update(completed=done, total=total),
+                )
         except ExportError as exc:
             raise CommandError(str(exc)) from None
         out = options["out"]

@@ -6,6 +6,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.crypto import VaultKeyError
 from consent.master_keys import BATCH_SIZE, RotationRefused, RotationReport, rotate_subject_keys
+from partners.progress import CommandProgress, progress_bar
+
+
+def _to_rewrap(report: RotationReport) -> int:
+    """Subject keys wrapped under another key than the active one when the run began."""
+    return sum(n for key_id, n in report.before.items() if key_id != report.active_key_id)
 
 
 class Command(BaseCommand):
@@ -19,12 +25,20 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        def progress(report: RotationReport) -> None:
+        def progress(report: RotationReport, bar: CommandProgress) -> None:
+            # Per batch: the count of subject keys re-wrapped so far, out of those to do.
+            total = max(_to_rewrap(report), report.rewrapped)
+            bar.update(completed=report.rewrapped, total=total)
             if options["verbosity"] >= 2:
-                self.stdout.write(f"  batch {report.batches}: {report.rewrapped} re-wrapped")
+                bar.echo(self.stdout, f"  batch {report.batches}: {report.rewrapped} re-wrapped")
 
         try:
-            report = rotate_subject_keys(batch_size=options["batch_size"], progress=progress)
+            with progress_bar(
+                self, description="Subject keys", verbosity=options["verbosity"]
+            ) as bar:
+                report = rotate_subject_keys(
+                    batch_size=options["batch_size"], progress=lambda r: progress(r, bar)
+                )
         except (RotationRefused, VaultKeyError) as exc:
             raise CommandError(f"key rotation refused: {exc}") from None
         before = ", ".join(f"{k!r}: {n}" for k, n in sorted(report.before.items())) or "none"

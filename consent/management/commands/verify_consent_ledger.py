@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.ledger import verify_ledger
+from partners.progress import progress_bar
 
 
 def _pending(count: int) -> str:
@@ -35,7 +36,12 @@ class Command(BaseCommand):
                 key = Ed25519PublicKey.from_public_bytes(base64.b64decode(options["public_key"]))
             except ValueError:
                 raise CommandError("--public-key is not a base64 Ed25519 public key") from None
-        report = verify_ledger(key=key)
+        with progress_bar(
+            self, description="Ledger entries", verbosity=options["verbosity"]
+        ) as bar:
+            report = verify_ledger(
+                key=key, progress=lambda done, total: bar.update(completed=done, total=total)
+            )
         if not report.ok:
             for problem in report.problems[:50]:
                 self.stderr.write(f"TAMPERED: {problem}")

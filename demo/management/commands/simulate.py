@@ -17,7 +17,7 @@ from billing.invoicing import generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
 from billing.periods import Period
-from consent import ledger
+from consent import compliance, ledger
 from demo.applicants import synthetic_referral
 from demo.config import SimulatorConfigError, load_config
 from demo.loopback import PlatformServer
@@ -26,6 +26,7 @@ from demo.traffic import pay_some_invoices, post_corrections
 from demo.world import var_path
 from marketplace.models import Lead, Referral
 from partners.months import month_of
+from partners.progress import progress_bar
 
 
 class Command(BaseCommand):
@@ -61,6 +62,7 @@ class Command(BaseCommand):
         rng = random.Random(options["seed"])
         started = time.monotonic()
         statuses: Counter[int] = Counter()
+        try_phone = ""
         with (
             PlatformServer() as platform,
             PartnerSimulator(
@@ -71,17 +73,26 @@ class Command(BaseCommand):
             ) as simulator,
             httpx.Client(base_url=platform.url, timeout=120) as client,
         ):
-            for index in range(options["referrals"]):
-                body = synthetic_referral(rng, index)
-                response = client.post(
-                    "/api/v1/referrals",
-                    json=body,
-                    headers={
-                        "Authorization": f"Bearer {source_key}",
-                        "Idempotency-Key": body["source_reference"],
-                    },
-                )
-                statuses[response.status_code] += 1
+            with progress_bar(
+                self,
+                description="Applicants",
+                total=options["referrals"],
+                verbosity=options["verbosity"],
+            ) as bar:
+                for index in range(options["referrals"]):
+                    body = synthetic_referral(rng, index)
+                    response = client.post(
+                        "/api/v1/referrals",
+                        json=body,
+                        headers={
+                            "Authorization": f"Bearer {source_key}",
+                            "Idempotency-Key": body["source_reference"],
+                        },
+                    )
+                    statuses[response.status_code] += 1
+                    if response.status_code == 201 and not try_phone:
+                        try_phone = body["applicant"]["phone"]
+                    bar.advance()
             self.stdout.write("Waiting for partners to report outcomes ...")
             simulator_idle = simulator.wait_idle(timeout=180)
             elapsed = time.monotonic() - started
@@ -108,6 +119,18 @@ class Command(BaseCommand):
                 self.stdout.write(f"Payments: {dict(pay_some_invoices(rng))}")
         checkpoint = ledger.make_checkpoint()
         self.stdout.write(f"Consent ledger checkpoint signed at size {checkpoint.tree_size}.")
+        self._suggest_search(try_phone)
+
+    def _suggest_search(self, phone: str) -> None:
+        """Give compliance one applicant to look up. The number is the synthetic one this
+        run made up and sent itself (nothing is read back out of the vault); the blind-index
+        search the compliance page uses confirms it finds the subject before it is shown.
+        Demo output on the operator's own terminal, once: never logged."""
+        if phone and compliance.find_subjects(phone=phone):
+            self.stdout.write(
+                f"Try the compliance search (Admin > Subjects > Find an applicant) with phone "
+                f"+86 {phone}."
+            )
 
     def _report(self, statuses: Counter[int], elapsed: float) -> None:
         self.stdout.write(f"Intake responses: {dict(statuses)} in {elapsed:.1f}s")

@@ -1,0 +1,70 @@
+"""``simulate`` (what ``make run`` calls) draws its progress through the applicants on a
+terminal and nothing off one, prints the same report either way, and ends with one demo
+applicant's phone number that the compliance search finds."""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from consent import compliance
+from marketplace.models import Referral
+from tests.terminal import NotATerminal, pseudo_terminal
+
+TRY_PHONE = re.compile(r"^Try the compliance search .* with phone (\+86 \d{11})\.$", re.M)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _simulate(*args: str, stderr: Any) -> str:
+    out = io.StringIO()
+    call_command(
+        "simulate", "--seed", "3", "--simulator-port", str(_free_port()), *args,
+        stdout=out, stderr=stderr,
+    )  # fmt: skip
+    return out.getvalue()
+
+
+@pytest.fixture
+def demo_world(settings: Any, tmp_path: Path) -> None:
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_shows_progress_per_applicant_on_a_terminal_only_and_a_phone_to_try(
+    demo_world: None,
+) -> None:
+    plain_err = NotATerminal()
+    plain_out = _simulate("--referrals", "3", stderr=plain_err)
+    with pseudo_terminal() as terminal:
+        tty_out = _simulate("--referrals", "4", stderr=terminal.stream)
+
+    assert Referral.objects.count() == 7
+    assert "Applicants" not in plain_err.getvalue()
+    assert "Applicants" in terminal.text and "4/4" in terminal.text
+    assert "Applicants" not in tty_out
+
+    # Same report, line for line, apart from the numbers of each run.
+    def shape(text: str) -> list[str]:
+        return [re.sub(r"[\d.]+", "#", line) for line in text.splitlines()]
+
+    assert shape(tty_out) == shape(plain_out)
+    assert plain_out.splitlines()[0].startswith("Waiting for partners to report outcomes")
+
+    # The last line: a demo applicant's number, which the compliance search finds.
+    found = TRY_PHONE.findall(plain_out)
+    assert len(found) == 1, plain_out
+    assert plain_out.rstrip().endswith(found[0] + ".")
+    (subject_id,) = compliance.find_subjects(phone=found[0])
+    assert Referral.objects.filter(subject_id=subject_id).exists()
