@@ -10,7 +10,12 @@ from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from partners.product_terms import CreditBoxFields, DeliveryFields, LimitFields
+from partners.product_terms import (
+    CreditBoxFields,
+    DeliveryFields,
+    ExpectationFields,
+    LimitFields,
+)
 from partners.product_terms import DeliveryMode as DeliveryMode  # re-exported: imported from here
 
 RISK_TIERS = [f"R{i}" for i in range(1, 9)]
@@ -63,7 +68,7 @@ class Partner(models.Model):
         return self.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
 
 
-class Product(CreditBoxFields, DeliveryFields, LimitFields, models.Model):
+class Product(CreditBoxFields, DeliveryFields, LimitFields, ExpectationFields, models.Model):
     """A partner's product: its credit box (what it accepts), how it wants leads delivered
     and its limits, each a group of fields in ``partners.product_terms``."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 
@@ -84,6 +84,34 @@ class LimitFields(models.Model):
     # Monthly budget cap of this product in CNY, like Partner.monthly_budget: routing skips
     # the product once this UTC month's charges on it reach the budget. NULL: no cap.
     monthly_budget = models.DecimalField(max_digits=13, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+RATE = [MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(1))]
+
+
+class ExpectationFields(models.Model):
+    """What ops expect of a new product's leads, before any outcome is known: routing's
+    cold-start priors (``marketplace.learning``: alpha = rate x strength, beta = (1 - rate)
+    x strength). Evidence outweighs them once the product has more decided leads than
+    ``prior_strength``. Defaults near the middle of DOMAIN.md's demo lenders."""
+
+    expected_accept_rate = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.8000"), validators=RATE
+    )  # accepted | delivered
+    expected_approve_rate = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.5500"), validators=RATE
+    )  # approved | accepted
+    expected_fund_rate = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.8500"), validators=RATE
+    )  # funded | approved
+    expected_return_rate = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.0500"), validators=RATE
+    )  # returned | accepted (partners' return rates are capped around 10-20%)
+    # How many leads' worth of evidence the expectations count as.
+    prior_strength = models.PositiveSmallIntegerField(default=20, validators=[MinValueValidator(1)])
 
     class Meta:
         abstract = True
