@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from consent import admin_views, deletion, erasure, grants, ledger
+from consent import admin_views, compliance, deletion, erasure, grants, ledger
 from consent.models import (
     Checkpoint,
     ConsentGrant,
@@ -301,11 +301,13 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 class CheckpointAdmin(ReadOnlyAdmin):
     list_display = ["tree_size", "root_hash", "signed_at", "key_id"]
     actions = ["checkpoint_now"]
+    change_list_template = "admin/consent/checkpoint/change_list.html"
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
         extra_context = {
             **(extra_context or {}),
             "title": f"Checkpoints (Ed25519 public key id {ledger.public_key_id()})",
+            "ledger_key": compliance.ledger_key(),
         }
         return super().changelist_view(request, extra_context)
 

@@ -28,11 +28,22 @@ FIELD_CHOICES = [(name, name.replace("_", " ")) for name in PII_FIELDS]
 class FindApplicantForm(forms.Form):
     phone = forms.CharField(max_length=40, required=False, label="Phone number")
     national_id = forms.CharField(max_length=40, required=False, label="ID number")
+    reference = forms.UUIDField(required=False, label="Or an id")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        kinds = compliance.reference_kinds()
+        self.fields["reference"].help_text = "A " + " or ".join(kinds) + " id (a UUID)."
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if not data.get("phone", "").strip() and not data.get("national_id", "").strip():
-            raise forms.ValidationError("Type a phone number or an ID number.")
+        number = data.get("phone", "").strip() or data.get("national_id", "").strip()
+        if "reference" in self.errors:
+            return data
+        if number and data.get("reference"):
+            raise forms.ValidationError("Search by a number or by an id, not both at once.")
+        if not number and not data.get("reference"):
+            raise forms.ValidationError("Type a phone number or an ID number, or give an id.")
         return data
 
 
@@ -53,6 +64,7 @@ def _context(model_admin: admin.ModelAdmin, request: HttpRequest, **extra: Any) 
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "can_reveal": request.user.has_perm(gate.REVEAL_PERMISSION),
+        "ledger_key": compliance.ledger_key(),
         **extra,
     }
 
@@ -71,12 +83,20 @@ def _require_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:
 def find_applicant(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpResponse:
     _require_view(model_admin, request)
     histories: list[compliance.SubjectHistory] | None = None
+    matches: list[compliance.ReferenceMatch] = []
+    reference: uuid.UUID | None = None
     if request.method == "POST":
         form = FindApplicantForm(request.POST)
         if form.is_valid():
-            ids = compliance.find_subjects(
-                phone=form.cleaned_data["phone"], national_id=form.cleaned_data["national_id"]
-            )
+            reference = form.cleaned_data["reference"]
+            if reference is not None:
+                matches = compliance.find_by_reference(reference=reference)
+                ids = list(dict.fromkeys(match.subject_id for match in matches))
+            else:
+                ids = compliance.find_subjects(
+                    phone=form.cleaned_data["phone"],
+                    national_id=form.cleaned_data["national_id"],
+                )
             histories = [compliance.subject_history(subject_id=pk) for pk in ids]
             form = FindApplicantForm()  # the typed number is not echoed back into the page
     else:
@@ -91,6 +111,10 @@ def find_applicant(request: HttpRequest, model_admin: admin.ModelAdmin) -> HttpR
                 title="Find an applicant",
                 form=form,
                 histories=histories,
+                # An id is no personal data: the page says which record it named.
+                reference=reference,
+                matches=matches,
+                reference_kinds=" or ".join(compliance.reference_kinds()),
                 reveal_form=RevealForm(),
             ),
         )

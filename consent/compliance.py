@@ -8,16 +8,24 @@ gathers everything recorded about a subject without any of its personal data: gr
 the text version and hash), withdrawals, disclosures, deletion requests and
 acknowledgements, erasure and earlier reveals. Staff see decrypted data only through the gate
 (``consent.gate.reveal``).
+
+An officer may start from an id instead of a number: a consent receipt id (a grant, ours)
+or the id of a record another app keeps about the subject (a referral, marketplace's).
+Consent cannot import those apps (they sit above it), so each registers a resolver from its
+ids to subject ids (:func:`register_subject_resolver`, from its ``AppConfig.ready``).
+``ledger_key`` is the checkpoint key as auditors compare it: in full, with its fingerprint.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from consent import deletion, vault
+from consent import deletion, ledger, vault
 from consent.models import (
     ConsentGrant,
     ConsentWithdrawal,
@@ -57,6 +65,63 @@ def find_subjects(*, phone: str = "", national_id: str = "") -> list[uuid.UUID]:
         return []
     return vault.find_subject_ids(
         phone=phone.strip(), national_id=national_id.strip(), is_sandbox=None
+    )
+
+
+# A record kind another app keeps ("referral") -> its id to the subject's id, or None.
+SubjectResolver = Callable[[uuid.UUID], uuid.UUID | None]
+RECEIPT = "consent receipt"
+_resolvers: dict[str, SubjectResolver] = {}
+
+
+def register_subject_resolver(*, kind: str, resolve: SubjectResolver) -> None:
+    """Make ids of ``kind`` records searchable by compliance (``resolve`` reads no personal
+    data: ids only). Registering a kind again replaces its resolver."""
+    if kind == RECEIPT:
+        raise ValueError("consent receipts are consent's own kind")
+    _resolvers[kind] = resolve
+
+
+def reference_kinds() -> list[str]:
+    """The kinds of ids the search understands, consent receipts first."""
+    return [RECEIPT, *sorted(_resolvers)]
+
+
+@dataclass(frozen=True)
+class ReferenceMatch:
+    kind: str
+    subject_id: uuid.UUID
+
+
+def find_by_reference(*, reference: uuid.UUID) -> list[ReferenceMatch]:
+    """Each kind of record with this id and the subject it is about (none: nobody has it)."""
+    found = []
+    grant_subject = (
+        ConsentGrant.objects.filter(pk=reference).values_list("subject_id", flat=True).first()
+    )
+    if grant_subject is not None:
+        found.append(ReferenceMatch(RECEIPT, grant_subject))
+    for kind in sorted(_resolvers):
+        subject_id = _resolvers[kind](reference)
+        if subject_id is not None:
+            found.append(ReferenceMatch(kind, subject_id))
+    return found
+
+
+@dataclass(frozen=True)
+class LedgerKey:
+    public_key: str  # base64 of the raw 32-byte Ed25519 key (what --public-key takes)
+    public_key_hex: str
+    fingerprint: str  # SHA-256 of the raw key bytes, hex in groups of four (the key_id)
+
+
+def ledger_key() -> LedgerKey:
+    raw = ledger.public_key_bytes()
+    key_id = ledger.public_key_id()
+    return LedgerKey(
+        public_key=base64.b64encode(raw).decode(),
+        public_key_hex=raw.hex(),
+        fingerprint=" ".join(key_id[i : i + 4] for i in range(0, len(key_id), 4)),
     )
 
 
