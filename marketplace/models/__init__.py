@@ -13,6 +13,15 @@ from marketplace.models.auctions import (
     PingAward,
 )
 from marketplace.models.events import EventType, LeadEvent
+from marketplace.models.experiments import (
+    Arm,
+    Experiment,
+    ExperimentStatus,
+    PrimaryMetric,
+    Strategy,
+    StrategyPromotion,
+    StrategyVersion,
+)
 from marketplace.models.leads import (
     REPORTABLE_STATUSES,
     AttemptOutcome,
@@ -25,18 +34,25 @@ from marketplace.models.referrals import Referral, ReferralStatus
 
 __all__ = [
     "REPORTABLE_STATUSES",
+    "Arm",
     "AttemptOutcome",
     "Auction",
     "AuctionMode",
     "AuctionStatus",
     "DeliveryAttempt",
     "EventType",
+    "Experiment",
+    "ExperimentStatus",
     "Lead",
     "LeadEvent",
     "LeadStatus",
     "OutboxMessage",
     "PingAttempt",
     "PingAward",
+    "PrimaryMetric",
     "Referral",
     "ReferralStatus",
+    "Strategy",
+    "StrategyPromotion",
+    "StrategyVersion",
 ]
