@@ -6,6 +6,7 @@ Every figure in :data:`MUST_BE_ZERO` is a failure when it is not 0; the rest are
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections, connections
 from django.db.utils import DatabaseError
 from django.utils import timezone
@@ -84,17 +86,45 @@ class Quiet:
     last: dict[str, int] = field(default_factory=dict)
 
 
+ORPHAN_AFTER = 60.0
+
+
+def _housekeeping_tasks() -> frozenset[str]:
+    """Tasks beat queues on a timer (sweepers, the ledger sequencer): always a few of them
+    queued or running on a live platform, so they say nothing about the scenario's work."""
+    return frozenset(entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values())
+
+
+def _task_name(raw: bytes | str) -> str | None:
+    """The task name in a kombu Redis message (a list item, or an ``unacked`` value:
+    ``[message, exchange, routing_key]``); None when it cannot be read."""
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):
+            message = message[0]
+        return str(message["headers"]["task"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def broker_backlog(url: str) -> int:
-    """Messages waiting in the Redis broker's queues plus those delivered but not acked
-    (kombu's ``unacked`` hash: tasks held by a worker, including countdown retries).
-    -1 when the broker does not answer."""
+    """Messages of the platform's work waiting in the Redis broker's queues plus those
+    delivered but not acked in the last ``ORPHAN_AFTER`` seconds (kombu's ``unacked`` hash:
+    tasks held by a worker, including countdown retries). Beat's periodic housekeeping
+    tasks are not counted (an unreadable message is). -1 when the broker does not answer."""
+    skip = _housekeeping_tasks()
     try:
         client = redis.Redis.from_url(url, socket_timeout=2)
-        total = int(client.hlen("unacked"))
+        # Delivered more than ORPHAN_AFTER ago: held by a worker that was killed, waiting
+        # for the visibility timeout to be redelivered (a no-op then, its work long done
+        # by the sweepers); whether that work is pending, the database says.
+        fresh = client.zrangebyscore("unacked_index", time.time() - ORPHAN_AFTER, "+inf")
+        held = client.hmget("unacked", fresh) if fresh else []
+        messages: list[bytes] = [m for m in held if m is not None]
         for key in client.scan_iter(count=500):
             if client.type(key) == b"list" and not key.startswith(b"_kombu"):
-                total += int(client.llen(key))
-        return total
+                messages.extend(client.lrange(key, 0, -1))
+        return sum(1 for raw in messages if _task_name(raw) not in skip)
     except redis.RedisError:
         return -1
 
