@@ -136,12 +136,14 @@ def acknowledge(
     partner_acknowledged_at: datetime | None = None,
     is_sandbox: bool | None = None,
     acting_key: dict[str, str] | None = None,
+    acting_user: dict[str, str] | None = None,
 ) -> Acknowledgement:
     """Record the partner's confirmation that it deleted the data; again is a no-op.
 
     Raises ``DeletionRequest.DoesNotExist`` for another partner's or an unknown withdrawal,
     and, when ``is_sandbox`` is given, for one of the other mode (the grant's). ``acting_key``:
-    the API key that acknowledged, recorded in the ledger entry.
+    the API key that acknowledged; ``acting_user``: the partner's staff user who did in the
+    partner portal (``{"id": ..., "username": ...}``); either is recorded in the ledger entry.
     """
     mode = {} if is_sandbox is None else {"withdrawal__grant__is_sandbox": is_sandbox}
     with transaction.atomic():
@@ -171,6 +173,7 @@ def acknowledge(
                     "partner_acknowledged_at": partner_acknowledged_at.isoformat()
                     if partner_acknowledged_at
                     else None,
+                    **({"staff_user": dict(acting_user)} if acting_user else {}),
                 },
                 acting_key,
             ),

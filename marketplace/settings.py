@@ -157,6 +157,7 @@ INSTALLED_APPS = [
     "consent",
     "marketplace",
     "billing",
+    "portal",  # the partner portal (/portal/): partner staff, server-rendered
 ]
 if not PRODUCTION:
     # The demo world, the traffic driver and the partner simulator: development tools.

@@ -102,6 +102,8 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The partner portal sits above billing too: included by module name, like billing.
+    path("portal/", include("portal.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI's script from its own URL (no inline script); its page has a <style> block.
     path(

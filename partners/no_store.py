@@ -14,7 +14,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
-PRIVATE_PREFIXES = ("/api/", "/admin/")
+PRIVATE_PREFIXES = ("/api/", "/admin/", "/portal/")
 PUBLIC_PREFIXES = ("/api/schema/", "/api/docs/")
 
 

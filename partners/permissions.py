@@ -28,7 +28,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.db import models, transaction
-from guardian.shortcuts import assign_perm, get_objects_for_user
+from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 
 from partners.models import Partner
 
@@ -120,5 +120,19 @@ def grant_partner_access(*, user: Any, partner: Partner, manage: bool = False) -
         assign_perm(VIEW, user, partner)
         if manage:
             assign_perm(MANAGE, user, partner)
+    if hasattr(user, _CACHE_ATTR):
+        delattr(user, _CACHE_ATTR)
+
+
+def revoke_partner_access(*, user: Any, partner: Partner) -> None:
+    """Take ``partner`` away from ``user`` (view and manage). A user left with no partner
+    also leaves the partner staff group, so no model permission of the group remains."""
+    with transaction.atomic():
+        remove_perm(VIEW, user, partner)
+        remove_perm(MANAGE, user, partner)
+        if hasattr(user, _CACHE_ATTR):
+            delattr(user, _CACHE_ATTR)
+        if not partner_ids_for_user(user):
+            user.groups.remove(ensure_partner_staff_group())
     if hasattr(user, _CACHE_ATTR):
         delattr(user, _CACHE_ATTR)

@@ -2,7 +2,8 @@
 
 - ``ops`` runs the marketplace: partners, products and their change requests, traffic
   sources, API keys, webhook endpoints and deliveries (replays, secret rotation); reads
-  referrals, leads, auctions and delivery attempts.
+  referrals, leads, auctions and delivery attempts; invites partner staff to the partner
+  portal and revokes their access.
 - ``finance`` runs billing: fee schedules, invoices (issue, void), credit notes, payments
   (record, allocate), billing profiles, return reviews, exchange rates; reads charges and
   the partners, products, leads and events they come from.
@@ -72,6 +73,8 @@ ROLES: dict[str, list[str]] = {
             },
         ),
         *_perms("billing", {"exchangerate": VIEW}),
+        # Partner portal: invite partner staff (and revoke), read what they did there.
+        *_perms("portal", {"partnerinvitation": RUN, "portalaction": VIEW}),
     ],
     FINANCE_GROUP: [
         *_perms("partners", {"partner": VIEW, "product": VIEW}),

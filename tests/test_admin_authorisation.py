@@ -275,6 +275,25 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "history": frozenset({SU, OPS}),
         "action:delete_selected": NONE,
     },
+    # The partner portal's invitations: ops invite partner staff and revoke them; an
+    # invitation is never edited or deleted (revoked instead).
+    "portal.partnerinvitation": {
+        "changelist": frozenset({SU, OPS}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS}),
+        "action:revoke": frozenset({SU, OPS}),
+        "action:delete_selected": NONE,
+    },
+    "portal.portalaction": {  # what partner staff did in the portal: a read-only log
+        "changelist": frozenset({SU, OPS}),
+        "add": NONE,
+        "change": frozenset({SU, OPS}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS}),
+        "action:delete_selected": NONE,
+    },
     # billing: finance's; partner staff read their own charges, invoices, credit notes and
     # payments.
     "billing.feeschedule": {  # the object is a schedule that has priced nothing yet
@@ -487,6 +506,7 @@ def world(db: None) -> World:
     )
     unused_schedule = schedule(a, effective_from=now + timedelta(days=3650))
     _billing_controls(users[SU], {owner: rows[owner.pk][1] for owner in (a, b)})
+    _portal_rows(users[PA], (a, b))
 
     for model in admin.site._registry:
         label = model._meta.label_lower
@@ -506,6 +526,16 @@ def _installed(label: str) -> type[models.Model] | None:
         return apps.get_model(label)
     except LookupError:
         return None
+
+
+def _portal_rows(staff: Any, owners: tuple[Partner, ...]) -> None:
+    """Per partner, an open portal invitation and a logged portal action."""
+    from portal.invitations import issue_invitation
+    from portal.models import PortalAction
+
+    for owner in owners:
+        issue_invitation(partner=owner, name="Matrix Invitee", email="invitee@example.invalid")
+        PortalAction.objects.create(partner=owner, user=staff, kind="key_created", target="matrix")
 
 
 def _billing_controls(user: Any, leads: dict[Partner, Lead]) -> None:
