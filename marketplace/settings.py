@@ -389,8 +389,30 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Task modules autodiscovery (each app's tasks.py) does not find.
-CELERY_IMPORTS = ("marketplace.sweeps",)
+CELERY_IMPORTS = ("marketplace.sweeps", "marketplace.stats", "billing.stats")
 CELERY_BEAT_SCHEDULE = {
+    # The dashboard's daily aggregates: today and yesterday recomputed from the raw rows
+    # every minute, the last week nightly (marketplace.stats says why that is exact).
+    "rollup-daily-funnel": {
+        "task": "marketplace.stats.rollup_funnel_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "rollup-daily-revenue": {
+        "task": "billing.stats.rollup_revenue_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "rollup-last-week-nightly": {
+        "task": "marketplace.stats.rollup_funnel_task",
+        "schedule": crontab(minute=20, hour=0),
+        "kwargs": {"days": 7},
+    },
+    "rollup-revenue-last-week-nightly": {
+        "task": "billing.stats.rollup_revenue_task",
+        "schedule": crontab(minute=25, hour=0),
+        "kwargs": {"days": 7},
+    },
     # The outbox's sweeper: publishes what is not done by its deadline, re-drives overdue
     # referrals (marketplace.outbox, marketplace.dispatch).
     "sweep-outbox": {

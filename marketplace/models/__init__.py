@@ -31,6 +31,7 @@ from marketplace.models.leads import (
 )
 from marketplace.models.outbox import OutboxMessage
 from marketplace.models.referrals import Referral, ReferralStatus
+from marketplace.models.stats import DailyFunnel
 
 __all__ = [
     "REPORTABLE_STATUSES",
@@ -39,6 +40,7 @@ __all__ = [
     "Auction",
     "AuctionMode",
     "AuctionStatus",
+    "DailyFunnel",
     "DeliveryAttempt",
     "EventType",
     "Experiment",

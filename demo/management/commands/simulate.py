@@ -17,6 +17,7 @@ from billing.invoicing import generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
 from billing.periods import Period
+from billing.stats import rollup_revenue
 from consent import compliance, ledger
 from demo.applicants import synthetic_referral
 from demo.config import SimulatorConfigError, load_config
@@ -25,6 +26,7 @@ from demo.server import PartnerSimulator
 from demo.traffic import pay_some_invoices, post_corrections
 from demo.world import var_path
 from marketplace.models import Lead, Referral
+from marketplace.stats import NIGHTLY_DAYS, rollup_funnel
 from partners.months import month_of
 from partners.progress import progress_bar
 
@@ -117,6 +119,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Returns and reversals after invoicing: {dict(after)}")
                 self.stdout.write(f"Credit notes issued today: {notes}")
                 self.stdout.write(f"Payments: {dict(pay_some_invoices(rng))}")
+        # The dashboard reads daily aggregates that celery beat keeps fresh; a demo run may
+        # have no beat, so they are brought up to date here.
+        rollup_funnel(days=NIGHTLY_DAYS)
+        rollup_revenue(days=NIGHTLY_DAYS)
+        self.stdout.write("Dashboard figures rolled up (see /admin/dashboard/).")
         checkpoint = ledger.make_checkpoint()
         self.stdout.write(f"Consent ledger checkpoint signed at size {checkpoint.tree_size}.")
         self._suggest_search(try_phone)
