@@ -24,7 +24,12 @@ Memory: a bitset costs (number of boxes)/8 bytes, one per distinct value or boun
 with more than ``MAX_LEVELS`` distinct bounds is not compiled (that would cost a bitset per
 box): its comparison runs on the few boxes the other criteria leave, so the answer stays exact.
 
-The index is immutable: a changed catalogue compiles a new one (``marketplace.matching``).
+The index is immutable. A changed catalogue either compiles a new one, or, for a few changed
+boxes, makes a *revision* (:meth:`BoxIndex.revised`) that shares the compiled bitsets: the
+changed and removed boxes' positions are masked out, and the new versions of changed boxes
+(with any added ones) sit in a short list checked one by one, after the compiled matches,
+until enough have gathered that compiling afresh is cheaper (``MAX_PENDING``), as a
+log-structured index merges its small runs.
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from operator import attrgetter
-from typing import Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 # A range side with more distinct bounds than this is checked on the candidates instead.
 MAX_LEVELS = 512
+# A revision compiles afresh once its boxes outside the compiled bitsets pass this many,
+# or a twentieth of the index, whichever is more.
+MAX_PENDING = 64
 
 Bound = Decimal | int
 
@@ -99,6 +107,8 @@ class Query(Protocol):
 
 
 B = TypeVar("B", bound=IndexedBox)
+# (The application as the caller's own type: the rule it checks is the caller's.)
+Check = Callable[[B, Any, Decimal], bool]
 
 
 def bitset(positions: Iterable[int], size: int) -> int:
@@ -231,6 +241,42 @@ class BoxIndex(Sequence[B]):
         self._min_income = _Side(b, "min_income", lower=True)
         # The cap is the query here: a box is lawful when its cheapest APR is <= the cap.
         self._apr_min = _Side(b, "apr_min", lower=True)
+        # A revision's state (see ``revised``): compiled positions masked out, the boxes
+        # checked one by one with ``_check``, and the sequence the index stands for.
+        self._dead = 0
+        self._pending: tuple[B, ...] = ()
+        self._check: Check[B] | None = None
+        self._sequence: tuple[B, ...] = self._boxes
+
+    def revised(
+        self, *, remove: Callable[[B], bool], add: Iterable[B], check: Check[B]
+    ) -> BoxIndex[B]:
+        """This index without the boxes ``remove`` selects, plus ``add``, in that order: the
+        same answers as ``BoxIndex([*(b for b in self if not remove(b)), *add])``. Shares
+        this index's compiled bitsets; ``check(box, app, apr_cap)`` (the rule the index
+        compiles, ``marketplace.matching.fits``) answers for the boxes not compiled. One
+        pass over the boxes; compiles afresh when too many are pending."""
+        kept_pending = tuple(box for box in self._pending if not remove(box))
+        added = tuple(add)
+        dead = self._dead | bitset(
+            (position for position, box in enumerate(self._boxes) if remove(box)),
+            len(self._boxes),
+        )
+        pending = kept_pending + added
+        if len(pending) > max(MAX_PENDING, len(self._boxes) // 20):
+            alive = [self._boxes[position] for position in positions_of(self._alive(dead))]
+            return BoxIndex([*alive, *pending])
+        revision: BoxIndex[B] = object.__new__(BoxIndex)
+        revision.__dict__.update(self.__dict__)
+        revision._dead = dead
+        revision._pending = pending
+        revision._check = check
+        alive = [self._boxes[position] for position in positions_of(self._alive(dead))]
+        revision._sequence = (*alive, *pending)
+        return revision
+
+    def _alive(self, dead: int) -> int:
+        return ((1 << len(self._boxes)) - 1) & ~dead
 
     def match(self, app: Query, *, apr_cap: Decimal) -> list[B]:
         """The boxes that accept ``app`` with their cheapest APR within ``apr_cap``: the same
@@ -254,13 +300,17 @@ class BoxIndex(Sequence[B]):
         )
         for side, x in ranges:
             if not bits:
-                return []
+                break
             bits &= side.accepting(x)
+        bits &= ~self._dead
         boxes = self._boxes
         found = [boxes[position] for position in positions_of(bits)]
         residual = [(side, x) for side, x in ranges if not side.compiled]
         if residual:
             found = [box for box in found if all(side.admits(box, x) for side, x in residual)]
+        if self._pending and self._check is not None:
+            check = self._check
+            found.extend(box for box in self._pending if check(box, app, apr_cap))
         return found
 
     @overload
@@ -268,10 +318,10 @@ class BoxIndex(Sequence[B]):
     @overload
     def __getitem__(self, index: slice) -> tuple[B, ...]: ...
     def __getitem__(self, index: int | slice) -> B | tuple[B, ...]:
-        return self._boxes[index]
+        return self._sequence[index]
 
     def __len__(self) -> int:
-        return len(self._boxes)
+        return len(self._sequence)
 
     def __iter__(self) -> Iterator[B]:
-        return iter(self._boxes)
+        return iter(self._sequence)

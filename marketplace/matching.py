@@ -3,9 +3,10 @@
 ``fits`` is the rule, and ``match`` over plain boxes the reference scan. ``ProductIndex``
 holds every active product's box in memory, compiled into a ``marketplace.box_index.BoxIndex``
 (per-criterion bitsets: an application costs a lookup per criterion plus its matches, not a
-comparison per product), rebuilt when the catalogue's version (``partners.models.
+comparison per product), kept current when the catalogue's version (``partners.models.
 CatalogueVersion``, bumped by the database with every product, partner or hold change) moves,
-so matching an application costs one primary-key read. ``match`` given that index answers from
+by reloading only the boxes changed since (``partners.models.CatalogueChange``), so matching
+an application costs one primary-key read. ``match`` given that index answers from
 it: the same boxes in the same order as the scan (a hypothesis property test holds them equal).
 """
 
@@ -15,12 +16,17 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
+
 from marketplace.box_index import BoxIndex
 from partners.holds import without_holds
-from partners.models import CatalogueVersion, PartnerStatus, Product
+from partners.models import CatalogueChange, CatalogueVersion, PartnerStatus, Product
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +133,32 @@ def box_from_product(product: Product) -> CreditBox:
 
 
 class ProductIndex:
-    """Per-process cache of routable credit boxes, keyed by the catalogue's version."""
+    """Per-process cache of routable credit boxes, keyed by the catalogue's version.
+
+    When the version moves, the index reloads only the boxes of the partners and products
+    changed since it last looked (``partners.models.CatalogueChange``, written at commit by
+    the catalogue triggers) and revises itself (``BoxIndex.revised``), rather than reading
+    and compiling every product again. Changes are read from a little before the last look
+    (``OVERLAP``): a transaction stamps its changes just before it commits, so one can
+    become visible after a look that began later; reloading a box twice is harmless. The
+    whole catalogue is read again on the first look, after a long pause (``STALE_AFTER``,
+    well within the changes' retention), after a burst of changes (``MAX_CHANGES``), and
+    where ``PRODUCT_INDEX_INCREMENTAL`` is off: SQLite, whose triggers run at once rather
+    than at commit, so a rolled-back change could have been seen (the version then moves
+    back and the full read repairs it, as before)."""
+
+    OVERLAP = timedelta(seconds=60)
+    STALE_AFTER = timedelta(minutes=30)
+    MAX_CHANGES = 500
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._version: int | None = None
         self._boxes: BoxIndex[CreditBox] = BoxIndex(())
         self._by_product: dict[uuid.UUID, CreditBox] = {}
+        self._looked_at: datetime | None = None  # the database's clock at the last look
+        self.full_reads = 0  # (for tests and benchmarks: how the index was kept current)
+        self.revisions = 0
 
     def boxes(self) -> BoxIndex[CreditBox]:
         """The routable boxes, compiled for ``match``; a sequence of ``CreditBox`` too."""
@@ -144,20 +169,72 @@ class ProductIndex:
             # next read rebuild once more.
             with self._lock:
                 if version is None or version != self._version:
-                    query = Product.objects.filter(
-                        is_active=True,
-                        partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX],
-                    )
-                    products = without_holds(query).select_related("partner")
-                    # Compiled whole: the version says that something changed, not what.
-                    self._boxes = BoxIndex(box_from_product(p) for p in products)
-                    self._by_product = {box.product_id: box for box in self._boxes}
+                    # Without a version row (a flushed database) changes cannot be trusted
+                    # to be complete either: read everything.
+                    self._refresh(settings.PRODUCT_INDEX_INCREMENTAL and version is not None)
                     self._version = version
         return self._boxes
+
+    def _refresh(self, incremental: bool) -> None:
+        now = None
+        if incremental:
+            now = CatalogueVersion.objects.annotate(now=Now()).values_list("now", flat=True)[0]
+        # A full read made without watching changes is no base to revise from later.
+        looked_at, self._looked_at = self._looked_at, now
+        if (
+            incremental
+            and now is not None
+            and looked_at is not None
+            and now - looked_at < self.STALE_AFTER
+        ):
+            changed = list(
+                CatalogueChange.objects.filter(
+                    changed_at__gte=looked_at - self.OVERLAP
+                ).values_list("partner_id", "product_id")[: self.MAX_CHANGES + 1]
+            )
+            if len(changed) <= self.MAX_CHANGES:
+                self._revise(
+                    partners={partner for partner, _ in changed},
+                    products={product for _, product in changed if product is not None},
+                )
+                return
+        # Compiled whole: the first look, or too much changed to revise.
+        self._set(BoxIndex(box_from_product(p) for p in self._routable(Product.objects.all())))
+        self.full_reads += 1
+
+    def _revise(self, *, partners: set[uuid.UUID], products: set[uuid.UUID]) -> None:
+        if not partners and not products:
+            return
+        reloaded = self._routable(
+            Product.objects.filter(Q(partner_id__in=partners) | Q(id__in=products))
+        )
+        self._set(
+            self._boxes.revised(
+                remove=lambda box: box.partner_id in partners or box.product_id in products,
+                add=[box_from_product(p) for p in reloaded],
+                check=_fits,
+            )
+        )
+        self.revisions += 1
+
+    @staticmethod
+    def _routable(products: QuerySet[Product]) -> QuerySet[Product]:
+        query = products.filter(
+            is_active=True, partner__status__in=[PartnerStatus.LIVE, PartnerStatus.SANDBOX]
+        )
+        return without_holds(query).select_related("partner")
+
+    def _set(self, boxes: BoxIndex[CreditBox]) -> None:
+        self._boxes = boxes
+        self._by_product = {box.product_id: box for box in boxes}
 
     def boxes_of(self, items: Iterable[HasProduct]) -> list[CreditBox]:
         """The cached boxes of these items' products (those still in the index)."""
         return [box for item in items if (box := self._by_product.get(item.product_id)) is not None]
+
+
+def _fits(box: CreditBox, app: Application, apr_cap: Decimal) -> bool:
+    return fits(box, app, apr_cap=apr_cap)
 
 
 product_index = ProductIndex()

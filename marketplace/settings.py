@@ -502,6 +502,10 @@ LOGGING = {
 AUCTION_BUDGET_MS = envint("AUCTION_BUDGET_MS", 750)
 # Shared leads go to at most this many partners per referral.
 MAX_PARTNERS_PER_REFERRAL = envint("MAX_PARTNERS_PER_REFERRAL", 5)
+# Product index kept current by reloading only the changed partners' and products' boxes
+# (marketplace.matching.ProductIndex). PostgreSQL only: there the catalogue triggers run at
+# commit, so no process ever sees a change that is then rolled back.
+PRODUCT_INDEX_INCREMENTAL = DATABASES["default"]["ENGINE"].endswith("postgresql")
 # Partners may return a lead (and get its fees credited) this many days after delivery.
 RETURN_WINDOW_DAYS = envint("RETURN_WINDOW_DAYS", 7)
 # Partners must confirm deleting a withdrawn applicant's data within this many days.

@@ -6,8 +6,9 @@ A message can be lost (a broker outage between commit and publish, a worker kill
 it started) and a claim can outlive its worker (killed mid-post). The domain finds them
 (``delivery.stale_claims``: a claim past its lease, a matched lead never claimed;
 ``auctions.stale_pending``); :func:`sweep_stuck_work`, run by beat every ``SWEEP_EVERY``,
-writes their messages. Queuing work that is in fact still queued is harmless: a post runs
-only under a claim, and an auction is awarded once.
+writes their messages, and prunes the catalogue's change log. Queuing work that is in
+fact still queued is harmless: a post runs only under a claim, and an auction is awarded
+once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.db import transaction
+from django.utils import timezone
 
 from marketplace import auctions, delivery, outbox, tasks
 from marketplace.models import Auction, Lead
+from partners.models import CatalogueChange
 
 SWEEP_EVERY = timedelta(seconds=30)
+# Far longer than a product index goes without looking (``ProductIndex.STALE_AFTER``).
+CATALOGUE_CHANGES_KEPT = timedelta(hours=6)
 
 
 @shared_task(acks_late=True)
@@ -42,4 +47,7 @@ def sweep_stuck_work() -> dict[str, int]:
             outbox.enqueue_many(tasks.deliver_lead, args, referral_id=referral_id)
         for referral_id in referrals:
             outbox.enqueue(tasks.dispatch_referral, str(referral_id), referral_id=referral_id)
-    return {"leads": len(lead_ids), "auctions": len(auction_ids)}
+    pruned, _ = CatalogueChange.objects.filter(
+        changed_at__lt=timezone.now() - CATALOGUE_CHANGES_KEPT
+    ).delete()
+    return {"leads": len(lead_ids), "auctions": len(auction_ids), "catalogue_changes": pruned}

@@ -177,6 +177,21 @@ class CatalogueVersion(models.Model):
     version = models.BigIntegerField(default=0)
 
 
+class CatalogueChange(models.Model):
+    """Which partner (and product, when one) a committed catalogue change touched, and when:
+    written by the same triggers as ``CatalogueVersion`` (migration 0009), at commit on
+    PostgreSQL. A process's product index reloads only the boxes of the partners and
+    products changed since it last looked (``marketplace.matching``); rows older than a
+    few hours are pruned (``marketplace.sweeps``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign keys: a deleted partner's or product's change is still a change.
+    partner_id = models.UUIDField()
+    product_id = models.UUIDField(null=True)
+    # The database's clock at the change (clock_timestamp() at commit on PostgreSQL).
+    changed_at = models.DateTimeField(db_index=True)
+
+
 class TrafficSource(models.Model):
     """The operator (or another licensed source) that refers declined applicants."""
 

@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _catalogue_version_at_once(request: pytest.FixtureRequest) -> None:
     """On PostgreSQL the catalogue version's triggers run at commit (partners migration
     0007); a test's transaction never commits, so inside it they run at once, and routing
-    sees the products the test just made."""
+    sees the products the test just made. (Tests that commit, ``transaction=True``, keep
+    the deferred triggers and the incremental product index.)"""
     uses_db = "_django_db_helper" in request.fixturenames or request.node.get_closest_marker(
         "django_db"
     )
@@ -47,6 +48,10 @@ def _catalogue_version_at_once(request: pytest.FixtureRequest) -> None:
     if connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute(f"SET CONSTRAINTS {CATALOGUE_TRIGGERS} IMMEDIATE")
+        # Changes seen at once and then rolled back: the product index must read the whole
+        # catalogue when the version moves (as on SQLite), not revise itself from changes
+        # that will vanish.
+        request.getfixturevalue("settings").PRODUCT_INDEX_INCREMENTAL = False
 
 
 CATALOGUE_TRIGGERS = ", ".join(

@@ -116,6 +116,43 @@ def test_index_answers_exactly_as_fits_over_every_box(max_levels: int, data: st.
         assert match(index, app, apr_cap=apr_cap) == expected
 
 
+@pytest.mark.parametrize("max_pending", [box_index.MAX_PENDING, 0], ids=["revised", "recompiled"])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_revised_index_answers_as_a_fresh_index_of_its_boxes(
+    max_pending: int, data: st.DataObject
+) -> None:
+    """Rounds of changes (boxes removed, changed, added) applied as revisions answer exactly as
+    ``fits`` over the catalogue they stand for, in the same order; with ``MAX_PENDING`` 0 most
+    rounds compile afresh instead."""
+    catalogue = data.draw(st.lists(boxes(), max_size=30), label="catalogue")
+    index = BoxIndex(catalogue)
+    with mock.patch.object(box_index, "MAX_PENDING", max_pending):
+        for _ in range(data.draw(st.integers(1, 4), label="rounds")):
+            doomed = (
+                {
+                    box.product_id
+                    for box in data.draw(st.lists(st.sampled_from(catalogue)), label="removed")
+                }
+                if catalogue
+                else set()
+            )
+            added = data.draw(st.lists(boxes(), max_size=5), label="added")
+            index = index.revised(
+                remove=lambda box, doomed=doomed: box.product_id in doomed,  # type: ignore[misc]
+                add=added,
+                check=lambda box, app, cap: fits(box, app, apr_cap=cap),
+            )
+            catalogue = [box for box in catalogue if box.product_id not in doomed] + added
+            assert list(index) == catalogue
+            assert len(index) == len(catalogue)
+            for _ in range(10):
+                app, apr_cap = data.draw(applications(catalogue), label="application")
+                expected = [box for box in catalogue if fits(box, app, apr_cap=apr_cap)]
+
+                assert match(index, app, apr_cap=apr_cap) == expected
+
+
 @given(st.sets(st.integers(0, 3000)))
 def test_bits_decode_to_the_positions_they_were_made_from(positions: set[int]) -> None:
     assert positions_of(bitset(positions, 3001)) == sorted(positions)

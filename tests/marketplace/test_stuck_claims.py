@@ -105,7 +105,7 @@ def test_the_sweep_task_posts_a_lead_whose_worker_died(
     lease_ends(lead)
 
     with django_capture_on_commit_callbacks(execute=True):  # the outbox publishes
-        assert sweeps.sweep_stuck_work() == {"leads": 1, "auctions": 0}
+        assert sweeps.sweep_stuck_work() == {"leads": 1, "auctions": 0, "catalogue_changes": 0}
 
     lead.refresh_from_db()
     assert lead.status == LeadStatus.DELIVERED
@@ -148,7 +148,7 @@ def test_an_auction_whose_message_was_lost_is_swept_and_run(
     Auction.objects.filter(pk=auction.pk).update(created_at=timezone.now() - timedelta(minutes=2))
 
     with django_capture_on_commit_callbacks(execute=True):  # the outbox, the winner's post
-        assert sweeps.sweep_stuck_work() == {"leads": 0, "auctions": 1}
+        assert sweeps.sweep_stuck_work() == {"leads": 0, "auctions": 1, "catalogue_changes": 0}
 
     auction.refresh_from_db()
     assert auction.status == AuctionStatus.AWARDED
