@@ -337,6 +337,13 @@ SPECTACULAR_SETTINGS = {
         "`Idempotency-Key` header."
     ),
     "VERSION": "1.0.0",
+    # 3.1 for its top-level "webhooks": what we send partners (marketplace.partner_contract).
+    "OAS_VERSION": "3.1.0",
+    "WEBHOOKS": "marketplace.partner_contract.WEBHOOKS",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "marketplace.partner_contract.add_contract_schemas",
+    ],
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
