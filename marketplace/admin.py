@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from marketplace import dispatch
+from marketplace.decision_admin import DecisionInline
 from marketplace.models import (
     Auction,
     DeliveryAttempt,
@@ -97,7 +98,7 @@ class ReferralAdmin(ReadOnlyAdmin):
     search_fields = ["=id", "source_reference"]
     date_hierarchy = "created_at"
     exclude = ["subject"]
-    inlines = [LeadInline]
+    inlines = [DecisionInline, LeadInline]
 
 
 @admin.register(Lead)

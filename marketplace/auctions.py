@@ -43,7 +43,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from consent import grants
-from marketplace import locks, pings
+from marketplace import decisions, locks, pings
 from marketplace.matching import CreditBox
 from marketplace.models import (
     AttemptOutcome,
@@ -104,10 +104,18 @@ def stale_pending(*, now: datetime | None = None, limit: int = 500) -> list[uuid
     return list(pending.order_by("created_at").values_list("id", flat=True)[:limit])
 
 
-def open_auction(*, referral: Referral, boxes: Sequence[CreditBox], max_winners: int) -> Auction:
+def open_auction(
+    *,
+    referral: Referral,
+    boxes: Sequence[CreditBox],
+    max_winners: int,
+    exclusive: bool | None = None,
+) -> Auction:
     """Store the auction (inside the intake's transaction); the caller queues :func:`run`
-    after commit."""
-    exclusive = any(box.exclusive for box in boxes)
+    after commit. Exclusive when any product is (``exclusive`` None), or as the routing
+    strategy says."""
+    if exclusive is None:
+        exclusive = any(box.exclusive for box in boxes)
     auction = Auction.objects.create(
         referral=referral,
         mode=AuctionMode.EXCLUSIVE if exclusive else AuctionMode.SHARED,
@@ -250,6 +258,9 @@ def _award(
             return AuctionRun("skipped", [])
         eligible = _still_eligible(auction, bidders)
         winners = _make_leads(auction, _winners(auction, eligible, alive=[]))
+        decisions.add_winners(
+            referral_id=auction.referral_id, product_ids=[lead.product_id for lead in winners]
+        )
         PingAttempt.objects.bulk_create(rows)
         if not winners:
             # No winner and no direct lead: the referral went nowhere after all.
@@ -385,6 +396,9 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
         eligible = _still_eligible(auction, waiting)
         nexts = _winners(auction, eligible, alive=alive)
         leads = _make_leads(auction, nexts)
+        decisions.add_winners(
+            referral_id=auction.referral_id, product_ids=[lead.product_id for lead in leads]
+        )
         for row in waiting:
             if row in nexts:
                 PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)

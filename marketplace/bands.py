@@ -56,3 +56,28 @@ def age_band_label(age: int) -> str:
     if age > AGE_BANDS[-1][1]:
         return f"over-{AGE_BANDS[-1][1]}"
     return f"under-{AGE_BANDS[0][0]}"
+
+
+# Loan amount bands (in the referral's currency, CNY by default) for learning conversion
+# rates per segment: first loans of a few thousand yuan, later loans 3,000-4,000, some
+# over 10,000 (DOMAIN.md). Coarse on purpose: every band must gather evidence quickly.
+AMOUNT_BAND_FLOORS = (Decimal(0), Decimal(3000), Decimal(10000), Decimal(30000))
+
+
+def amount_band_label(amount: Decimal) -> str:
+    """The label of the amount band containing ``amount`` ("0-2999", ..., "30000+"); total
+    over any value (below the lowest floor: the lowest band)."""
+    index = 0
+    for position, floor in enumerate(AMOUNT_BAND_FLOORS):
+        if amount >= floor:
+            index = position
+    low = AMOUNT_BAND_FLOORS[index]
+    if index + 1 == len(AMOUNT_BAND_FLOORS):
+        return f"{low}+"
+    return f"{low}-{AMOUNT_BAND_FLOORS[index + 1] - 1}"
+
+
+def segment_key(*, risk_tier: str, channel: str, amount: Decimal) -> str:
+    """The learning segment of a referral: risk tier, channel and amount band (no personal
+    data: the operator's grade, the channel and a coarse band of the loan asked for)."""
+    return f"{risk_tier}|{channel}|{amount_band_label(amount)}"[:80]

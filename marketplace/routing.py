@@ -15,20 +15,30 @@ order (``marketplace.locks``), and decided again when an auction is awarded.
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from django.conf import settings
 from django.db import transaction
 
 from consent import grants
 from consent.models import ConsentGrant
+from marketplace import decisions, learning, ranking
 from marketplace.auctions import open_auction
+from marketplace.bands import segment_key
 from marketplace.eligibility import Screening, screen
-from marketplace.matching import Application, CreditBox, match, product_index
+from marketplace.matching import Application, CreditBox, HasProduct, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
 from marketplace.regulation import default_rules
+from marketplace.strategies import (
+    limit_shared,
+    plan,
+    plan_product_defaults,
+    shared_set_limit,
+)
+from marketplace.strategy_spec import StrategySpec, choose_strategy
 from partners.models import DeliveryMode
 
 
@@ -63,53 +73,16 @@ def screen_boxes(referral: Referral, grant: ConsentGrant) -> Screening:
 
 
 def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
-    candidates = _best_box_per_partner(screen_boxes(referral, grant).eligible)
-    if not candidates:
-        return []
-    if candidates[0].exclusive:
-        if not _pinged(candidates[0]):
-            return candidates[:1]
-        return [box for box in candidates if box.exclusive and _pinged(box)]
-    shared = [box for box in candidates if not box.exclusive]
-    direct = limit_shared([box for box in shared if not _pinged(box)])
-    # The auction fills the places left; a ping-post product that does not allow a set of
-    # the direct leads plus itself is not pinged (winners are cut again at the award).
-    places = shared_set_limit(direct) - len(direct)
-    auctioned = [
-        box for box in shared if _pinged(box) and places > 0 and _allows(box, len(direct) + 1)
-    ]
-    keep = {box.product_id for box in direct + auctioned}
-    return [box for box in shared if box.product_id in keep]
+    """The boxes the products' own settings choose (the ``product_defaults`` strategy):
+    direct and pull ones get leads, ping-post ones are auctioned."""
+    chosen = plan_product_defaults(_best_box_per_partner(screen_boxes(referral, grant).eligible))
+    return _best_box_per_partner(chosen.direct + chosen.auctioned)
 
 
-def _allows(box: CreditBox, size: int) -> bool:
-    return box.max_shared is None or size <= box.max_shared
+# Thompson draws in production; tests pass their own seeded generator.
+_RNG = random.Random()  # noqa: S311 (sampling, not secrecy)
 
-
-def shared_set_limit(boxes: Sequence[CreditBox]) -> int:
-    """The most partners a shared lead may go to with all these products among them."""
-    limits = [box.max_shared for box in boxes if box.max_shared is not None]
-    return min([settings.MAX_PARTNERS_PER_REFERRAL, *limits])
-
-
-def limit_shared(boxes: Sequence[CreditBox], *, already: int = 0) -> list[CreditBox]:
-    """Greedy in the given (consumer) order: keep a product only while the set (``already``
-    partners plus the kept ones plus it) stays within every member's ``max_shared`` and
-    MAX_PARTNERS_PER_REFERRAL. ``already`` counts partners chosen before (their limits are
-    the caller's to apply)."""
-    kept: list[CreditBox] = []
-    limit = settings.MAX_PARTNERS_PER_REFERRAL
-    for box in boxes:
-        size = already + len(kept) + 1
-        box_limit = limit if box.max_shared is None else min(limit, box.max_shared)
-        if size <= box_limit:
-            kept.append(box)
-            limit = box_limit
-    return kept
-
-
-def _pinged(box: CreditBox) -> bool:
-    return box.delivery_mode == DeliveryMode.PING_POST
+__all__ = ["Routed", "limit_shared", "route", "screen_boxes", "select_boxes", "shared_set_limit"]
 
 
 @dataclass(frozen=True)
@@ -125,24 +98,88 @@ class Routed:
         return [lead for lead in self.leads if lead.delivery_mode == DeliveryMode.DIRECT_POST]
 
 
-def route(*, referral: Referral, grant: ConsentGrant) -> Routed:
-    """Create the referral's direct and pull leads and open an auction for its ping-post
-    candidates. Queues nothing: the caller queues the posts and the auction after commit
-    (``marketplace.tasks.queue_routed``). All or nothing: in the caller's transaction
-    (intake's, which holds the applicant's subject row), or its own."""
+def route(*, referral: Referral, grant: ConsentGrant, rng: random.Random | None = None) -> Routed:
+    """Route by the referral's strategy (``strategy_spec.choose_strategy``): screen, score,
+    plan (``marketplace.strategies``), create the direct and pull leads, open an auction
+    for the ping-post candidates, and record the decision (``marketplace.decisions``).
+    Queues nothing: the caller queues the posts and the auction after commit
+    (``marketplace.tasks.queue_referral``). All or nothing: in the caller's transaction
+    (intake's, which holds the applicant's subject row), or its own. ``rng``: the source
+    of Thompson draws (tests seed it)."""
     with transaction.atomic(savepoint=False):
-        selected = select_boxes(referral, grant)
-        auctioned = [box for box in selected if _pinged(box)]
-        chosen = [box for box in selected if not _pinged(box)]
-        leads = _direct_leads(referral, grant, chosen)
+        choice = choose_strategy(subject_id=referral.subject_id, is_sandbox=referral.is_sandbox)
+        spec = choice.spec
+        screening = screen_boxes(referral, grant)
+        consumer = _best_box_per_partner(screening.eligible)
+        segment = segment_key(
+            risk_tier=referral.risk_tier, channel=referral.channel, amount=referral.amount
+        )
+        scored = _score(consumer, segment=segment, spec=spec, referral=referral, rng=rng)
+        by_id = {box.product_id: box for box in consumer}
+        chosen = plan(
+            spec, consumer=consumer, by_score=[by_id[s.candidate.product_id] for s in scored]
+        )
+        leads = _direct_leads(referral, grant, chosen.direct)
         auction = None
-        if auctioned:
+        if chosen.auctioned:
             auction = open_auction(
                 referral=referral,
-                boxes=auctioned,
-                max_winners=max(1, shared_set_limit(chosen) - len(chosen)),
+                boxes=chosen.auctioned,
+                max_winners=chosen.max_winners,
+                exclusive=chosen.exclusive_auction,
             )
+        entries = decisions.candidate_entries(
+            screening=screening,
+            scored=scored,
+            chosen=[box.product_id for box in chosen.direct + chosen.auctioned],
+            names=decisions.partner_names(
+                [
+                    *screening.eligible,
+                    *product_index.boxes_of(cast(list[HasProduct], screening.rejected)),
+                ]
+            ),
+        )
+        line = {str(box.product_id) for box in chosen.waterfall}
+        for entry in entries:
+            entry["waterfall"] = entry["product"] in line
+        decisions.record(
+            referral=referral,
+            choice=choice,
+            segment=segment,
+            candidates=entries,
+            winners=[box.product_id for box in chosen.direct],
+        )
     return Routed(leads, auction)
+
+
+def _score(
+    boxes: list[CreditBox],
+    *,
+    segment: str,
+    spec: StrategySpec,
+    referral: Referral,
+    rng: random.Random | None,
+) -> list[ranking.Scored]:
+    """The candidates best score first, from the learned posteriors and fee cards."""
+    if not boxes:
+        return []
+    known = learning.inputs.get()
+    candidates = [
+        ranking.Candidate(
+            product_id=box.product_id,
+            partner_id=box.partner_id,
+            funnel=known.funnel(box.product_id, segment),
+            card=known.card(box.product_id),
+        )
+        for box in boxes
+    ]
+    return ranking.rank(
+        candidates,
+        principal=referral.amount,
+        explore=spec.explore,
+        return_penalty=spec.return_penalty,
+        rng=rng or _RNG,
+    )
 
 
 def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBox]) -> list[Lead]:

@@ -459,6 +459,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "consent.tasks.checkpoint_ledger",
         "schedule": 3600.0,
     },
+    # Routing's conversion counts (marketplace.learning): leads changed since the last run,
+    # recomputed per product and day; idempotent, so a late or doubled tick is harmless.
+    "refresh-conversion-counts": {
+        "task": "marketplace.tasks.refresh_conversion_counts",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "charge-unbilled-events": {
         "task": "billing.tasks.charge_unbilled_events",
         "schedule": 300.0,
@@ -475,6 +482,9 @@ CELERY_BEAT_SCHEDULE = {
 # Regulators and courts watch 24% APR; never route an applicant above the cap.
 APR_CAP = envdecimal("APR_CAP", "0.24")
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "CNY")
+# How long a process keeps routing's learned counts and fee cards before reading them again
+# (marketplace.learning); the counts themselves move once a minute.
+LEARNING_CACHE_SECONDS = envint("LEARNING_CACHE_SECONDS", 60)
 VAT_RATE = envdecimal("VAT_RATE", "0.06")
 # Partner endpoints on loopback/private ranges are refused unless explicitly allowed
 # (development, tests and the demo simulator run on loopback).

@@ -17,7 +17,7 @@ from celery.app.task import Task
 from django.conf import settings
 from django.db import transaction
 
-from marketplace import auctions, delivery, dispatch, outbox
+from marketplace import auctions, delivery, dispatch, learning, outbox
 from marketplace.models import Lead
 from marketplace.outbox import OutboxTask
 from partners import http
@@ -104,6 +104,12 @@ def sweep_outbox() -> dict[str, int]:
         for referral_id in redriven:
             outbox.enqueue(dispatch_referral, str(referral_id), referral_id=referral_id)
     return {"published": published, "settled": settled, "redriven": len(redriven)}
+
+
+@shared_task
+def refresh_conversion_counts() -> int:
+    """Beat, every minute: bring routing's conversion counts up to date (rows written)."""
+    return learning.refresh_counts()
 
 
 def _post(lead_ids: Sequence[uuid.UUID], referral_id: uuid.UUID) -> None:

@@ -70,6 +70,7 @@ ROLES: dict[str, list[str]] = {
                 "deliveryattempt": VIEW,
                 "auction": VIEW,
                 "pingattempt": VIEW,
+                "routingdecision": VIEW,  # why a referral went where it went
             },
         ),
         *_perms("billing", {"exchangerate": VIEW}),
@@ -114,7 +115,7 @@ ROLES: dict[str, list[str]] = {
                 "revealrecord": VIEW,
             },
         ),
-        *_perms("marketplace", {"referral": VIEW, "lead": VIEW}),
+        *_perms("marketplace", {"referral": VIEW, "lead": VIEW, "routingdecision": VIEW}),
     ],
     PARTNER_STAFF_GROUP: list(PARTNER_STAFF_MODEL_PERMS),
 }

@@ -1,5 +1,6 @@
 """Source side of the API: a declined applicant referred (``POST /referrals``, the input
-serializers intake validates) and the referral read back with its leads in consumer order.
+serializers intake validates) and the referral read back with its offers in the applicant's
+order (``marketplace.offers``) and every partner that received the applicant's data.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from rest_framework.views import APIView
 
 from consent import grants
 from consent.grants import ConsentError, ConsentEvidence
-from consent.models import GrantScope
+from consent.models import Disclosure, GrantScope
 from consent.vault import ApplicantData
-from marketplace import intake, validation
+from marketplace import intake, offers, validation
 from marketplace.matching import product_index
-from marketplace.models import Lead, Referral
+from marketplace.models import Lead, Referral, RoutingDecision
 from partners.authentication import IsSourceKey, client
 from partners.errors import ApiError
 from partners.fields import StrictDecimalField, StrictIntegerField
@@ -145,10 +146,24 @@ class ReferralInput(serializers.Serializer):
 
 class ReferralLeadOutput(serializers.ModelSerializer):
     partner_name = serializers.SerializerMethodField()
+    approval_likelihood = serializers.SerializerMethodField()
 
     class Meta:
         model = Lead
-        fields = ["id", "partner_id", "partner_name", "status", "delivery_mode"]
+        fields = [
+            "id",
+            "partner_id",
+            "partner_name",
+            "status",
+            "delivery_mode",
+            "approval_likelihood",
+        ]
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_approval_likelihood(self, lead: Lead) -> float | None:
+        """P(accepted and approved) as routing estimated it: what orders the offers."""
+        likelihoods: dict[str, float] = self.context.get("likelihoods", {})
+        return likelihoods.get(str(lead.product_id))
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_partner_name(self, lead: Lead) -> str:
@@ -158,8 +173,19 @@ class ReferralLeadOutput(serializers.ModelSerializer):
         return name if name is not None else lead.partner.name
 
 
+class DataRecipientOutput(serializers.Serializer):
+    partner_id = serializers.UUIDField()
+    partner_name = serializers.CharField()
+    first_disclosed_at = serializers.DateTimeField()
+
+
 class ReferralOutput(serializers.ModelSerializer):
-    leads = ReferralLeadOutput(many=True)
+    # The offers in the applicant's order: likeliest approval first, then cheapest (never
+    # by fee: marketplace.offers).
+    leads = serializers.SerializerMethodField()
+    # Every partner that received the applicant's personal data under this referral's
+    # consent (the disclosure log): the applicant must be told who got it.
+    data_recipients = serializers.SerializerMethodField()
     consent_receipt = serializers.SerializerMethodField()
 
     class Meta:
@@ -177,8 +203,38 @@ class ReferralOutput(serializers.ModelSerializer):
             "region",
             "created_at",
             "leads",
+            "data_recipients",
             "consent_receipt",
         ]
+
+    @extend_schema_field(ReferralLeadOutput(many=True))
+    def get_leads(self, referral: Referral) -> list[dict[str, Any]]:
+        try:
+            decision: RoutingDecision | None = referral.decision
+        except RoutingDecision.DoesNotExist:
+            decision = None  # routed before decisions were recorded, or never routed
+        likelihoods = offers.approval_likelihoods(decision)
+        ordered = offers.applicant_order(list(referral.leads.all()), likelihoods)
+        context = {**self.context, "likelihoods": likelihoods}
+        return list(ReferralLeadOutput(ordered, many=True, context=context).data)
+
+    @extend_schema_field(DataRecipientOutput(many=True))
+    def get_data_recipients(self, referral: Referral) -> list[dict[str, Any]]:
+        if "data_recipients" in self.context:
+            return list(self.context["data_recipients"])
+        if referral.grant is None:
+            return []
+        first: dict[uuid.UUID, dict[str, Any]] = {}
+        for disclosure in sorted(referral.grant.disclosures.all(), key=lambda d: d.disclosed_at):
+            first.setdefault(
+                disclosure.partner_id,
+                {
+                    "partner_id": disclosure.partner_id,
+                    "partner_name": disclosure.partner.name,
+                    "first_disclosed_at": disclosure.disclosed_at,
+                },
+            )
+        return list(DataRecipientOutput(list(first.values()), many=True).data)
 
     def get_consent_receipt(self, referral: Referral) -> dict[str, Any] | None:
         return grants.receipt(referral.grant) if referral.grant else None
@@ -221,8 +277,15 @@ def _referral_queryset() -> QuerySet[Referral]:
     leads = Lead.objects.select_related("partner").order_by(
         "product__apr_min", "product__apr_max", "product_id"
     )
-    return Referral.objects.select_related("grant__text", "grant__source").prefetch_related(
-        Prefetch("leads", queryset=leads), "grant__recipients"
+    disclosures = Disclosure.objects.select_related("partner").only(
+        "grant_id", "partner_id", "partner__name", "disclosed_at"
+    )
+    return Referral.objects.select_related(
+        "grant__text", "grant__source", "decision"
+    ).prefetch_related(
+        Prefetch("leads", queryset=leads),
+        "grant__recipients",
+        Prefetch("grant__disclosures", queryset=disclosures),
     )
 
 
@@ -238,7 +301,10 @@ def intake_response(stored: intake.Intake) -> dict[str, Any]:
     # ``referral.leads.all()`` reads them from this cache instead of the database.
     referral._prefetched_objects_cache = {"leads": stored.leads}  # type: ignore[attr-defined]
     names = {box.partner_id: box.partner_name for box in product_index.boxes_of(stored.leads)}
-    return ReferralOutput(referral, context={"partner_names": names}).data
+    # Nothing is disclosed before the intake commits (posts run after it): no recipients
+    # yet. The decision routing made is in memory (``referral.decision``).
+    context = {"partner_names": names, "data_recipients": []}
+    return ReferralOutput(referral, context=context).data
 
 
 class ReferralCreateView(APIView):

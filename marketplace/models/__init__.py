@@ -12,6 +12,7 @@ from marketplace.models.auctions import (
     PingAttempt,
     PingAward,
 )
+from marketplace.models.decisions import RoutingDecision
 from marketplace.models.events import EventType, LeadEvent
 from marketplace.models.experiments import (
     Arm,
@@ -29,6 +30,12 @@ from marketplace.models.leads import (
     Lead,
     LeadStatus,
 )
+from marketplace.models.learning import (
+    ConversionCounts,
+    LearningWatermark,
+    ProductFeeCard,
+    Stage,
+)
 from marketplace.models.outbox import OutboxMessage
 from marketplace.models.referrals import Referral, ReferralStatus
 from marketplace.models.stats import DailyFunnel
@@ -40,6 +47,7 @@ __all__ = [
     "Auction",
     "AuctionMode",
     "AuctionStatus",
+    "ConversionCounts",
     "DailyFunnel",
     "DeliveryAttempt",
     "EventType",
@@ -48,12 +56,16 @@ __all__ = [
     "Lead",
     "LeadEvent",
     "LeadStatus",
+    "LearningWatermark",
     "OutboxMessage",
     "PingAttempt",
     "PingAward",
     "PrimaryMetric",
+    "ProductFeeCard",
     "Referral",
     "ReferralStatus",
+    "RoutingDecision",
+    "Stage",
     "Strategy",
     "StrategyPromotion",
     "StrategyVersion",

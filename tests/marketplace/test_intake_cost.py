@@ -24,10 +24,10 @@ pytestmark = pytest.mark.django_db
 # in-memory answer: 34, 10 of them savepoints. Now: the API key, the idempotency lookup,
 # savepoint / release, the vault key check, the subject lookup, the vault's own savepoint
 # around the subject insert (3), the consent text, the grant, the catalogue version, the
-# dedupe lookup, the grant's recipients, the leads, the auction, the referral, the outbox
-# message, the ledger entry, the receipt's withdrawal and recipients, the idempotency
-# record.
-MAX_ROUND_TRIPS = 22
+# dedupe lookup, the grant's recipients, the leads, the auction, the routing decision, the
+# referral, the outbox message, the ledger entry, the receipt's withdrawal and recipients,
+# the idempotency record. (Ranking's inputs are cached per process: no query.)
+MAX_ROUND_TRIPS = 23
 
 
 def _partners() -> None:
