@@ -18,7 +18,17 @@ $(STAMP): pyproject.toml
 # fonts-wqy-microhei); installed here when missing and allowed (root with apt-get).
 PDF_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-install: $(STAMP)
+# The dashboard's chart library (chart.js, pinned in package.json and package-lock.json) from
+# the npm registry into node_modules/, which Django serves (STATICFILES_DIRS); none of it is
+# committed and nothing is loaded from a CDN.
+NODE_STAMP := node_modules/.package-lock.json
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "ERROR: npm is missing: the admin dashboard's charts need chart.js from npm ('apt-get install npm', or Node.js from nodejs.org)"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 	@test -f $(PDF_FONT) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null; } || \
 	  echo "WARNING: $(PDF_FONT) is missing: invoice PDFs (and their tests) need 'apt-get install fonts-wqy-microhei'"
@@ -51,4 +61,4 @@ bench: install
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -298,6 +298,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Chart.js for the admin dashboard, installed from npm by `make install` (package.json) and
+# served from here: no CDN, no third-party code in the repository.
+STATICFILES_DIRS = [("chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist")]
 
 # --- HTTPS ---------------------------------------------------------------------------------
 # Production's defaults are the strict ones (`manage.py check --deploy` finds nothing); each

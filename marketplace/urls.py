@@ -101,6 +101,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # The dashboard (billing.dashboard), by module name as billing's API routes below.
+    path("admin/dashboard/", include("billing.dashboard.urls")),
     path("admin/", admin.site.urls),
     # The partner portal sits above billing too: included by module name, like billing.
     path("portal/", include("portal.urls")),

@@ -73,13 +73,15 @@ ROLES: dict[str, list[str]] = {
                 "routingdecision": VIEW,  # why a referral went where it went
             },
         ),
-        *_perms("billing", {"exchangerate": VIEW}),
+        *_perms("billing", {"exchangerate": VIEW, "dailyrevenue": VIEW}),
+        # The dashboard (billing.dashboard.views says who sees it and why).
+        *_perms("marketplace", {"dailyfunnel": VIEW}),
         # Partner portal: invite partner staff (and revoke), read what they did there.
         *_perms("portal", {"partnerinvitation": RUN, "portalaction": VIEW}),
     ],
     FINANCE_GROUP: [
         *_perms("partners", {"partner": VIEW, "product": VIEW}),
-        *_perms("marketplace", {"lead": VIEW, "leadevent": VIEW}),
+        *_perms("marketplace", {"lead": VIEW, "leadevent": VIEW, "dailyfunnel": VIEW}),
         *_perms(
             "billing",
             {
@@ -97,6 +99,7 @@ ROLES: dict[str, list[str]] = {
                 "exchangerate": ALL,
                 "pendingfee": VIEW,  # fees waiting for an exchange rate
                 "issueoverride": VIEW,  # invoices issued despite reconciliation differences
+                "dailyrevenue": VIEW,  # the dashboard
             },
         ),
     ],

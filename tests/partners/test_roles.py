@@ -56,7 +56,11 @@ def test_the_roles_do_what_their_jobs_need_and_no_more(db: None) -> None:
     )
     assert {"partners.change_partner", "partners.change_webhookmessage"} <= _perms(ops)
     assert not {p for p in _perms(ops) if p.startswith("consent.")}
-    assert {p for p in _perms(ops) if p.startswith("billing.")} <= {"billing.view_exchangerate"}
+    # Billing for ops: exchange rates, and the dashboard's daily revenue (earnings per lead).
+    assert {p for p in _perms(ops) if p.startswith("billing.")} <= {
+        "billing.view_exchangerate",
+        "billing.view_dailyrevenue",
+    }
     assert {"billing.change_invoice", "billing.add_payment", "billing.change_returnreview"} <= (
         _perms(finance)
     )
