@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from billing.documents.html_csv import operator
-from billing.invoicing import _bill_to
+from billing.invoicing.issuing import _bill_to
 from billing.models import Invoice
 
 if TYPE_CHECKING:
