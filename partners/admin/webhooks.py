@@ -1,0 +1,106 @@
+"""Admin of webhook endpoints and messages: each message with its attempt log, replayed
+on demand; endpoints with their signing secret rotated here.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from partners import webhook_delivery
+from partners.admin.accounts import PARTNER_FIELDS
+from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
+from partners.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+
+
+class WebhookAttemptInline(ReadOnlyInline):
+    model = WebhookAttempt
+    fields = readonly_fields = (
+        "attempted_at",
+        "http_status",
+        "latency_ms",
+        "error",
+    )
+    show_change_link = False
+
+
+@admin.register(WebhookMessage)
+class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    partner_staff_can_change = True  # replay their own messages
+    list_display = [
+        "id",
+        "partner",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
+    list_filter = ["status", "event_type", "is_sandbox", ("partner", PARTNER_FIELDS)]
+    search_fields = ["=id", "dedupe_key"]
+    readonly_fields = [
+        "id",
+        "partner",
+        "endpoint",
+        "event_type",
+        "dedupe_key",
+        "payload",
+        "is_sandbox",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    ]
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(
+        description="Replay selected messages (send again from the start)", permissions=["change"]
+    )
+    def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
+        ids = list(self.manageable(request, queryset).values_list("id", flat=True))
+        for message_id in ids:
+            webhook_delivery.replay(message_id=message_id)
+        self.message_user(request, f"{len(ids)} message(s) queued again.")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
+    partner_staff_can_change = True  # rotate secrets, re-enable after fixing the receiver
+    list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
+    list_filter = ["is_active"]
+    fields = [
+        "partner",
+        "url",
+        "event_types",
+        "is_active",
+        "disabled_reason",
+        "previous_secret_expires_at",
+        "created_at",
+    ]
+    readonly_fields = ["previous_secret_expires_at", "created_at", "disabled_reason"]
+    actions = ["rotate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created with a secret shown once (partners.webhook_signing.create_endpoint)
+
+    @admin.action(
+        description="Rotate the signing secret (old one signs 24 h more)", permissions=["change"]
+    )
+    def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+        for endpoint in self.manageable(request, queryset):
+            secret = webhook_delivery.rotate_secret(endpoint_id=endpoint.pk)
+            self.message_user(
+                request,
+                f"{endpoint}: new secret (copy it now, it is not shown again): {secret}",
+                messages.WARNING,
+            )
