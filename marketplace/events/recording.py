@@ -29,13 +29,7 @@ from marketplace.events.rules import (
     derive_status,
     standing,
 )
-from marketplace.models import (
-    REPORTABLE_STATUSES,
-    EventType,
-    Lead,
-    LeadEvent,
-    LeadStatus,
-)
+from marketplace.models import REPORTABLE_STATUSES, EventType, Lead, LeadEvent, LeadStatus
 
 # Statuses of a lead whose post we may have sent without recording the partner's answer.
 ANSWER_MAY_BE_LOST = {LeadStatus.MATCHED, LeadStatus.DELIVERING, LeadStatus.DELIVERY_FAILED}

@@ -11,10 +11,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from marketplace.models import (
-    EventType,
-    LeadEvent,
-)
+from marketplace.models import EventType, LeadEvent
 from partners.currencies import CURRENCIES
 from partners.months import month_label
 

@@ -18,12 +18,7 @@ from marketplace.events.report import (
     EventError,
     EventReport,
 )
-from marketplace.models import (
-    EventType,
-    Lead,
-    LeadEvent,
-    LeadStatus,
-)
+from marketplace.models import EventType, Lead, LeadEvent, LeadStatus
 from partners.months import month_label
 
 STATUS_RANK = [
