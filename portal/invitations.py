@@ -90,7 +90,7 @@ def accept_invitation(*, token: str, username: str, password: str) -> Any:
     user_model = get_user_model()
     with transaction.atomic():
         invitation = (
-            PartnerInvitation.objects.select_for_update()
+            PartnerInvitation.objects.select_for_update(of=("self",))
             .select_related("partner")
             .filter(token_hash=hash_token(token))
             .first()
@@ -134,8 +134,9 @@ def revoke_invitation(*, invitation_id: Any) -> bool:
     """Close the invitation; if it was used, the account loses this partner. False when it
     was revoked before."""
     with transaction.atomic():
+        # Only the invitation's row is locked (its user is an outer join).
         invitation = (
-            PartnerInvitation.objects.select_for_update()
+            PartnerInvitation.objects.select_for_update(of=("self",))
             .select_related("partner", "user")
             .get(pk=invitation_id)
         )

@@ -158,9 +158,14 @@ def _return_statuses(events: list[LeadEvent]) -> dict[uuid.UUID, ReturnReview]:
     }
 
 
+def _reversed(event: LeadEvent) -> bool:
+    # A reverse one-to-one: missing is an AttributeError (RelatedObjectDoesNotExist).
+    return getattr(event, "reversed_by", None) is not None
+
+
 def return_status(event: LeadEvent, review: ReturnReview | None, *, sandbox: bool) -> str:
     """Where a return stands, in the partner's words."""
-    if getattr(event, "reversed_by", None) is not None:
+    if _reversed(event):
         return "Reversed by you"
     if sandbox:
         return "Recorded (sandbox: nothing is billed)"
@@ -201,7 +206,11 @@ def _lead_page(
         for event in events
         if event.type == "returned"
     ]
-    can_return = lead.delivered_at is not None and lead.status in REPORTABLE_STATUSES
+    # A lead is returned once: another return needs the standing one reversed (by API).
+    returned = any(not _reversed(event) for event, _, _ in returns)
+    can_return = (
+        lead.delivered_at is not None and lead.status in REPORTABLE_STATUSES and not returned
+    )
     context = {
         "lead": lead,
         "attrs": attributes(lead),
@@ -267,7 +276,11 @@ def funnel(request: HttpRequest) -> HttpResponse:
     if request.GET and not form.is_valid():
         return show(request, "stats.html", {"form": form, "funnel": None}, status=400)
     if not request.GET:
-        form = DateRangeForm({})
+        # The default range, shown in the form: the last 30 days.
+        defaults = DateRangeForm({})
+        defaults.is_valid()
+        days = {name: defaults.cleaned_data[name].isoformat() for name in ("since", "until")}
+        form = DateRangeForm(days)
         form.is_valid()
     data = form.cleaned_data
     result = stats.funnel(portal=portal_of(request), since=data["since"], until=data["until"])

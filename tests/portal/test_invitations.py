@@ -7,14 +7,17 @@ import hashlib
 import re
 from datetime import timedelta
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from partners.permissions import is_partner_staff, partner_ids_for_user
-from portal.invitations import issue_invitation
+from portal.invitations import InvitationError, accept_invitation, issue_invitation
 from portal.models import PartnerInvitation
+from tests.concurrency import run_concurrently
+from tests.factories import PartnerFactory
 from tests.portal.conftest import World, client_for
 
 GOOD_PASSWORD = "Kiwi-Orbit-2026-Lantern"
@@ -170,3 +173,19 @@ def test_revoking_closes_the_link_and_takes_the_access_away(world: World) -> Non
         302,
         403,
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_people_racing_with_one_link_make_one_account() -> None:
+    partner = PartnerFactory()
+    issued = issue_invitation(partner=partner, name="Twice", email="twice@example.invalid")
+
+    def accept(username: str) -> object:
+        return accept_invitation(token=issued.token, username=username, password=GOOD_PASSWORD)
+
+    results = run_concurrently(lambda: accept("first-one"), lambda: accept("second-one"))
+    made = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, InvitationError)]
+    assert len(made) == 1 and len(refused) == 1, results
+    assert get_user_model().objects.filter(username__endswith="-one").count() == 1

@@ -154,6 +154,13 @@ def test_a_return_goes_through_the_events_path_once_and_shows_its_status(world: 
     )
     page = _body(client.get(reverse("portal:returns")))
     assert str(world.a.lead.pk)[:10] in page and "Accepted: credited" in page
+    detail = _body(client.get(reverse("portal:lead_detail", kwargs={"lead_id": world.a.lead.pk})))
+    assert 'id="return-form"' not in detail and "has been returned" in detail
+    # A second return by a hand-made post: whatever the events path says, never a 500.
+    again = client.post(
+        url, {"reason": "duplicate", "form_id": "9a3c9a56-2f7c-4d1e-9a57-0c7f6c1b2f10"}
+    )
+    assert again.status_code in (302, 409, 422)
 
 
 def test_a_return_waiting_for_review_shows_it_and_its_decision(world: World) -> None:
