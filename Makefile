@@ -39,7 +39,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py simulate --referrals 300 --invoice --only-if-empty
-	@echo "Admin: http://127.0.0.1:8000/admin/   API docs: http://127.0.0.1:8000/api/docs/"
+	@echo "Admin: http://127.0.0.1:8000/admin/   API docs: http://127.0.0.1:8000/api/docs/   Partner portal: http://127.0.0.1:8000/portal/"
 	@trap 'kill 0' INT TERM EXIT; \
 	$(BIN)/python manage.py simulate_partners --config var/simulator.json --port 8900 & \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
