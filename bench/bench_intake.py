@@ -33,6 +33,22 @@ DURATION = 8.0
 ROUNDS = 2
 
 
+def listed(partner: Any) -> None:
+    from datetime import date
+
+    from partners.registry import PartnerLicence
+
+    PartnerLicence.objects.get_or_create(
+        partner=partner,
+        defaults={
+            "number": f"BENCH-{partner.slug}",
+            "issuer": "Bench",
+            "valid_from": date(2020, 1, 1),
+            "expires_on": date(2099, 12, 31),
+        },
+    )
+
+
 def _setup() -> str:
     from bench.urls import BARE_TABLE
     from partners.keys import issue_api_key
@@ -55,6 +71,7 @@ def _setup() -> str:
                 "status": PartnerStatus.LIVE,
             },
         )
+        listed(partner)  # routing never reaches a partner without a licence
         if not partner.products.exists():
             Product.objects.create(
                 partner=partner,

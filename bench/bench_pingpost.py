@@ -41,6 +41,22 @@ WARMUP = 5
 GOAL_MS = 25.0
 
 
+def listed(partner: Any) -> None:
+    from datetime import date
+
+    from partners.registry import PartnerLicence
+
+    PartnerLicence.objects.get_or_create(
+        partner=partner,
+        defaults={
+            "number": f"BENCH-{partner.slug}",
+            "issuer": "Bench",
+            "valid_from": date(2020, 1, 1),
+            "expires_on": date(2099, 12, 31),
+        },
+    )
+
+
 def _p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
@@ -63,6 +79,7 @@ def _setup(sim_url: str) -> tuple[Any, list[dict[str, Any]], Any]:
             slug=slug,
             defaults={"name": slug, "legal_name": "Bench", "status": PartnerStatus.LIVE},
         )
+        listed(partner)  # routing never reaches a partner without a licence
         partner.webhooks.all().delete()
         _, secret = create_endpoint(partner=partner, url=f"{sim_url}/{slug}/webhooks")
         product, _ = Product.objects.update_or_create(

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 
@@ -136,3 +138,25 @@ def find_subject_ids(
     if phone:
         query = query.filter(phone_index=crypto.blind_index("phone", crypto.normalise_phone(phone)))
     return list(query.values_list("id", flat=True))
+
+
+K = TypeVar("K")
+
+
+def keyed_digests(
+    *,
+    subject_id: uuid.UUID,
+    keys: Mapping[K, str],
+    normalisers: Mapping[str, Callable[[str], str]],
+    digest: Callable[[str, str], str],
+) -> dict[K, frozenset[str]]:
+    """Per key, ``digest(key, normalise(value))`` of each of the subject's fields named in
+    ``normalisers`` (e.g. phone, national ID): keyed hashes for matching partners' lists
+    (``consent.suppression``). The values themselves never leave this function. An erased
+    subject, or a field that normalises to nothing, gives no digest."""
+    subject = Subject.objects.filter(pk=subject_id).first()
+    if subject is None or subject.wrapped_key is None:
+        return {key_id: frozenset() for key_id in keys}
+    values = _decrypt(subject, tuple(normalisers))
+    normalised = [n for name, normalise in normalisers.items() if (n := normalise(values[name]))]
+    return {key_id: frozenset(digest(key, v) for v in normalised) for key_id, key in keys.items()}

@@ -13,7 +13,7 @@ import json
 import secrets
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from partners.models import (
     Product,
     TrafficSource,
 )
+from partners.registry import PartnerLicence
 from partners.webhook_signing import create_endpoint
 
 DEMO_SOURCE = "Demo Operator (declines)"
@@ -264,6 +265,16 @@ def _seed_partner(spec: dict[str, Any], simulator_url: str) -> dict[str, Any]:
             status=spec.get("status", PartnerStatus.LIVE),
             contact_name="Partnerships desk",
             contact_email=f"partnerships@{slug}.example",
+        ),
+    )
+    # Listed in the partner registry with a licence in force: routing needs one.
+    PartnerLicence.objects.get_or_create(
+        partner=partner,
+        defaults=dict(
+            number=partner.licence_number or f"CBIRC-{zlib.crc32(slug.encode()) % 10**8:08d}",
+            issuer="NFRA (demo)",
+            valid_from=date(2024, 1, 1),
+            expires_on=date(2030, 12, 31),
         ),
     )
     mode = spec.get("mode", DeliveryMode.DIRECT_POST)

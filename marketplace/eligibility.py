@@ -48,19 +48,21 @@ A partner's dedupe window is the one of its cheapest otherwise-eligible product.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.db import models
+from django.utils import timezone
 
-from consent import grants
+from consent import grants, suppression
 from consent.models import ConsentGrant
 from marketplace import locks
 from marketplace.matching import Application, CreditBox
 from marketplace.models import Referral
 from marketplace.regulation import Rules, default_rules
+from partners.registry import licence_periods
 
 
 class ReasonCode(models.TextChoices):
@@ -144,11 +146,25 @@ class Facts:
     rules: Rules
     allowed_partners: frozenset[uuid.UUID] | None  # None: any matched partner
     suppressing_partners: frozenset[uuid.UUID] = frozenset()
+    # Partner id -> its licence's (valid from, expires on); an unlisted partner is absent.
+    licences: Mapping[uuid.UUID, tuple[date, date]] = field(default_factory=dict)
 
 
 def box_all_in_cost(box: CreditBox) -> Decimal:
-    """The box's worst-case all-in annual cost (``partners.all_in_cost``)."""
-    return box.apr_max
+    """The box's worst-case all-in annual cost (``partners.all_in_cost``); a box built
+    without fee terms costs the top of its APR range."""
+    return box.apr_max if box.all_in_cost is None else box.all_in_cost
+
+
+def licence_reason(period: tuple[date, date] | None, at: datetime) -> str | None:
+    """``licence_missing`` or ``licence_expired`` on the referral's UTC date for a licence
+    in force from ``period[0]`` to ``period[1]`` inclusive (None: no licence), or None."""
+    day = at.astimezone(UTC).date()
+    if period is None or day < period[0]:
+        return str(R.LICENCE_MISSING)  # (not in force yet: no licence held that day)
+    if day > period[1]:
+        return str(R.LICENCE_EXPIRED)
+    return None
 
 
 def static_reasons(box: CreditBox, facts: Facts) -> tuple[str, ...]:
@@ -158,6 +174,9 @@ def static_reasons(box: CreditBox, facts: Facts) -> tuple[str, ...]:
         # A live applicant's data never goes to a partner still in sandbox; sandbox traffic
         # may reach live partners too (as sandbox leads, for their sandbox keys).
         reasons.append(R.PARTNER_SANDBOX)
+    licence = licence_reason(facts.licences.get(box.partner_id), facts.at)
+    if licence is not None:
+        reasons.append(licence)
     rules = facts.rules
     if box_all_in_cost(box) > rules.all_in_cost_cap:
         reasons.append(R.REG_ALL_IN_COST)
@@ -207,15 +226,29 @@ def decide(
     return Screening(eligible=eligible, rejected=rejected, rule_set_id=facts.rules.rule_set_id)
 
 
-def facts_for(referral: Referral, grant: ConsentGrant, *, rules: Rules) -> Facts:
+def referral_time(referral: Referral) -> datetime:
+    """When the referral was made: intake routes it before inserting it (its leads first),
+    so a referral not yet saved is being made now."""
+    return referral.created_at or timezone.now()
+
+
+def facts_for(
+    referral: Referral, grant: ConsentGrant, *, rules: Rules, boxes: Sequence[CreditBox]
+) -> Facts:
     allowed = grants.allowed_recipient_ids(grant)
+    partner_ids = {box.partner_id for box in boxes}
+    suppressing = suppression.suppressing_partners(
+        subject_id=referral.subject_id, partner_ids=partner_ids, is_sandbox=referral.is_sandbox
+    )
     return Facts(
-        at=referral.created_at,
+        at=referral_time(referral),
         is_sandbox=referral.is_sandbox,
         age=referral.age,
         region=referral.region,
         rules=rules,
         allowed_partners=None if allowed is None else frozenset(allowed),
+        suppressing_partners=frozenset(suppressing),
+        licences=licence_periods(partner_ids=partner_ids) if partner_ids else {},
     )
 
 
@@ -229,7 +262,7 @@ def screen(
     """Screen the referral's matched boxes. Dedupe windows and caps are decided under row
     locks held to the end of the caller's transaction (``marketplace.locks``): call it in
     the transaction that makes the leads."""
-    facts = facts_for(referral, grant, rules=rules or default_rules())
+    facts = facts_for(referral, grant, rules=rules or default_rules(), boxes=boxes)
     unlocked = [box for box in boxes if not static_reasons(box, facts)]
     # Intake holds the applicant's subject row (consent.vault.store_subject), so concurrent
     # intakes and awards of one person decide the dedupe window one at a time.

@@ -25,6 +25,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 
 from marketplace.box_index import BoxIndex
+from partners.all_in_cost import worst_all_in_cost
 from partners.holds import without_holds
 from partners.models import CatalogueChange, CatalogueVersion, PartnerStatus, Product
 
@@ -57,6 +58,9 @@ class CreditBox:
     # Shared products: the most partners a shared lead may go to with this one among them.
     max_shared: int | None = None
     partner_name: str = ""
+    # Worst-case all-in annual cost, APR plus fees (partners.all_in_cost); None: no fees
+    # known, the top of the APR range.
+    all_in_cost: Decimal | None = None
 
 
 class HasProduct(Protocol):
@@ -129,6 +133,13 @@ def box_from_product(product: Product) -> CreditBox:
         partner_sandbox=product.partner.status == PartnerStatus.SANDBOX,
         max_shared=product.max_shared_partners,
         partner_name=product.partner.name,
+        all_in_cost=worst_all_in_cost(
+            apr_max=product.apr_max,
+            upfront_fee_rate=product.upfront_fee_rate,
+            monthly_fee_rate=product.monthly_fee_rate,
+            min_term=product.min_term_months,
+            max_term=product.max_term_months,
+        ),
     )
 
 

@@ -28,10 +28,10 @@ from consent.models import ConsentGrant
 from marketplace import decisions, learning, ranking
 from marketplace.auctions import open_auction
 from marketplace.bands import segment_key
-from marketplace.eligibility import Screening, screen
+from marketplace.eligibility import Screening, referral_time, screen
 from marketplace.matching import Application, CreditBox, HasProduct, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
-from marketplace.regulation import default_rules
+from marketplace.regulation import rules_at
 from marketplace.strategies import (
     limit_shared,
     plan,
@@ -67,7 +67,7 @@ def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
 def screen_boxes(referral: Referral, grant: ConsentGrant) -> Screening:
     """The referral's matched boxes, screened by every eligibility rule
     (``marketplace.eligibility``) under the regulatory rule set in force at its time."""
-    rules = default_rules()
+    rules = rules_at(referral_time(referral))
     boxes = match(product_index.boxes(), application_for(referral), apr_cap=rules.all_in_cost_cap)
     return screen(referral=referral, grant=grant, boxes=boxes, rules=rules)
 

@@ -119,6 +119,7 @@ urlpatterns = [
     # Billing sits above marketplace (the layering CI checks): its routes are included by
     # module name, so this URLconf wires it without marketplace importing billing.
     path("api/v1/", include("billing.urls")),
+    path("api/v1/", include("partners.suppression_api")),  # partners' suppression lists
     # Last: any other path under /api/ is a 404 in the API's error shape, not an HTML page.
     re_path(r"^api(?:/.*)?$", error_responses.api_not_found, name="api-not-found"),
 ]

@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
@@ -6,8 +8,16 @@ class PartnersConfig(AppConfig):
     name = "partners"
     verbose_name = "Partners"
 
+    def import_models(self) -> None:
+        super().import_models()
+        # Models outside partners.models, registered while the registry is being built.
+        import_module("partners.registry")
+
     def ready(self) -> None:
-        from partners import tasks  # noqa: F401  registers the tasks outbound queues by name
+        from partners import (
+            registry_admin,  # noqa: F401  the licence admin
+            tasks,  # noqa: F401  registers the tasks outbound queues by name
+        )
         from partners.catalogue_triggers import reinstall_after_migrate
         from partners.roles import ensure_role_groups
 

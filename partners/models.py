@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from partners.product_fees import FeeFields
 from partners.product_terms import (
     CreditBoxFields,
     DeliveryFields,
@@ -68,7 +69,9 @@ class Partner(models.Model):
         return self.status in {PartnerStatus.LIVE, PartnerStatus.SANDBOX}
 
 
-class Product(CreditBoxFields, DeliveryFields, LimitFields, ExpectationFields, models.Model):
+class Product(
+    CreditBoxFields, DeliveryFields, LimitFields, ExpectationFields, FeeFields, models.Model
+):
     """A partner's product: its credit box (what it accepts), how it wants leads delivered
     and its limits, each a group of fields in ``partners.product_terms``."""
 

@@ -59,6 +59,7 @@ ROLES: dict[str, list[str]] = {
                 "webhookendpoint": ACT,
                 "webhookmessage": ACT,  # replaying deliveries
                 "webhookattempt": VIEW,
+                "partnerlicence": RUN,  # the partner registry
             },
         ),
         *_perms(
@@ -71,6 +72,7 @@ ROLES: dict[str, list[str]] = {
                 "auction": VIEW,
                 "pingattempt": VIEW,
                 "routingdecision": VIEW,  # why a referral went where it went
+                "ruleset": ("view", "add"),  # append-only: a change is a new version
             },
         ),
         *_perms("billing", {"exchangerate": VIEW, "dailyrevenue": VIEW}),
@@ -118,7 +120,11 @@ ROLES: dict[str, list[str]] = {
                 "revealrecord": VIEW,
             },
         ),
-        *_perms("marketplace", {"referral": VIEW, "lead": VIEW, "routingdecision": VIEW}),
+        *_perms(
+            "marketplace",
+            {"referral": VIEW, "lead": VIEW, "routingdecision": VIEW, "ruleset": VIEW},
+        ),
+        *_perms("partners", {"partnerlicence": VIEW}),
     ],
     PARTNER_STAFF_GROUP: list(PARTNER_STAFF_MODEL_PERMS),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,17 +14,35 @@ from billing.models import FeeSchedule
 from consent.grants import publish_text
 from consent.models import ConsentText
 from partners.models import DeliveryMode, Partner, PartnerStatus, Product, TrafficSource
+from partners.registry import PartnerLicence
 
 
 class PartnerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Partner
+        skip_postgeneration_save = True  # the licence is its own row
 
     name = factory.Sequence(lambda n: f"Partner Lender {n}")
     slug = factory.Sequence(lambda n: f"partner-lender-{n}")
     legal_name = factory.LazyAttribute(lambda o: f"{o.name} Co., Ltd.")
     licence_number = factory.Sequence(lambda n: f"LIC-{n:06d}")
     status = PartnerStatus.LIVE
+    # Listed in the registry with a licence in force (an unlisted partner is never routed
+    # to); ``PartnerFactory(licence=None)`` makes an unlisted one.
+    licence = factory.RelatedFactory(
+        "tests.factories.PartnerLicenceFactory", factory_related_name="partner"
+    )
+
+
+class PartnerLicenceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PartnerLicence
+
+    partner = factory.SubFactory(PartnerFactory, licence=None)
+    number = factory.LazyAttribute(lambda o: o.partner.licence_number or "LIC-UNLISTED")
+    issuer = "NFRA Beijing Office"
+    valid_from = date(2020, 1, 1)
+    expires_on = date(2099, 12, 31)
 
 
 class ProductFactory(factory.django.DjangoModelFactory):

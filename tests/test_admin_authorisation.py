@@ -44,6 +44,7 @@ from billing.payments import record_payment
 from consent import gate, grants, ledger
 from consent.models import ConsentText
 from marketplace.models import Auction, AuctionMode, DeliveryAttempt, Lead
+from marketplace.regulation import publish_rule_set
 from partners import products, webhook_delivery
 from partners.adminutils import PartnerScopedAdminMixin
 from partners.keys import issue_api_key
@@ -107,6 +108,22 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "delete": frozenset({SU}),
         "history": frozenset({SU, OPS, FIN, PA}),
         "action:delete_selected": frozenset({SU}),
+    },
+    "partners.partnerlicence": {  # the partner registry: ops keep it, compliance reads it
+        "changelist": frozenset({SU, OPS, COMP}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS, COMP}),
+        "delete": frozenset({SU}),
+        "history": frozenset({SU, OPS, COMP}),
+        "action:delete_selected": frozenset({SU}),
+    },
+    "marketplace.ruleset": {  # append-only versions: a change is a new version
+        "changelist": frozenset({SU, OPS, COMP}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS, COMP}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS, COMP}),
+        "action:delete_selected": NONE,
     },
     "partners.trafficsource": {
         "changelist": frozenset({SU, OPS}),
@@ -507,6 +524,15 @@ def world(db: None) -> World:
     unused_schedule = schedule(a, effective_from=now + timedelta(days=3650))
     _billing_controls(users[SU], {owner: rows[owner.pk][1] for owner in (a, b)})
     _portal_rows(users[PA], (a, b))
+    publish_rule_set(
+        effective_from=now - timedelta(days=1),
+        all_in_cost_cap=Decimal("0.2400"),
+        min_age=18,
+        max_age=None,
+        excluded_regions=[],
+        note="matrix test",
+        created_by=users[SU],
+    )
 
     for model in admin.site._registry:
         label = model._meta.label_lower

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -81,12 +82,17 @@ def test_every_reason_code_is_in_the_module_table() -> None:
 PARTNERS = [uuid.uuid4() for _ in range(4)]
 
 
+DAY = date(2026, 6, 1)
+days = st.integers(-3, 3).map(lambda n: DAY + timedelta(days=n))
+
+
 @st.composite
 def screened_boxes(draw: st.DrawFn) -> CreditBox:
     return make_box(
         partner_id=draw(st.sampled_from(PARTNERS)),
         apr_min=Decimal("0.1000"),
         apr_max=draw(aprs),
+        all_in_cost=draw(st.none() | aprs),
         partner_sandbox=draw(st.booleans()),
     )
 
@@ -95,7 +101,8 @@ def screened_boxes(draw: st.DrawFn) -> CreditBox:
 def facts(draw: st.DrawFn) -> Facts:
     min_age = draw(st.integers(16, 30))
     return Facts(
-        at=datetime(2026, 6, 1, tzinfo=UTC),
+        # Late in the UTC day: the licence dates are read in UTC, whatever the time zone.
+        at=datetime(2026, 6, 1, 23, 30, tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai")),
         is_sandbox=draw(st.booleans()),
         age=draw(st.integers(10, 90)),
         region=draw(st.sampled_from(REGIONS)),
@@ -108,12 +115,19 @@ def facts(draw: st.DrawFn) -> Facts:
         ),
         allowed_partners=draw(st.none() | st.frozensets(st.sampled_from(PARTNERS))),
         suppressing_partners=draw(st.frozensets(st.sampled_from(PARTNERS))),
+        licences={
+            partner: tuple(sorted((draw(days), draw(days))))
+            for partner in PARTNERS
+            if draw(st.integers(0, 4)) > 0  # now and then unlisted
+        },
     )
 
 
 def reference(box: CreditBox, f: Facts, recent: set[uuid.UUID], full: set[uuid.UUID]) -> set[str]:
-    """From the rule text: a live applicant never reaches a sandbox partner; the worst all-in
-    cost (with no fees, the top APR) may not exceed the cap; the applicant's age must lie in
+    """From the rule text: a live applicant never reaches a sandbox partner; a partner with
+    no licence, or one not yet valid on the referral's UTC date, is unlisted, and one whose
+    last valid day is before that date expired; the worst all-in cost (without fee terms,
+    the top APR) may not exceed the cap; the applicant's age must lie in
     the rule set's range and the region must not be excluded; consent must name the partner
     unless it covers any matched partner; a suppressing partner never gets the person. Only
     when none of these rejects: a partner that got the person within its window is skipped,
@@ -121,7 +135,14 @@ def reference(box: CreditBox, f: Facts, recent: set[uuid.UUID], full: set[uuid.U
     reasons = set()
     if box.partner_sandbox and not f.is_sandbox:
         reasons.add("partner_sandbox")
-    if box.apr_max > f.rules.all_in_cost_cap:
+    day = DAY  # f.at is 2026-06-01 in UTC (already the 2nd in Shanghai)
+    licence = f.licences.get(box.partner_id)
+    if licence is None or day < licence[0]:
+        reasons.add("licence_missing")
+    elif day > licence[1]:
+        reasons.add("licence_expired")
+    cost = box.apr_max if box.all_in_cost is None else box.all_in_cost
+    if cost > f.rules.all_in_cost_cap:
         reasons.add("reg_all_in_cost")
     too_old = f.rules.max_age is not None and f.age > f.rules.max_age
     if f.age < f.rules.min_age or too_old:
