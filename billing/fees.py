@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max, Q
 
+from billing import fee_cards
 from billing.models import Currency, FeeSchedule, FeeTier
 from billing.pricing import FeeTerms, Tier
 from partners.models import Partner, Product
@@ -175,6 +176,8 @@ def create_fee_schedule(
         for tier in tier_rows:
             tier.schedule = schedule
         FeeTier.objects.bulk_create(tier_rows)
+        # Routing ranks by the fees in force (marketplace.fee_cards): keep its cards equal.
+        fee_cards.sync_partner(partner_id=partner.pk)
         return schedule
 
 

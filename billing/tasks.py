@@ -8,7 +8,7 @@ from datetime import date
 from celery import shared_task
 from django.utils import timezone
 
-from billing import budgets, charging, invoicing
+from billing import budgets, charging, fee_cards, invoicing
 from billing.periods import Period
 from marketplace.outbox import OutboxTask
 
@@ -36,3 +36,10 @@ def sweep_budgets() -> int:
     """Beat runs it hourly: monthly budget holds follow this month's spend (a new month
     lifts last month's holds)."""
     return budgets.sweep_budgets()
+
+
+@shared_task
+def sync_fee_cards() -> int:
+    """Beat runs it hourly: routing's fee cards follow schedules that came into force (or
+    ended) since they were written."""
+    return fee_cards.sync_all()

@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.text import slugify
 
-from billing import fx
+from billing import fee_cards, fx
 from billing.models import Currency, ExchangeRate, FeeSchedule
 from consent.grants import publish_text
 from consent.models import ConsentText
@@ -248,6 +248,8 @@ def seed_demo(*, simulator_url: str, api_base_url: str) -> DemoSetup:
         publish_text(text=text)
         lenders = [_seed_partner(spec, simulator_url) for spec in PARTNERS]
         _seed_rates()
+        # The schedules above are stored directly: write routing's fee cards from them.
+        fee_cards.sync_all()
     write_config(var_path("simulator.json"), api_base_url=api_base_url, seed=7, lenders=lenders)
     demo_file.write_text(json.dumps({"source_key": source_key}, indent=2))
     demo_file.chmod(0o600)

@@ -475,6 +475,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Monthly budget holds: lifted just after midnight UTC on the 1st (and re-checked
     # hourly, in case beat was down or another hold was lifted meanwhile).
+    # Routing's fee cards (billing.fee_cards): schedules starting or ending later than
+    # they were written take effect within the hour.
+    "sync-fee-cards": {
+        "task": "billing.tasks.sync_fee_cards",
+        "schedule": crontab(minute=5),
+    },
     "sweep-monthly-budgets": {
         "task": "billing.tasks.sweep_budgets",
         "schedule": crontab(minute=1),

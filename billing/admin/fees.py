@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from billing import fees, fx, tasks
+from billing import fee_cards, fees, fx, tasks
 from billing.models import ExchangeRate, FeeSchedule, FeeTier, PendingFee
 from billing.pricing import FeeTerms
 from marketplace import outbox
@@ -73,6 +73,11 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: FeeSchedule, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            # Routing ranks by the fees in force: the partner's (and a former partner's)
+            # fee cards follow the edit (billing.fee_cards).
+            for partner_id in {obj.partner_id, getattr(form.initial.get("partner"), "pk", None)}:
+                if partner_id is not None:
+                    fee_cards.sync_partner(partner_id=partner_id)
             return
         data = form.cleaned_data
         created = fees.create_fee_schedule(
@@ -89,6 +94,16 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         if not super().has_delete_permission(request, obj):
             return False
         return obj is None or not obj.charges.exists()
+
+    def delete_model(self, request: HttpRequest, obj: FeeSchedule) -> None:
+        super().delete_model(request, obj)
+        fee_cards.sync_partner(partner_id=obj.partner_id)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        partner_ids = set(queryset.values_list("partner_id", flat=True))
+        super().delete_queryset(request, queryset)
+        for partner_id in partner_ids:
+            fee_cards.sync_partner(partner_id=partner_id)
 
 
 class ExchangeRateForm(forms.ModelForm):
