@@ -6,6 +6,7 @@ transaction, drafts issued when asked, and a refusal per invoice that could not 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef
@@ -41,10 +42,24 @@ class InvoicingRun:
     refused: list[Refusal] = field(default_factory=list)
 
 
-def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
+# (stage, done, total) as a run goes: "Partners drafted" after each batch of partners, then
+# "Invoices issued" after each draft it tried to issue (a command's progress bar).
+RunProgress = Callable[[str, int, int], None]
+DRAFTED = "Partners drafted"
+ISSUED = "Invoices issued"
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+def invoice_month(
+    *, period: Period, issue: bool = False, progress: RunProgress | None = None
+) -> InvoicingRun:
     """Draft every partner's invoices for a closed or current month; with ``issue``, then
     issue every draft of the month (also those made by an earlier run), each only if
-    reconciliation of its partner and months is clean."""
+    reconciliation of its partner and months is clean. ``progress`` hears how far it got."""
+    progress = progress or _no_progress
     if period.start > timezone.now().date():
         raise InvoicingError(f"period {period} is in the future")
     billed = Charge.objects.filter(partner_id=OuterRef("pk"), period__lte=period.start)
@@ -52,15 +67,19 @@ def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
         Partner.objects.filter(Exists(billed)).order_by("pk").values_list("pk", flat=True)
     )
     run = InvoicingRun(period=period)
+    progress(DRAFTED, 0, len(partner_ids))
     for start in range(0, len(partner_ids), BATCH):
         batch = partner_ids[start : start + BATCH]
         run.made += invoice_partners(partner_ids=batch, period=period)
+        progress(DRAFTED, start + len(batch), len(partner_ids))
     if not issue:
         return run
     drafts = Invoice.objects.filter(period_start=period.start, status=InvoiceStatus.DRAFT).order_by(
         "partner_id", "currency", "created_at"
     )
-    for draft_id in list(drafts.values_list("pk", flat=True)):
+    draft_ids = list(drafts.values_list("pk", flat=True))
+    progress(ISSUED, 0, len(draft_ids))
+    for done, draft_id in enumerate(draft_ids, start=1):
         try:
             invoice, issued_now = _issue(invoice_id=draft_id, override=None)
         except IssueRefused as refused:
@@ -76,6 +95,7 @@ def invoice_month(*, period: Period, issue: bool = False) -> InvoicingRun:
                 run.issued.append(invoice)
             else:  # a concurrent run issued it: show it as it is now
                 run.made = [invoice if i.pk == invoice.pk else i for i in run.made]
+        progress(ISSUED, done, len(draft_ids))
     return run
 
 

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from billing.invoicing import InvoicingError, invoice_month
 from billing.periods import Period
+from partners.progress import progress_bar
 
 
 class Command(BaseCommand):
@@ -26,7 +27,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             period = Period.parse(options["period"])
-            run = invoice_month(period=period, issue=options["issue"])
+            with progress_bar(
+                self, description="Partners drafted", verbosity=options["verbosity"]
+            ) as bar:
+                run = invoice_month(
+                    period=period,
+                    issue=options["issue"],
+                    progress=lambda stage, done, total: bar.update(
+                        completed=done, total=total, description=stage
+                    ),
+                )
         except InvoicingError as exc:
             raise CommandError(str(exc)) from None
         for invoice in run.made:
