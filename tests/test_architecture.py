@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grimp
 
-PACKAGES = ("partners", "consent", "marketplace", "billing", "demo")
+PACKAGES = ("partners", "consent", "marketplace", "billing", "demo", "portal")
 
 
 def strongly_connected_components(graph: dict[str, set[str]]) -> list[list[str]]:
