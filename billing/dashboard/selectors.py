@@ -179,7 +179,8 @@ def revenue(filters: Filters) -> dict[str, Any]:
     if filters.partner_id:
         rows = rows.filter(partner_id=filters.partner_id)
     by_type = [
-        {"fee_type": row["fee_type"], "currency": row["currency"], "amount": row["total"]}
+        # To the cent: SQLite sums decimals as binary floats (exact on PostgreSQL).
+        {"fee_type": row["fee_type"], "currency": row["currency"], "amount": to_cents(row["total"])}
         for row in rows.order_by()
         .values("fee_type", "currency")
         .annotate(total=Sum("amount"))
