@@ -77,6 +77,8 @@ class LeadEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["occurred_at"]),
+            # Events received since the learner's watermark (marketplace.learning).
+            models.Index(fields=["received_at"], name="event_received_at"),
             # Billing numbers a partner's units of a month by event time (marginal tiers).
             models.Index(
                 fields=["partner", "type", "occurred_at", "external_id"],

@@ -104,6 +104,8 @@ class Lead(models.Model):
             models.Index(fields=["partner", "created_at"]),
             models.Index(fields=["partner", "subject", "created_at"]),
             models.Index(fields=["product", "created_at"]),
+            # Leads moved since the learner's watermark (marketplace.learning).
+            models.Index(fields=["updated_at"], name="lead_updated_at"),
         ]
 
     def __str__(self) -> str:
