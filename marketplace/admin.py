@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from marketplace import dispatch
+from marketplace import dispatch, lab_admin  # noqa: F401  (lab_admin: the strategy lab's pages)
 from marketplace.decision_admin import DecisionInline
 from marketplace.models import (
     Auction,

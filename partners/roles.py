@@ -71,6 +71,13 @@ ROLES: dict[str, list[str]] = {
                 "deliveryattempt": VIEW,
                 "auction": VIEW,
                 "pingattempt": VIEW,
+                # The strategy lab: versions are added, never edited; promotions are
+                # actions on a version or an experiment (change), logged as their own rows.
+                "strategy": RUN,
+                "strategyversion": RUN,
+                "experiment": RUN,
+                "arm": ALL,  # edited inline while the experiment is a draft
+                "strategypromotion": VIEW,
                 "routingdecision": VIEW,  # why a referral went where it went
                 "ruleset": ("view", "add"),  # append-only: a change is a new version
             },

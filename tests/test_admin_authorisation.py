@@ -43,7 +43,16 @@ from billing.models import (
 from billing.payments import record_payment
 from consent import gate, grants, ledger
 from consent.models import ConsentText
-from marketplace.models import Auction, AuctionMode, DeliveryAttempt, Lead
+from marketplace.experiments import strategies
+from marketplace.models import (
+    Arm,
+    Auction,
+    AuctionMode,
+    DeliveryAttempt,
+    Experiment,
+    Lead,
+    Strategy,
+)
 from marketplace.regulation import publish_rule_set
 from partners import products, webhook_delivery
 from partners.adminutils import PartnerScopedAdminMixin
@@ -292,6 +301,44 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "history": frozenset({SU, OPS}),
         "action:delete_selected": NONE,
     },
+    # The strategy lab: ops run it; versions and promotions are never deleted.
+    "marketplace.strategy": {
+        "changelist": frozenset({SU, OPS}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS}),
+        "action:delete_selected": NONE,
+    },
+    "marketplace.strategyversion": {
+        "changelist": frozenset({SU, OPS}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS}),
+        "action:promote_to_default": frozenset({SU, OPS}),
+        "action:delete_selected": NONE,
+    },
+    "marketplace.experiment": {  # the object is a draft
+        "changelist": frozenset({SU, OPS}),
+        "add": frozenset({SU, OPS}),
+        "change": frozenset({SU, OPS}),
+        "delete": frozenset({SU}),
+        "history": frozenset({SU, OPS}),
+        "action:start": frozenset({SU, OPS}),
+        "action:stop": frozenset({SU, OPS}),
+        "action:restart": frozenset({SU, OPS}),
+        "action:promote": frozenset({SU, OPS}),
+        "action:delete_selected": frozenset({SU}),
+    },
+    "marketplace.strategypromotion": {
+        "changelist": frozenset({SU, OPS}),
+        "add": NONE,
+        "change": frozenset({SU, OPS}),
+        "delete": NONE,
+        "history": frozenset({SU, OPS}),
+        "action:delete_selected": NONE,
+    },
     # The partner portal's invitations: ops invite partner staff and revoke them; an
     # invitation is never edited or deleted (revoked instead).
     "portal.partnerinvitation": {
@@ -523,6 +570,7 @@ def world(db: None) -> World:
     )
     unused_schedule = schedule(a, effective_from=now + timedelta(days=3650))
     _billing_controls(users[SU], {owner: rows[owner.pk][1] for owner in (a, b)})
+    _lab_rows(users[SU])
     _portal_rows(users[PA], (a, b))
     publish_rule_set(
         effective_from=now - timedelta(days=1),
@@ -552,6 +600,29 @@ def _installed(label: str) -> type[models.Model] | None:
         return apps.get_model(label)
     except LookupError:
         return None
+
+
+def _portal_rows(staff: Any, owners: tuple[Partner, ...]) -> None:
+    """Per partner, an open portal invitation and a logged portal action."""
+    from portal.invitations import issue_invitation
+    from portal.models import PortalAction
+
+    for owner in owners:
+        issue_invitation(partner=owner, name="Matrix Invitee", email="invitee@example.invalid")
+        PortalAction.objects.create(partner=owner, user=staff, kind="key_created", target="matrix")
+
+
+def _lab_rows(user: Any) -> None:
+    """A strategy with a promoted version and a draft experiment with two arms."""
+    strategy = Strategy.objects.create(key="broadcast", name="Broadcast")
+    first = strategies.create_version(strategy=strategy, kind="shared_broadcast", max_partners=3)
+    second = strategies.create_version(strategy=strategy, kind="waterfall", max_partners=2)
+    strategies.promote_version(version=first, user=user, reason="matrix test")
+    experiment = Experiment.objects.create(key="matrix", name="Matrix")
+    Arm.objects.create(
+        experiment=experiment, key="control", is_control=True, strategy_version=first
+    )
+    Arm.objects.create(experiment=experiment, key="waterfall", strategy_version=second)
 
 
 def _portal_rows(staff: Any, owners: tuple[Partner, ...]) -> None:
