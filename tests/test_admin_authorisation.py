@@ -570,8 +570,8 @@ def world(db: None) -> World:
     )
     unused_schedule = schedule(a, effective_from=now + timedelta(days=3650))
     _billing_controls(users[SU], {owner: rows[owner.pk][1] for owner in (a, b)})
-    _lab_rows(users[SU])
     _portal_rows(users[PA], (a, b))
+    _lab_rows(users[SU])
     publish_rule_set(
         effective_from=now - timedelta(days=1),
         all_in_cost_cap=Decimal("0.2400"),
@@ -600,16 +600,6 @@ def _installed(label: str) -> type[models.Model] | None:
         return apps.get_model(label)
     except LookupError:
         return None
-
-
-def _portal_rows(staff: Any, owners: tuple[Partner, ...]) -> None:
-    """Per partner, an open portal invitation and a logged portal action."""
-    from portal.invitations import issue_invitation
-    from portal.models import PortalAction
-
-    for owner in owners:
-        issue_invitation(partner=owner, name="Matrix Invitee", email="invitee@example.invalid")
-        PortalAction.objects.create(partner=owner, user=staff, kind="key_created", target="matrix")
 
 
 def _lab_rows(user: Any) -> None:
