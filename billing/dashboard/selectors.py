@@ -14,6 +14,7 @@ from django.db.models import QuerySet, Sum
 from billing.daily_revenue import DailyRevenue
 from billing.money import to_cents
 from marketplace.models import DailyFunnel
+from marketplace.models.experiments import Experiment, ExperimentStatus
 from partners.models import Product
 
 STAGES = ["referred", "matched", "delivered", "accepted", "approved", "funded"]
@@ -178,7 +179,7 @@ def revenue(filters: Filters) -> dict[str, Any]:
     rows = DailyRevenue.objects.filter(day__gte=filters.start, day__lte=filters.end)
     if filters.partner_id:
         rows = rows.filter(partner_id=filters.partner_id)
-    by_type = [
+    by_type: list[dict[str, Any]] = [
         # To the cent: SQLite sums decimals as binary floats (exact on PostgreSQL).
         {"fee_type": row["fee_type"], "currency": row["currency"], "amount": to_cents(row["total"])}
         for row in rows.order_by()
@@ -210,3 +211,33 @@ def revenue(filters: Filters) -> dict[str, Any]:
         "daily": daily,
         "delivered": delivered,
     }
+
+
+def running_experiments(limit: int = 10) -> list[dict[str, Any]]:
+    """Running strategy-lab experiments and their arms side by side (key, control, weight,
+    strategy version). Per-arm figures are the lab's (its experiment pages); the dashboard
+    lists what is live so ops see at a glance which traffic is split."""
+    found = (
+        Experiment.objects.filter(status=ExperimentStatus.RUNNING)
+        .prefetch_related("arms__strategy_version__strategy")
+        .order_by("-started_at")[:limit]
+    )
+    return [
+        {
+            "id": experiment.pk,
+            "name": experiment.name,
+            "key": experiment.key,
+            "started_at": experiment.started_at,
+            "primary_metric": experiment.get_primary_metric_display(),
+            "arms": [
+                {
+                    "key": arm.key,
+                    "is_control": arm.is_control,
+                    "weight": arm.weight,
+                    "strategy": f"{arm.strategy_version.strategy} v{arm.strategy_version.version}",
+                }
+                for arm in experiment.arms.all()
+            ],
+        }
+        for experiment in found
+    ]

@@ -17,6 +17,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from billing.dashboard import selectors
@@ -25,6 +26,7 @@ from partners.permissions import is_partner_staff
 
 FUNNEL_PERMISSION = "marketplace.view_dailyfunnel"
 REVENUE_PERMISSION = "billing.view_dailyrevenue"
+EXPERIMENT_PERMISSION = "marketplace.view_experiment"
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
@@ -116,6 +118,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         money = selectors.revenue(filters)
         context["revenue"] = money
         context["chart_data"]["revenue"] = money["daily"]
+    if request.user.has_perm(EXPERIMENT_PERMISSION):
+        context["experiments"] = selectors.running_experiments()
+        try:
+            context["experiment_admin"] = reverse("admin:marketplace_experiment_changelist")
+        except NoReverseMatch:  # the lab's admin is not registered
+            context["experiment_admin"] = ""
     context["chart_data"]["pings"] = context["pings"]
     context["chart_data"]["caps"] = context["caps"]
     return TemplateResponse(request, "admin/dashboard.html", context)

@@ -117,3 +117,34 @@ def test_figures_come_from_the_aggregates_and_stay_in_range(db: None) -> None:
     body = response.content.decode()
     assert "leads whose delivery failed" in body
     assert 'id="dashboard-data"' in body
+
+
+def test_running_experiments_are_listed_with_their_arms_side_by_side(db: None) -> None:
+    from marketplace.models.experiments import Arm, Experiment, Strategy, StrategyVersion
+
+    strategy = Strategy.objects.create(key="best-value", name="Best value")
+    versions = [
+        StrategyVersion.objects.create(strategy=strategy, version=n, kind=kind)
+        for n, kind in ((1, "shared_broadcast"), (2, "exclusive_best_value"))
+    ]
+    running = Experiment.objects.create(
+        key="excl-vs-shared",
+        name="Exclusive or shared",
+        status="running",
+        started_at=timezone.now(),
+    )
+    Arm.objects.create(
+        experiment=running, key="shared", is_control=True, strategy_version=versions[0]
+    )
+    Arm.objects.create(experiment=running, key="exclusive", strategy_version=versions[1])
+    Experiment.objects.create(key="draft-one", name="Not started")
+    ops = client_for(staff("ops", OPS_GROUP)).get(URL)
+    experiments = ops.context["experiments"]
+    assert [e["key"] for e in experiments] == ["excl-vs-shared"]
+    assert [(a["key"], a["is_control"]) for a in experiments[0]["arms"]] == [
+        ("shared", True),
+        ("exclusive", False),
+    ]
+    assert "Best value (best-value) v2" in ops.content.decode()
+    finance = client_for(staff("finance", FINANCE_GROUP)).get(URL)
+    assert "experiments" not in finance.context  # not finance's to see
