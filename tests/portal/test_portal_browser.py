@@ -1,7 +1,8 @@
 """Partner staff's journey through the portal in a real browser (Playwright driving
 Debian's chromium, headless, at 1366 px): sign in, see only their own leads, invoices and
 payments, request a return, rotate an API key and the webhook secret, acknowledge a
-deletion, and find another partner's objects refused by direct URL. Every page visited is
+deletion, and find another partner's objects refused by direct URL; and an operator's
+invitation from the admin, accepted through its link once. Every page visited is
 saved as a screenshot under the run's output folder: ``$BROWSER_SCREENSHOTS_DIR`` when set
 (CI), otherwise pytest's base temporary directory, in ``screenshots/partner-staff/``."""
 
@@ -203,3 +204,58 @@ def test_partner_staff_work_in_their_own_portal(
     violations = [text for text in console if "Content Security Policy" in text]
     assert violations == []
     assert len(journey.shots) >= 15 and all(path.stat().st_size > 0 for path in journey.shots)
+
+
+def test_an_operator_invites_partner_staff_who_join_through_the_link(
+    live_server: Any, monkeypatch: pytest.MonkeyPatch, screenshots: Path
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with transaction.atomic():
+        world: World = build_world()
+    folders = {who: screenshots / f"invitation-{who}" for who in ("operator", "invitee")}
+    for folder in folders.values():
+        folder.mkdir(exist_ok=True)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.fspath(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            operator = Journey(
+                browser.new_page(viewport=VIEWPORT), live_server.url, folders["operator"]
+            )
+            page = operator.page
+            page.goto(f"{live_server.url}/admin/login/")
+            page.fill("#id_username", "ops")
+            page.fill("#id_password", PASSWORD)
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{live_server.url}/admin/")
+            operator.open(reverse("admin:portal_partnerinvitation_add"), "admin-invite")
+            page.select_option("#id_partner", str(world.a.partner.pk))
+            page.fill("#id_name", "Zhao Lei")
+            page.fill("#id_email", "zhao.lei@alpha.example")
+            page.click("input[name=_save]")
+            page.wait_for_selector("#invitation-link")
+            operator.snap("admin-invitation-created")
+            link = page.input_value("#invitation-link")
+            assert "/portal/invite/" in link
+
+            invitee = Journey(
+                browser.new_page(viewport=VIEWPORT), live_server.url, folders["invitee"]
+            )
+            page = invitee.page
+            page.goto(link)
+            invitee.snap("invitation")
+            page.fill("#id_username", "zhaolei")
+            page.fill("#id_password", "Kiwi-Orbit-2026-Lantern")
+            page.fill("#id_password_again", "Kiwi-Orbit-2026-Lantern")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{live_server.url}{reverse('portal:home')}")
+            invitee.snap("joined")
+            assert page.inner_text("#partner-name") == "Alpha Lending"
+            response = page.goto(link)
+            invitee.snap("invitation-used")
+            assert response.status == 404
+        finally:
+            browser.close()
