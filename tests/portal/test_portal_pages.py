@@ -10,12 +10,15 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.models import ReturnReview
+from billing import returns
+from billing.charging import decide_return
+from billing.models import Invoice, PartnerBillingProfile, ReturnReview
 from consent.models import LedgerEntry
 from marketplace.models import Lead, LeadEvent
 from partners.keys import authenticate_key, hash_key
@@ -110,8 +113,6 @@ def test_invoice_and_credit_note_pdfs_read_their_numbers(world: World) -> None:
 
 def test_draft_invoices_and_sandbox_mode_show_no_billing(world: World) -> None:
     client = client_for(world.users["alpha"])
-    from billing.models import Invoice
-
     draft = Invoice.objects.filter(partner=world.a.partner, status="draft").first()
     if draft is not None:
         url = reverse("portal:invoice_detail", kwargs={"invoice_id": draft.pk})
@@ -163,31 +164,23 @@ def test_a_return_goes_through_the_events_path_once_and_shows_its_status(world: 
     assert again.status_code in (302, 409, 422)
 
 
-def test_a_return_waiting_for_review_shows_it_and_its_decision(world: World) -> None:
+def test_a_return_waiting_for_review_shows_it_and_its_decision(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = client_for(world.users["alpha"])
     url = reverse("portal:lead_return", kwargs={"lead_id": world.a.lead.pk})
-    # "other" is known; an unknown code cannot be chosen, so make the cap refuse instead.
-    from billing.models import PartnerBillingProfile
-
+    # Over the return-rate cap from the first lead: the return waits for finance.
     PartnerBillingProfile.objects.update_or_create(
         partner=world.a.partner, defaults={"return_rate_cap": Decimal("0")}
     )
-    from billing import returns
-
-    original = returns.MIN_LEADS_FOR_CAP
-    returns.MIN_LEADS_FOR_CAP = 0
-    try:
-        client.post(
-            url, {"reason": "fraud_suspected", "form_id": "1b3c9a56-2f7c-4d1e-9a57-0c7f6c1b2f10"}
-        )
-    finally:
-        returns.MIN_LEADS_FOR_CAP = original
+    monkeypatch.setattr(returns, "MIN_LEADS_FOR_CAP", 0)
+    form_id = "1b3c9a56-2f7c-4d1e-9a57-0c7f6c1b2f10"
+    client.post(url, {"reason": "fraud_suspected", "form_id": form_id})
     review = ReturnReview.objects.get(lead=world.a.lead)
     assert review.status == "pending"
+    assert not world.a.lead.charges.filter(entry_type="credit").exists()
     detail = reverse("portal:lead_detail", kwargs={"lead_id": world.a.lead.pk})
     assert "Under review" in _body(client.get(detail))
-    from billing.charging import decide_return
-
     decide_return(review_id=review.pk, approve=False, note="Contact details were valid")
     page = _body(client.get(detail))
     assert "Rejected" in page and "Contact details were valid" in page
