@@ -328,3 +328,23 @@ def test_login_page_signs_partner_staff_in_and_locks_out_guessing(world: World) 
         login, {"username": "bravo", "password": PASSWORD}, REMOTE_ADDR="192.0.2.9"
     )
     assert locked.status_code == 429
+
+
+def test_a_partner_without_an_endpoint_creates_one_and_sees_its_secret_once(
+    world: World,
+) -> None:
+    client = client_for(world.users["alpha"])
+    WebhookMessage.objects.filter(partner=world.a.partner).delete()
+    world.a.endpoint.delete()
+    response = client.post(reverse("portal:webhook_url"), {"url": "http://127.0.0.1:9/fresh"})
+    secret = response.context["secret"]
+    assert secret.startswith("whsec_") and secret in _body(response)
+    (endpoint,) = world.a.partner.webhooks.all()
+    assert endpoint.url == "http://127.0.0.1:9/fresh"
+    assert unseal(endpoint.secret_encrypted) == secret
+    assert secret not in _body(client.get(reverse("portal:webhooks")))
+    # Changing the URL later keeps the endpoint and its secret.
+    client.post(reverse("portal:webhook_url"), {"url": "http://127.0.0.1:9/moved"})
+    endpoint.refresh_from_db()
+    assert endpoint.url == "http://127.0.0.1:9/moved"
+    assert unseal(endpoint.secret_encrypted) == secret
