@@ -179,10 +179,14 @@ def test_staff_of_several_partners_pick_one(world: World) -> None:
     assert alpha_only.get(b_lead).status_code == 404
 
 
-def test_portal_pages_are_not_cached(world: World) -> None:
+def test_portal_pages_are_not_cached_and_run_under_the_policy(world: World) -> None:
     client = client_for(world.users["alpha"])
-    for name in ("home", "keys", "leads"):
-        assert "no-store" in client.get(reverse(f"portal:{name}"))["Cache-Control"]
+    for name in ("home", "keys", "leads", "login"):
+        response = client.get(reverse(f"portal:{name}"))
+        assert "no-store" in response["Cache-Control"], name
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy, name
+        assert "unsafe-inline" not in policy, name
 
 
 def test_out_of_range_ids_are_not_found(world: World) -> None:
