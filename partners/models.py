@@ -326,6 +326,10 @@ class WebhookAttempt(models.Model):
     class Meta:
         ordering = ["-attempted_at"]
 
+    def __str__(self) -> str:
+        outcome = self.http_status or self.error[:40] or "no answer"
+        return f"attempt {self.attempted_at:%Y-%m-%d %H:%M:%S} UTC: {outcome}"
+
 
 class IdempotencyRecord(models.Model):
     """A creating POST's outcome, replayed when the same key comes again."""

@@ -124,3 +124,7 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        status = self.http_status or "-"
+        return f"{self.kind} {self.started_at:%Y-%m-%d %H:%M:%S} UTC: {self.outcome} ({status})"

@@ -12,7 +12,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from guardian.admin import ReinforcedGuardedModelAdmin
 
+from partners import admin_audit
 from partners.admin.holds import RoutingHoldAdminMixin
+from partners.admin.operations import PartnerOperationsMixin
+from partners.admin_audit import ValueChangeMessageMixin
+from partners.admin_fields import ChoiceSetAdminMixin
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.keys import issue_api_key, revoke_api_key
 from partners.models import ApiKey, KeyMode, Partner, Product, TrafficSource, WebhookEndpoint
@@ -30,7 +34,6 @@ class ProductInline(admin.TabularInline):
         "delivery_mode",
         "min_amount",
         "max_amount",
-        "risk_tiers",
         "apr_min",
         "apr_max",
     ]
@@ -60,35 +63,43 @@ class WebhookInline(ReadOnlyInline):
 
 @admin.register(Partner)
 class PartnerAdmin(  # type: ignore[misc]  # django-guardian types change_form_template as str
-    RoutingHoldAdminMixin, PartnerScopedAdminMixin, ReinforcedGuardedModelAdmin
+    PartnerOperationsMixin,
+    ValueChangeMessageMixin,
+    RoutingHoldAdminMixin,
+    PartnerScopedAdminMixin,
+    ReinforcedGuardedModelAdmin,
 ):
     # Reinforced: managing a partner does not let its staff grant permissions on it.
     partner_field = "pk"
     partner_staff_can_change = True
-    list_display = [
-        "name",
-        "status",
-        "holds",
-        "monthly_budget",
-        "licence_number",
-        "contact_email",
-        "created_at",
-    ]
-    list_filter = ["status", ("monthly_budget", admin.EmptyFieldListFilter)]
+    # No contact names or e-mails on the list (personal data); they are on the row's page.
+    list_display = ["name", "status", "holds", "monthly_budget", "licence_number", "created_at"]
+    list_filter = ["status", ("monthly_budget", admin.EmptyFieldListFilter), "created_at"]
     search_fields = ["name", "legal_name", "licence_number"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProductInline, ApiKeyInline, WebhookInline]
     actions = ["issue_live_key", "issue_sandbox_key"]
     # What only the operator decides: identity, licence and status (and holds: the ops
     # pause fields of OpsHoldForm, which partner staff never get).
     operator_fields = ["name", "slug", "legal_name", "licence_number", "status"]
-    readonly_fields = ["holds_in_force_detail"]
+    readonly_fields = ["holds_in_force_detail", "operations"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
         if partner_ids_for_user(request.user) is not None:
             fields += [f for f in self.operator_fields if f not in fields]
         return fields
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_fields(request, obj))
+        # Pause, resume and staff access are for operators who may change the partner.
+        if obj is None or partner_ids_for_user(request.user) is not None:
+            return [f for f in fields if f != "operations"]
+        if not self.has_change_permission(request, obj):
+            return [f for f in fields if f != "operations"]
+        return ["operations", *[f for f in fields if f != "operations"]]
 
     # Object permission pages (django-guardian): a refusal is a 403, as everywhere else in
     # the admin, rather than guardian's redirect to the index.
@@ -140,7 +151,13 @@ class PartnerAdmin(  # type: ignore[misc]  # django-guardian types change_form_t
 
 
 @admin.register(Product)
-class ProductAdmin(RoutingHoldAdminMixin, PartnerScopedAdminMixin, admin.ModelAdmin):
+class ProductAdmin(
+    ChoiceSetAdminMixin,
+    ValueChangeMessageMixin,
+    RoutingHoldAdminMixin,
+    PartnerScopedAdminMixin,
+    admin.ModelAdmin,
+):
     list_display = [
         "name",
         "partner",
@@ -148,14 +165,15 @@ class ProductAdmin(RoutingHoldAdminMixin, PartnerScopedAdminMixin, admin.ModelAd
         "delivery_mode",
         "min_amount",
         "max_amount",
-        "apr_min",
         "apr_max",
         "daily_cap",
-        "monthly_budget",
         "exclusive",
-        "max_shared_partners",
         "holds",
+        "created_at",
     ]
+    list_select_related = ["partner"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     list_filter = [
         "is_active",
         "delivery_mode",
@@ -176,8 +194,11 @@ class ProductAdmin(RoutingHoldAdminMixin, PartnerScopedAdminMixin, admin.ModelAd
 
 
 @admin.register(TrafficSource)
-class TrafficSourceAdmin(admin.ModelAdmin):
+class TrafficSourceAdmin(ValueChangeMessageMixin, admin.ModelAdmin):
     list_display = ["name", "is_operator", "created_at"]
+    list_filter = ["is_operator"]
+    search_fields = ["name"]
+    ordering = ["-created_at"]
     actions = ["issue_key"]
 
     @admin.action(description="Issue a live source API key (shown once)", permissions=["change"])
@@ -203,9 +224,17 @@ class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
-        "rate_limit_per_minute",
     ]
-    list_filter = ["kind", "mode", "revoked_at"]
+    list_filter = [
+        "kind",
+        "mode",
+        ("revoked_at", admin.EmptyFieldListFilter),
+        ("partner", PARTNER_FIELDS),
+    ]
+    list_select_related = ["partner", "source"]
+    search_fields = ["=prefix", "name", "partner__name", "source__name"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     readonly_fields = [
         "kind",
         "mode",
@@ -230,5 +259,9 @@ class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        for api_key in self.manageable(request, queryset):
+        revoked = 0
+        for api_key in self.manageable(request, queryset).filter(revoked_at__isnull=True):
             revoke_api_key(api_key=api_key)
+            admin_audit.record(request, api_key, "Revoked", changes={"revoked": ("no", "yes")})
+            revoked += 1
+        self.message_user(request, f"{revoked} key(s) revoked; they no longer authenticate.")

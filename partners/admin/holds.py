@@ -14,7 +14,7 @@ from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from partners import holds
+from partners import admin_audit, holds
 from partners.models import HoldReason, Partner, Product, RoutingHold
 from partners.permissions import partner_ids_for_user
 
@@ -100,19 +100,32 @@ class RoutingHoldAdminMixin:
             return
         partner_id, product_id = _hold_target(obj)
         if form.cleaned_data["ops_hold"]:
-            holds.place_hold(
+            note = form.cleaned_data["ops_hold_note"]
+            if holds.place_hold(
                 partner_id=partner_id,
                 product_id=product_id,
                 reason=HoldReason.OPS_PAUSE,
-                note=form.cleaned_data["ops_hold_note"],
+                note=note,
                 created_by=request.user,
-            )
-        else:
-            holds.lift_hold(
-                partner_id=partner_id,
-                product_id=product_id,
-                reason=HoldReason.OPS_PAUSE,
-                lifted_by=request.user,
+            ):
+                admin_audit.record(
+                    request,
+                    obj,
+                    "Paused routing (ops hold)",
+                    changes={"routing": ("running", "paused by ops")},
+                    reason=note,
+                )
+        elif holds.lift_hold(
+            partner_id=partner_id,
+            product_id=product_id,
+            reason=HoldReason.OPS_PAUSE,
+            lifted_by=request.user,
+        ):
+            admin_audit.record(
+                request,
+                obj,
+                "Resumed routing (ops hold lifted)",
+                changes={"routing": ("paused by ops", "running")},
             )
 
     @admin.display(description="Holds")

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from partners import webhook_delivery
+from partners import admin_audit, webhook_delivery
 from partners.admin.accounts import PARTNER_FIELDS
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -39,7 +39,10 @@ class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["status", "event_type", "is_sandbox", ("partner", PARTNER_FIELDS)]
+    list_select_related = ["partner"]
     search_fields = ["=id", "dedupe_key"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     readonly_fields = [
         "id",
         "partner",
@@ -67,17 +70,29 @@ class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         description="Replay selected messages (send again from the start)", permissions=["change"]
     )
     def replay(self, request: HttpRequest, queryset: QuerySet[WebhookMessage]) -> None:
-        ids = list(self.manageable(request, queryset).values_list("id", flat=True))
-        for message_id in ids:
-            webhook_delivery.replay(message_id=message_id)
-        self.message_user(request, f"{len(ids)} message(s) queued again.")
+        chosen = list(self.manageable(request, queryset))
+        for message in chosen:
+            before = message.status
+            webhook_delivery.replay(message_id=message.pk)
+            message.refresh_from_db(fields=["status", "attempts"])
+            admin_audit.record(
+                request, message, "Replayed", changes={"status": (before, message.status)}
+            )
+        self.message_user(
+            request,
+            f"{len(chosen)} message(s) queued again; each attempt appears on the message.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     partner_staff_can_change = True  # rotate secrets, re-enable after fixing the receiver
     list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
-    list_filter = ["is_active"]
+    list_filter = ["is_active", ("partner", PARTNER_FIELDS)]
+    list_select_related = ["partner"]
+    search_fields = ["partner__name", "url"]
+    ordering = ["-created_at"]
     fields = [
         "partner",
         "url",
@@ -99,6 +114,7 @@ class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     def rotate(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         for endpoint in self.manageable(request, queryset):
             secret = webhook_delivery.rotate_secret(endpoint_id=endpoint.pk)
+            admin_audit.record(request, endpoint, "Rotated the signing secret")
             self.message_user(
                 request,
                 f"{endpoint}: new secret (copy it now, it is not shown again): {secret}",
