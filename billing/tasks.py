@@ -43,3 +43,15 @@ def sync_fee_cards() -> int:
     """Beat runs it hourly: routing's fee cards follow schedules that came into force (or
     ended) since they were written."""
     return fee_cards.sync_all()
+
+
+@shared_task(base=OutboxTask)
+def run_invoices(run_id: str, period: str, issue: str, user_id: str) -> str:
+    """A period's invoices generated (and issued) from the admin, with progress
+    (billing.invoice_runs)."""
+    from billing import invoice_runs
+
+    done = invoice_runs.run(
+        run_id=run_id, period=Period.parse(period), issue=bool(issue), user_id=int(user_id)
+    )
+    return done["stage"]

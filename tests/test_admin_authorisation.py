@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ from billing.models import (
     PaymentAllocation,
 )
 from billing.payments import record_payment
-from consent import gate, grants, ledger
+from consent import audit_jobs, gate, grants, ledger
 from consent.models import ConsentText
 from marketplace.experiments import strategies
 from marketplace.models import (
@@ -106,6 +107,9 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "view:partners_partner_permissions": frozenset({SU}),
         "view:partners_partner_permissions_manage_user": frozenset({SU}),
         "view:partners_partner_permissions_manage_group": frozenset({SU}),
+        "view:partners_partner_pause": frozenset({SU, OPS}),  # with a reason
+        "view:partners_partner_resume": frozenset({SU, OPS}),
+        "view:partners_partner_staff": frozenset({SU, OPS}),  # grant and revoke access
         "action:issue_live_key": frozenset({SU, OPS}),
         "action:issue_sandbox_key": frozenset({SU, OPS}),
         "action:delete_selected": frozenset({SU}),
@@ -176,6 +180,7 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "change": frozenset({SU, OPS, PA}),
         "delete": frozenset({SU}),
         "history": frozenset({SU, OPS, PA}),
+        "view:partners_productchangerequest_decide": frozenset({SU, OPS}),  # the object is pending
         "action:approve": frozenset({SU, OPS}),
         "action:reject": frozenset({SU, OPS}),
         "action:delete_selected": frozenset({SU}),
@@ -208,6 +213,7 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "change": frozenset({SU, COMP}),
         "delete": NONE,
         "history": frozenset({SU, COMP}),
+        "view:consent_consentgrant_withdraw": frozenset({SU}),  # reason and confirmation
         "action:withdraw_consent": frozenset({SU}),
         "action:delete_selected": NONE,
     },
@@ -258,6 +264,21 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "delete": NONE,
         "history": frozenset({SU, COMP}),
         "action:checkpoint_now": frozenset({SU}),
+        "action:delete_selected": NONE,
+    },
+    # Exports and verifications: compliance starts them; the object is compliance's export,
+    # whose progress, status and file answer the officer who asked and nobody else.
+    "consent.auditjob": {
+        "changelist": frozenset({SU, COMP}),
+        "add": NONE,
+        "change": frozenset({SU, COMP}),
+        "delete": NONE,
+        "history": frozenset({SU, COMP}),
+        "view:consent_auditjob_export": frozenset({SU, COMP}),
+        "view:consent_auditjob_verify": frozenset({SU, COMP}),
+        "view:consent_auditjob_progress": frozenset({COMP}),
+        "view:consent_auditjob_status": frozenset({COMP}),
+        "view:consent_auditjob_download": frozenset({COMP}),
         "action:delete_selected": NONE,
     },
     # marketplace: facts, read-only for everyone.
@@ -396,6 +417,9 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
         "view:billing_invoice_pdf": frozenset({SU, FIN, PA}),
         "view:billing_invoice_csv": frozenset({SU, FIN, PA}),
         "view:billing_invoice_issue": frozenset({SU, FIN}),  # the object is a draft
+        "view:billing_invoice_generate": frozenset({SU, FIN}),  # a period's run, in a worker
+        "view:billing_invoice_run": frozenset({SU, FIN}),  # its progress page
+        "view:billing_invoice_run_status": frozenset({SU, FIN}),  # the JSON it polls
         "action:issue": frozenset({SU, FIN}),
         "action:void": frozenset({SU, FIN}),
         "action:delete_selected": NONE,
@@ -501,7 +525,8 @@ def _partner_rows(leads: LeadBuilder, owner: Partner, key: str) -> list[Lead]:
 
 
 @pytest.fixture
-def world(db: None) -> World:
+def world(db: None, settings: Any, tmp_path: Path) -> World:
+    settings.VAR_DIR = tmp_path / "var"  # where audit bundles are written
     user_model = get_user_model()
     a = PartnerFactory(name=A_NAME, slug="alpha-lending", legal_name=f"{A_NAME} Co., Ltd.")
     b = PartnerFactory(name=B_NAME, slug="bravo-credit", legal_name=f"{B_NAME} Co., Ltd.")
@@ -558,6 +583,8 @@ def world(db: None) -> World:
         reason="matrix test: a reveal to list",
     )
     ledger.make_checkpoint()
+    export = audit_jobs.start_export(user=users[COMP], subject_id=grant.subject_id)
+    assert audit_jobs.run(job_id=export.pk).state == "done"
     draft = ConsentText.objects.create(
         version="draft-v2",
         title="Draft wording",
@@ -733,9 +760,18 @@ def _url(world: World, model_admin: admin.ModelAdmin, key: str, obj: models.Mode
             kwargs[argument] = world.users[PA].pk
         elif argument == "group_id":
             kwargs[argument] = Group.objects.get(name=COMP).pk
+        elif argument == "run_id":
+            kwargs[argument] = _invoice_run(world)
         else:
             kwargs[argument] = obj.pk
     return reverse(f"admin:{name}", kwargs=kwargs)
+
+
+def _invoice_run(world: World) -> str:
+    """An invoice run's id (its state is in the cache, as a started run's is)."""
+    from billing import invoice_runs
+
+    return invoice_runs.start_run(period=current_period(), issue=False, user_id=world.users[FIN].pk)
 
 
 def _client(user: Any) -> Client:

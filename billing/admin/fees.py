@@ -63,6 +63,10 @@ class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "effective_to",
     ]
     list_filter = ["partner", "currency"]
+    list_select_related = ["partner", "product"]
+    search_fields = ["partner__name", "product__name"]
+    ordering = ["-created_at"]
+    date_hierarchy = "effective_from"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A schedule that priced charges is history: close it and add a new one instead.

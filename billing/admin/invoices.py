@@ -11,14 +11,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 
-from billing import documents, invoicing, statements
+from billing import documents, invoice_runs, invoicing, statements
 from billing.documents import html_document_policy
 from billing.models import (
     CreditNote,
@@ -31,7 +32,9 @@ from billing.models import (
     PartnerBillingProfile,
     PaymentAllocation,
 )
+from billing.periods import Period, PeriodError
 from billing.reconcile import reconcile_invoice
+from partners import admin_audit
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin, ReadOnlyInline
 
 
@@ -58,6 +61,37 @@ class AllocationInline(ReadOnlyInline):
     show_change_link = False
 
 
+class RunForm(forms.Form):
+    period = forms.CharField(
+        max_length=7, help_text="The month, YYYY-MM (the current month or an earlier one)."
+    )
+    issue = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Issue the drafts too",
+        help_text="Each draft whose reconciliation is clean gets its gapless number; the "
+        "others stay drafts and are listed.",
+    )
+
+    def clean_period(self) -> Period:
+        try:
+            period = Period.parse(self.cleaned_data["period"])
+        except PeriodError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if period.start > timezone.now().date():
+            raise forms.ValidationError(f"{period} has not started: nothing to invoice yet.")
+        return period
+
+
+class VoidForm(forms.Form):
+    reason = forms.CharField(
+        min_length=5,
+        max_length=200,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Printed on the credit note and kept in each invoice's history.",
+    )
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = [
@@ -66,17 +100,19 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         "period_start",
         "status",
         "currency",
-        "subtotal",
-        "tax",
         "total",
         "issued_at",
         "due_date",
         "documents",
     ]
-    list_filter = ["status", "currency", "partner"]
+    list_filter = ["status", "currency", "partner", "period_start"]
+    list_select_related = ["partner"]
+    search_fields = ["=number", "partner__name"]
+    ordering = ["-created_at"]
+    date_hierarchy = "period_start"
     inlines = [InvoiceLineInline, AllocationInline]
     actions = ["issue", "void"]
-    readonly_fields = ["issuing"]
+    readonly_fields = ["issuing", "documents"]
 
     @admin.display(description="Issuing")
     def issuing(self, obj: Invoice) -> str:
@@ -110,6 +146,13 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             path("<uuid:pk>/pdf/", view(self.pdf_view), name="billing_invoice_pdf"),
             path("<uuid:pk>/csv/", view(self.csv_view), name="billing_invoice_csv"),
             path("<uuid:pk>/issue/", view(self.issue_view), name="billing_invoice_issue"),
+            path("generate/", view(self.generate_view), name="billing_invoice_generate"),
+            path("runs/<slug:run_id>/", view(self.run_view), name="billing_invoice_run"),
+            path(
+                "runs/<slug:run_id>/status/",
+                view(self.run_status_view),
+                name="billing_invoice_run_status",
+            ),
             *super().get_urls(),
         ]
 
@@ -147,7 +190,7 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         issued = 0
         for invoice in drafts.order_by("created_at"):
             try:
-                invoicing.issue_invoice(invoice_id=invoice.id)
+                issued_invoice = invoicing.issue_invoice(invoice_id=invoice.id)
             except invoicing.IssueRefused as refused:
                 url = reverse("admin:billing_invoice_issue", args=[invoice.pk])
                 self.message_user(
@@ -162,8 +205,14 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
                     messages.ERROR,
                 )
             else:
+                admin_audit.record(
+                    request,
+                    issued_invoice,
+                    f"Issued as {issued_invoice.number}",
+                    changes={"status": ("draft", issued_invoice.status)},
+                )
                 issued += 1
-        self.message_user(request, f"{issued} invoice(s) issued.")
+        self.message_user(request, f"{issued} invoice(s) issued.", messages.SUCCESS)
 
     def issue_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
         """A draft's reconciliation differences, and issuing it anyway with a reason
@@ -188,6 +237,13 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             except invoicing.InvoicingError as exc:
                 form.add_error("reason", str(exc))
             else:
+                admin_audit.record(
+                    request,
+                    issued,
+                    f"Issued as {issued.number} despite reconciliation differences",
+                    changes={"status": ("draft", issued.status)},
+                    reason=form.cleaned_data["reason"],
+                )
                 self.message_user(request, f"{issued.number} issued.", messages.SUCCESS)
                 return redirect("admin:billing_invoice_change", issued.pk)
         return TemplateResponse(
@@ -204,19 +260,110 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         )
 
     @admin.action(
-        description="Void selected invoices (issues a full credit note each)",
+        description="Void selected invoices (issues a full credit note each; asks why)",
         permissions=["finance"],
     )
-    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        for invoice in queryset:
-            try:
-                note = invoicing.void_invoice(
-                    invoice_id=invoice.id, reason="voided by finance in the admin"
+    def void(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> HttpResponse | None:
+        chosen = list(self.manageable(request, queryset).select_related("partner"))
+        form = VoidForm(request.POST if "confirmed" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            for invoice in chosen:
+                try:
+                    note = invoicing.void_invoice(invoice_id=invoice.id, reason=reason)
+                except invoicing.InvoicingError as exc:
+                    self.message_user(request, f"{invoice}: {exc}", messages.ERROR)
+                    continue
+                admin_audit.record(
+                    request,
+                    invoice,
+                    f"Voided; credit note {note.number}",
+                    changes={"status": (invoice.status, InvoiceStatus.VOID)},
+                    reason=reason,
                 )
-            except invoicing.InvoicingError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-            else:
-                self.message_user(request, f"{invoice.number} void; credit note {note.number}.")
+                self.message_user(
+                    request, f"{invoice.number} void; credit note {note.number}.", messages.SUCCESS
+                )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/ops/form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Void invoices",
+                "intro": "Each invoice below is voided by a credit note for its full amount. "
+                "This cannot be undone.",
+                "row_headings": ["Invoice", "Partner", "Status", "Total"],
+                "rows": [
+                    (str(i), i.partner.name, i.get_status_display(), f"{i.currency} {i.total}")
+                    for i in chosen
+                ],
+                "hidden_ids": [str(i.pk) for i in chosen],
+                "action_name": "void",
+                "form": form,
+                "submit_label": "Void these invoices",
+            },
+        )
+
+    def generate_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a period's invoice run (a worker drafts and issues; see the progress)."""
+        if not self.has_finance_permission(request):
+            raise PermissionDenied
+        form = RunForm(
+            request.POST if request.method == "POST" else None,
+            initial={"period": str(Period.before(timezone.now().date()))},
+        )
+        if request.method == "POST" and form.is_valid():
+            run_id = invoice_runs.start_run(
+                period=form.cleaned_data["period"],
+                issue=form.cleaned_data["issue"],
+                user_id=request.user.pk,
+            )
+            self.message_user(
+                request, f"Invoice run of {form.cleaned_data['period']} started.", messages.SUCCESS
+            )
+            return redirect("admin:billing_invoice_run", run_id)
+        return TemplateResponse(
+            request,
+            "admin/ops/form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Generate a period's invoices",
+                "intro": "Drafts every partner's invoices for the month (credit notes for "
+                "corrections of billed months too), then issues the drafts if asked. It runs "
+                "in a worker; the next page shows its progress.",
+                "form": form,
+                "submit_label": "Generate",
+            },
+        )
+
+    def _run(self, request: HttpRequest, run_id: str) -> invoice_runs.RunState:
+        if not self.has_finance_permission(request):
+            raise PermissionDenied
+        found = invoice_runs.state(run_id)
+        if found is None:
+            raise Http404("no such invoice run (runs are kept 24 hours)")
+        return found
+
+    def run_view(self, request: HttpRequest, run_id: str) -> HttpResponse:
+        run = self._run(request, run_id)
+        return TemplateResponse(
+            request,
+            "admin/ops/invoice_run.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Invoice run of {run['period']}",
+                "run": run,
+                "period_start": Period.parse(run["period"]).start,
+                "status_url": reverse("admin:billing_invoice_run_status", args=[run_id]),
+            },
+        )
+
+    def run_status_view(self, request: HttpRequest, run_id: str) -> HttpResponse:
+        return JsonResponse(dict(self._run(request, run_id)))
 
 
 class IssueOverrideForm(forms.Form):
@@ -236,6 +383,8 @@ class IssueOverrideAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
     list_display = ["created_at", "invoice", "partner", "actor", "difference_count"]
     list_filter = ["partner"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     list_select_related = ["invoice", "partner"]
     fields = readonly_fields = (
         "invoice",
@@ -273,7 +422,11 @@ class CreditNoteLineInline(ReadOnlyInline):
 @admin.register(CreditNote)
 class CreditNoteAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["number", "partner", "invoice", "kind", "currency", "total", "issued_at"]
-    list_filter = ["kind", "partner"]
+    list_filter = ["kind", "partner", "currency"]
+    list_select_related = ["partner", "invoice"]
+    search_fields = ["=number", "=invoice__number", "partner__name"]
+    ordering = ["-issued_at"]
+    date_hierarchy = "issued_at"
     inlines = [CreditNoteLineInline]
 
 
@@ -288,6 +441,9 @@ class PartnerBillingProfileAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         "invoiced_through",
     ]
     readonly_fields = ["invoiced_through", "statement"]
+    list_select_related = ["partner"]
+    search_fields = ["partner__name"]
+    ordering = ["partner__name"]
 
     @admin.display(description="Statement")
     def statement(self, obj: PartnerBillingProfile) -> str:

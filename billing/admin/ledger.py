@@ -33,6 +33,7 @@ class ChargeAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     search_fields = ["=lead__id", "=id"]
     date_hierarchy = "occurred_at"
     list_select_related = ["partner", "credit_note"]
+    ordering = ["-occurred_at"]
 
 
 @admin.register(ReturnReview)
@@ -48,6 +49,9 @@ class ReturnReviewAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
         "decided_by",
     ]
     list_filter = ["status", "partner"]
+    list_select_related = ["partner", "decided_by"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     actions = ["approve", "reject"]
 
     def _decide(

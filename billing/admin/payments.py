@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from billing import payments
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentAllocation
+from partners import admin_audit
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 
 
@@ -57,7 +58,10 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     form = PaymentForm
     list_display = ["received_at", "partner", "bank_reference", "currency", "amount", "unallocated"]
     list_filter = ["partner", "currency"]
-    search_fields = ["bank_reference"]
+    list_select_related = ["partner"]
+    search_fields = ["=bank_reference", "partner__name"]
+    ordering = ["-received_at"]
+    date_hierarchy = "received_at"
     inlines = [PaymentAllocationInline]
     actions = ["allocate_oldest_first"]
 
@@ -107,6 +111,14 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         obj.pk = payment.pk
+        if created:
+            left = payments.unallocated(payment)
+            self.message_user(
+                request,
+                f"Payment {payment.bank_reference} recorded: {payment.currency} "
+                f"{payment.amount}, {payment.amount - left} allocated, {left} unallocated.",
+                messages.SUCCESS,
+            )
         if not created:
             self.message_user(
                 request, "That bank reference was recorded already.", messages.WARNING
@@ -115,7 +127,20 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Allocate what is left, oldest invoice first", permissions=["change"])
     def allocate_oldest_first(self, request: HttpRequest, queryset: QuerySet[Payment]) -> None:
         for payment in self.manageable(request, queryset):
+            before = payments.unallocated(payment)
             payments.allocate_payment(payment_id=payment.pk)
+            after = payments.unallocated(payment)
+            admin_audit.record(
+                request,
+                payment,
+                "Allocated oldest invoice first",
+                changes={"unallocated": (before, after)},
+            )
+            self.message_user(
+                request,
+                f"{payment}: {payment.currency} {before - after} allocated, {after} left.",
+                messages.SUCCESS,
+            )
 
     def get_urls(self) -> list[Any]:
         return [
@@ -139,17 +164,27 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
             status__in=[InvoiceStatus.ISSUED, InvoiceStatus.PARTLY_PAID],
         ).order_by("issued_at")
         if request.method == "POST" and form.is_valid():
+            invoice, amount = form.cleaned_data["invoice"], form.cleaned_data["amount"]
+            before = payments.unallocated(payment)
             try:
                 payments.allocate_payment(
-                    payment_id=payment.pk,
-                    allocations=[
-                        (form.cleaned_data["invoice"].pk, str(form.cleaned_data["amount"]))
-                    ],
+                    payment_id=payment.pk, allocations=[(invoice.pk, str(amount))]
                 )
             except payments.PaymentError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
-                self.message_user(request, "Allocated.", messages.SUCCESS)
+                after = payments.unallocated(payment)
+                admin_audit.record(
+                    request,
+                    payment,
+                    f"Allocated {payment.currency} {amount} to {invoice}",
+                    changes={"unallocated": (before, after)},
+                )
+                self.message_user(
+                    request,
+                    f"{payment.currency} {amount} allocated to {invoice}; {after} left.",
+                    messages.SUCCESS,
+                )
                 return redirect("admin:billing_payment_change", payment.pk)
         return TemplateResponse(
             request,
