@@ -29,6 +29,7 @@ from marketplace import decisions, learning, ranking
 from marketplace.auctions import open_auction
 from marketplace.bands import segment_key
 from marketplace.eligibility import Screening, referral_time, screen
+from marketplace.experiments.selection import choose_strategy
 from marketplace.matching import Application, CreditBox, HasProduct, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
 from marketplace.regulation import rules_at
@@ -38,7 +39,7 @@ from marketplace.strategies import (
     plan_product_defaults,
     shared_set_limit,
 )
-from marketplace.strategy_spec import StrategySpec, choose_strategy
+from marketplace.strategy_spec import StrategySpec
 from partners.models import DeliveryMode
 
 
@@ -99,7 +100,7 @@ class Routed:
 
 
 def route(*, referral: Referral, grant: ConsentGrant, rng: random.Random | None = None) -> Routed:
-    """Route by the referral's strategy (``strategy_spec.choose_strategy``): screen, score,
+    """Route by the referral's strategy (``experiments.selection.choose_strategy``): screen, score,
     plan (``marketplace.strategies``), create the direct and pull leads, open an auction
     for the ping-post candidates, and record the decision (``marketplace.decisions``).
     Queues nothing: the caller queues the posts and the auction after commit

@@ -20,7 +20,6 @@ eligible (``marketplace.eligibility`` decides that, the same for every strategy)
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -57,14 +56,3 @@ class StrategyChoice:
 
 
 DEFAULT_STRATEGY = StrategySpec(key="default", version=0, kind=StrategyKind.PRODUCT_DEFAULTS)
-
-
-def choose_strategy(*, subject_id: uuid.UUID, is_sandbox: bool) -> StrategyChoice:
-    """The strategy for a referral of this subject: the arm of the running experiment its
-    vault id hashes into (live traffic only), else the promoted default strategy's
-    version, else DEFAULT_STRATEGY (product settings decide). Reads only: routing's
-    decision record stores the choice, and the lab's results read it from there."""
-    # Imported here: the lab's models import StrategyKind from this module.
-    from marketplace.experiments.selection import choose
-
-    return choose(subject_id=subject_id, is_sandbox=is_sandbox)

@@ -31,7 +31,11 @@ def running_plans() -> list[tuple[Plan, dict[str, Arm]]]:
     return plans
 
 
-def choose(*, subject_id: uuid.UUID, is_sandbox: bool) -> StrategyChoice:
+def choose_strategy(*, subject_id: uuid.UUID, is_sandbox: bool) -> StrategyChoice:
+    """The strategy for a referral of this subject: the arm of the running experiment its
+    vault id hashes into (live traffic only), else the promoted default strategy's
+    version, else DEFAULT_STRATEGY (product settings decide). Reads only: routing's
+    decision record stores the choice, and the lab's results read it from there."""
     if not is_sandbox:
         plans = running_plans()
         found = assign([plan for plan, _ in plans], str(subject_id))

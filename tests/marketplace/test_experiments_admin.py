@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from marketplace.experiments.assignment import arm_of
 from marketplace.experiments.lifecycle import ordered_arms, plan_of
+from marketplace.experiments.selection import choose_strategy
 from marketplace.models import (
     Experiment,
     ExperimentStatus,
@@ -26,7 +27,6 @@ from marketplace.models import (
     StrategyPromotion,
     StrategyVersion,
 )
-from marketplace.strategy_spec import choose_strategy
 from partners.models import Partner
 from tests.billing.builders import post, report, schedule
 from tests.marketplace.conftest import set_lead_status

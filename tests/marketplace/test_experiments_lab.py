@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from marketplace.experiments import lifecycle, strategies
 from marketplace.experiments.assignment import arm_of
 from marketplace.experiments.lifecycle import ExperimentError, ordered_arms, plan_of
+from marketplace.experiments.selection import choose_strategy
 from marketplace.models import (
     Arm,
     Experiment,
@@ -21,7 +22,7 @@ from marketplace.models import (
     StrategyPromotion,
     StrategyVersion,
 )
-from marketplace.strategy_spec import DEFAULT_STRATEGY, StrategyKind, choose_strategy
+from marketplace.strategy_spec import DEFAULT_STRATEGY, StrategyKind
 
 pytestmark = pytest.mark.django_db
 
