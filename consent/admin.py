@@ -11,8 +11,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from consent import admin_views, compliance, deletion, erasure, grants, ledger
+from consent import admin_jobs, admin_views, compliance, deletion, erasure, grants, ledger
 from consent.models import (
+    AuditJob,
     Checkpoint,
     ConsentGrant,
     ConsentText,
@@ -65,7 +66,10 @@ def reason_action(
 
 @admin.register(ConsentText)
 class ConsentTextAdmin(admin.ModelAdmin):
-    list_display = ["version", "language", "jurisdiction", "published_at", "sha256"]
+    list_display = ["version", "title", "language", "jurisdiction", "published_at"]
+    list_filter = ["language", "jurisdiction", ("published_at", admin.EmptyFieldListFilter)]
+    search_fields = ["version", "title", "=sha256"]
+    ordering = ["-created_at"]
     readonly_fields = ["sha256", "published_at"]
     actions = ["publish"]
 
@@ -101,11 +105,13 @@ SUBJECT_FIELDS = (
 @admin.register(Subject)
 class SubjectAdmin(ReadOnlyAdmin):
     # Only ids and times: personal data never appears on admin pages.
-    list_display = ["id", "is_sandbox", "key_id", "created_at", "erased_at", "consent_history"]
+    list_display = ["id", "is_sandbox", "created_at", "erased_at", "consent_history"]
     fields = SUBJECT_FIELDS
     readonly_fields = SUBJECT_FIELDS
     list_filter = ["is_sandbox", ("erased_at", admin.EmptyFieldListFilter)]
     search_fields = ["=id"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
     actions = ["erase"]
     change_list_template = "admin/consent/subject/change_list.html"
 
@@ -183,10 +189,27 @@ class ConsentGrantAdmin(ReadOnlyAdmin):
         "expires_at",
         "withdrawn",
     ]
-    list_filter = ["scope", "channel", "source"]
+    list_filter = ["scope", "channel", "source", ("withdrawal", admin.EmptyFieldListFilter)]
+    list_select_related = ["source", "text", "withdrawal"]
     search_fields = ["=id", "=subject__id"]
+    ordering = ["-collected_at"]
+    date_hierarchy = "collected_at"
     exclude = ["ip_address", "user_agent"]
     actions = ["withdraw_consent"]
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        custom = [
+            path(
+                "<uuid:grant_id>/withdraw/",
+                wrap(self.withdraw_view),
+                name="consent_consentgrant_withdraw",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def withdraw_view(self, request: HttpRequest, grant_id: Any) -> HttpResponse:
+        return admin_jobs.withdraw(request, self, grant_id)
 
     @admin.display(boolean=True)
     def withdrawn(self, grant: ConsentGrant) -> bool:
@@ -213,8 +236,11 @@ class ConsentGrantAdmin(ReadOnlyAdmin):
         already = set(
             ConsentWithdrawal.objects.filter(grant__in=queryset).values_list("grant_id", flat=True)
         )
+        acting_user = {"id": str(request.user.pk), "username": request.user.get_username()}
         for grant in queryset:
-            grants.withdraw(grant_id=grant.pk, channel="admin", reason=reason)
+            grants.withdraw(
+                grant_id=grant.pk, channel="admin", reason=reason, acting_user=acting_user
+            )
             if grant.pk not in already:
                 self.log_change(request, grant, "Withdrew consent")
         new = queryset.count() - len(already)
@@ -228,7 +254,12 @@ class ConsentGrantAdmin(ReadOnlyAdmin):
 
 @admin.register(ConsentWithdrawal)
 class ConsentWithdrawalAdmin(ReadOnlyAdmin):
-    list_display = ["grant", "withdrawn_at", "channel"]
+    # The reason is on the detail page only (free text staff typed).
+    list_display = ["id", "grant_id", "withdrawn_at", "channel"]
+    list_filter = ["channel"]
+    search_fields = ["=grant__id", "=grant__subject__id"]
+    ordering = ["-withdrawn_at"]
+    date_hierarchy = "withdrawn_at"
 
 
 class AcknowledgementFilter(admin.SimpleListFilter):
@@ -269,6 +300,7 @@ class DeletionRequestAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_filter = [AcknowledgementFilter, "partner"]
     list_select_related = ["partner"]
     search_fields = ["=id", "=withdrawal__id", "=withdrawal__grant__id"]
+    ordering = ["-requested_at"]
     date_hierarchy = "requested_at"
 
     @admin.display(description="status")
@@ -279,28 +311,55 @@ class DeletionRequestAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 @admin.register(RevealRecord)
 class RevealRecordAdmin(ReadOnlyAdmin):
     # The reason is on the detail page only; the revealed values are never stored.
-    list_display = ["id", "user", "subject", "fields", "revealed_at"]
+    list_display = ["id", "user", "subject_id", "fields", "revealed_at"]
     list_select_related = ["user"]
-    search_fields = ["=subject__id"]
+    list_filter = ["user"]
+    search_fields = ["=id", "=subject__id"]
+    ordering = ["-revealed_at"]
+    date_hierarchy = "revealed_at"
 
 
 @admin.register(Disclosure)
 class DisclosureAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     list_display = ["id", "partner", "purpose", "reference", "disclosed_at"]
     list_filter = ["partner", "purpose"]
-    search_fields = ["=grant__id", "=subject__id", "reference"]
+    list_select_related = ["partner"]
+    search_fields = ["=id", "=grant__id", "=subject__id", "reference"]
+    ordering = ["-disclosed_at"]
+    date_hierarchy = "disclosed_at"
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["seq", "kind", "created_at", "leaf_hash"]
+    list_display = ["seq", "kind", "created_at", "short_leaf_hash"]
     list_filter = ["kind"]
+    search_fields = ["=seq", "=leaf_hash"]
+    ordering = ["-id"]  # arrival order, newest first (pending entries have no seq yet)
+    date_hierarchy = "created_at"
+    show_full_result_count = False  # a million-row ledger: no second COUNT(*)
+
+    @admin.display(description="leaf hash", ordering="leaf_hash")
+    def short_leaf_hash(self, entry: LedgerEntry) -> str:
+        return f"{entry.leaf_hash[:16]}…" if entry.leaf_hash else "pending"
 
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(ReadOnlyAdmin):
-    list_display = ["tree_size", "root_hash", "signed_at", "key_id"]
+    list_display = ["tree_size", "short_root_hash", "signed_at", "short_key_id"]
+    list_filter = ["key_id"]
+    search_fields = ["=tree_size", "=root_hash"]
+    ordering = ["-signed_at", "-id"]
+    date_hierarchy = "signed_at"
     actions = ["checkpoint_now"]
+
+    @admin.display(description="root hash", ordering="root_hash")
+    def short_root_hash(self, checkpoint: Checkpoint) -> str:
+        return f"{checkpoint.root_hash[:16]}…"
+
+    @admin.display(description="key id", ordering="key_id")
+    def short_key_id(self, checkpoint: Checkpoint) -> str:
+        return f"{checkpoint.key_id[:16]}…"
+
     change_list_template = "admin/consent/checkpoint/change_list.html"
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
@@ -318,3 +377,72 @@ class CheckpointAdmin(ReadOnlyAdmin):
     def checkpoint_now(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
         checkpoint = ledger.make_checkpoint()
         self.message_user(request, f"Signed checkpoint at size {checkpoint.tree_size}.")
+
+
+@admin.register(AuditJob)
+class AuditJobAdmin(ReadOnlyAdmin):
+    """Exports and verifications: who asked for what and when, and how it ended. The
+    progress page and the file belong to the officer who asked (``consent.admin_jobs``)."""
+
+    list_display = ["id", "kind", "state", "requested_by", "created_at", "finished_at"]
+    list_filter = ["kind", "state", "requested_by"]
+    list_select_related = ["requested_by"]
+    search_fields = ["=id", "=subject__id"]
+    ordering = ["-created_at"]
+    date_hierarchy = "created_at"
+    exclude = ["result"]
+    readonly_fields = ["outcome"]
+    change_list_template = "admin/consent/auditjob/change_list.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        custom = [
+            path("export/", wrap(self.export_view), name="consent_auditjob_export"),
+            path("verify/", wrap(self.verify_view), name="consent_auditjob_verify"),
+            path(
+                "<uuid:job_id>/progress/",
+                wrap(self.progress_view),
+                name="consent_auditjob_progress",
+            ),
+            path("<uuid:job_id>/status/", wrap(self.status_view), name="consent_auditjob_status"),
+            path(
+                "<uuid:job_id>/download/",
+                wrap(self.download_view),
+                name="consent_auditjob_download",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "can_start": request.user.has_perm(admin_jobs.START_PERMISSION),
+        }
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="outcome")
+    def outcome(self, job: AuditJob) -> str:
+        if job.error:
+            return job.error
+        result = job.result or {}
+        if job.kind == AuditJob.Kind.VERIFY and result:
+            verdict = "OK" if result.get("ok") else f"FAILED ({result.get('problem_count')})"
+            return f"{verdict}: {result.get('entries_checked')} entries checked"
+        if result:
+            return f"{result.get('entries')} entries (tree size {result.get('tree_size')})"
+        return "-"
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        return admin_jobs.start_export(request, self)
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        return admin_jobs.start_verify(request, self)
+
+    def progress_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        return admin_jobs.progress(request, self, job_id)
+
+    def status_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        return admin_jobs.status(request, self, job_id)
+
+    def download_view(self, request: HttpRequest, job_id: Any) -> HttpResponse:
+        return admin_jobs.download(request, self, job_id)

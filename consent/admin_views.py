@@ -64,6 +64,8 @@ def _context(model_admin: admin.ModelAdmin, request: HttpRequest, **extra: Any) 
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.model._meta,
         "can_reveal": request.user.has_perm(gate.REVEAL_PERMISSION),
+        "can_withdraw": request.user.has_perm("consent.add_consentwithdrawal"),
+        "can_export": request.user.has_perm("consent.add_auditjob"),
         "ledger_key": compliance.ledger_key(),
         **extra,
     }

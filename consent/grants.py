@@ -185,18 +185,26 @@ def withdraw(
     channel: str,
     reason: str = "",
     acting_key: dict[str, str] | None = None,
+    acting_user: dict[str, str] | None = None,
 ) -> ConsentWithdrawal:
     """Withdraw consent at once; withdrawing again returns the original withdrawal.
 
     Every partner that already received the data gets a deletion request and a signed
     ``consent.withdrawn`` webhook in the same transaction (see ``consent.deletion``).
-    ``acting_key``: the API key that withdrew, recorded in the ledger entries.
+    ``acting_key``: the API key that withdrew; ``acting_user``: the staff member who did in
+    the admin (``{"id": ..., "username": ...}``); either is recorded in the ledger entry.
     """
     with transaction.atomic():
         # The gate locks the same row, so a disclosure either finishes first (and gets a
         # deletion request below) or sees this withdrawal and refuses.
         grant = ConsentGrant.objects.select_for_update().get(pk=grant_id)
-        return withdraw_locked(grant=grant, channel=channel, reason=reason, acting_key=acting_key)
+        return withdraw_locked(
+            grant=grant,
+            channel=channel,
+            reason=reason,
+            acting_key=acting_key,
+            acting_user=acting_user,
+        )
 
 
 def withdraw_locked(
@@ -205,6 +213,7 @@ def withdraw_locked(
     channel: str,
     reason: str = "",
     acting_key: dict[str, str] | None = None,
+    acting_user: dict[str, str] | None = None,
 ) -> ConsentWithdrawal:
     """``withdraw`` for a caller that already holds the grant's row lock in its transaction."""
     existing = ConsentWithdrawal.objects.filter(grant=grant).first()
@@ -223,6 +232,7 @@ def withdraw_locked(
                 "subject_id": str(grant.subject_id),
                 "channel": channel,
                 "withdrawn_at": withdrawal.withdrawn_at.isoformat(),
+                **({"staff_user": dict(acting_user)} if acting_user else {}),
             },
             acting_key,
         ),

@@ -159,6 +159,9 @@ class ConsentWithdrawal(models.Model):
     reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"Withdrawal {self.pk} of consent {self.grant_id}"
+
 
 class Disclosure(models.Model):
     """Every time personal data left the vault: to whom, which fields, under which consent."""
@@ -174,6 +177,9 @@ class Disclosure(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["partner", "disclosed_at"])]
+
+    def __str__(self) -> str:
+        return f"Disclosure {self.id} under consent {self.grant_id}"
 
 
 class DeletionRequest(models.Model):
@@ -282,6 +288,10 @@ class LedgerEntry(models.Model):
             models.Index(fields=["id"], condition=Q(seq__isnull=True), name="ledger_entry_pending")
         ]
 
+    def __str__(self) -> str:
+        where = f"#{self.seq}" if self.seq is not None else f"pending ({self.pk})"
+        return f"Ledger entry {where}: {self.kind}"
+
     @property
     def is_sequenced(self) -> bool:
         return self.seq is not None
@@ -308,3 +318,46 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"Checkpoint size={self.tree_size}"
+
+
+class AuditJob(models.Model):
+    """A compliance officer's audit bundle export or ledger verification, run by a worker
+    (``consent.audit_jobs``). The row is the audit trail (who asked, what, when, the
+    outcome); an export's file is served to the officer who asked and nobody else."""
+
+    class Kind(models.TextChoices):
+        EXPORT = "export", "audit bundle export"
+        VERIFY = "verify", "ledger verification"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    # An export's selection: a subject, or a time range of ledger entries.
+    subject = models.ForeignKey(
+        Subject, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    done = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(null=True, blank=True)
+    # Counts, ids and hashes only: the export summary or the verification report.
+    result = models.JSONField(default=dict, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["requested_by", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display().capitalize()} {self.id} ({self.state})"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import uuid
+
 from celery import shared_task
 
-from consent import grants, ledger, sequencer
+from consent import audit_jobs, grants, ledger, sequencer
 
 
 @shared_task
@@ -20,3 +22,9 @@ def sequence_ledger() -> int:
 @shared_task
 def record_expiries() -> int:
     return grants.record_expiries()
+
+
+@shared_task(acks_late=True)
+def run_audit_job(job_id: str) -> str:
+    """An officer's export or verification (ids only in the arguments)."""
+    return str(audit_jobs.run(job_id=uuid.UUID(job_id)).state)

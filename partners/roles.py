@@ -8,17 +8,20 @@
   (record, allocate), billing profiles, return reviews, exchange rates; reads charges and
   the partners, products, leads and events they come from.
 - ``compliance`` reads consent records, the ledger and the referrals and leads they
-  concern. Revealing decrypted data (``consent.reveal_subject``), erasing
+  concern; exports audit bundles and verifies the ledger (``consent.AuditJob``).
+  Revealing decrypted data (``consent.reveal_subject``), erasing
   (``consent.erase_subject``), withdrawing consent and signing checkpoints are not part of
   any role: each is given to named people on purpose.
 - ``partner_staff`` (see ``partners.permissions``) read their own partners' rows only.
 
 Permissions are named by ``app_label.codename`` strings, so this module (in the lowest
 layer) names billing's permissions without importing billing. Each group holds exactly
-the permissions listed here that exist: a ``post_migrate`` receiver sets them after every
-``migrate`` (so a model added later, such as ``billing.ExchangeRate``, gets its
-permissions once its migration has run) and again after a test database is flushed. Give
-anything beyond a role to named users, not to the group: the next ``migrate`` resets it.
+the permissions listed here that exist: the groups are created by a migration
+(``partners/migrations/0011_role_groups``), and a ``post_migrate`` receiver sets their
+permissions after every ``migrate`` (so a model added later, such as
+``billing.ExchangeRate``, gets its permissions once its migration has run) and again after
+a test database is flushed. Give anything beyond a role to named users, not to the group:
+the next ``migrate`` resets it.
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ ROLES: dict[str, list[str]] = {
                 "checkpoint": VIEW,
                 "subject": VIEW,
                 "revealrecord": VIEW,
+                # Exports and verifications: started from the admin, the row their record.
+                "auditjob": ("view", "add"),
             },
         ),
         *_perms(

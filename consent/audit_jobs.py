@@ -1,0 +1,184 @@
+"""Audit bundle exports and ledger verifications started from the admin, run by a worker.
+
+An officer starts a job (``start_export``, ``start_verify``); the job row is queued in the
+officer's transaction and handed to Celery once it commits (``consent.tasks.run_audit_job``),
+so a long export or a million-entry verification never holds a web request. ``run`` records
+progress on the row (at most every ``PROGRESS_EVERY`` seconds) for the page that polls it,
+and the outcome: an export's summary and its zip file under ``VAR_DIR/audit-exports``, or
+the verification report (the same check as ``manage.py verify_consent_ledger``). Both hold
+ids, counts and hashes only: the ledger holds no personal data. The file is served to the
+officer who asked and nobody else (``bundle_for``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, User
+from django.db import transaction
+from django.utils import timezone
+
+from consent import audit_export, ledger
+from consent.models import AuditJob, Subject
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 0.5  # seconds between progress writes
+MAX_PROBLEMS = 50  # problems kept in a report (the count is kept in full)
+
+
+class JobRefused(ValueError):
+    """The job cannot be started as asked (a plain message for the form)."""
+
+
+def export_root() -> Path:
+    return Path(settings.VAR_DIR) / "audit-exports"
+
+
+def bundle_file(job: AuditJob) -> Path:
+    return export_root() / f"{job.id}.zip"
+
+
+def _queue(job: AuditJob) -> None:
+    from consent.tasks import run_audit_job  # tasks import this module
+
+    job_id = str(job.id)
+    transaction.on_commit(lambda: run_audit_job.delay(job_id))
+
+
+def start_export(
+    *,
+    user: User,
+    subject_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditJob:
+    """Queue the export of a subject's entries, or of the entries recorded in [since, until)."""
+    if (subject_id is None) == (since is None or until is None):
+        raise JobRefused("Give either a subject or a time range (from and until).")
+    if since is not None and until is not None and since >= until:
+        raise JobRefused("The range must start before it ends.")
+    if subject_id is not None and not Subject.objects.filter(pk=subject_id).exists():
+        raise JobRefused("No subject has this id.")
+    with transaction.atomic():
+        job = AuditJob.objects.create(
+            kind=AuditJob.Kind.EXPORT,
+            requested_by=user,
+            subject_id=subject_id,
+            since=since,
+            until=until,
+        )
+        _queue(job)
+    return job
+
+
+def start_verify(*, user: User) -> AuditJob:
+    """Queue a verification of the whole ledger."""
+    with transaction.atomic():
+        job = AuditJob.objects.create(kind=AuditJob.Kind.VERIFY, requested_by=user)
+        _queue(job)
+    return job
+
+
+class _Progress:
+    """Writes (done, total) to the job's row, throttled, the last one always."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        self.job_id = job_id
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < PROGRESS_EVERY:
+            return
+        self.last = now
+        AuditJob.objects.filter(pk=self.job_id).update(done=done, total=total)
+
+
+def run(*, job_id: uuid.UUID) -> AuditJob:
+    """Carry out a queued job (a worker's task); a job already started is left alone, so a
+    redelivered task does no work twice."""
+    claimed = AuditJob.objects.filter(pk=job_id, state=AuditJob.State.QUEUED).update(
+        state=AuditJob.State.RUNNING, started_at=timezone.now()
+    )
+    job = AuditJob.objects.get(pk=job_id)
+    if not claimed:
+        return job
+    try:
+        result = _export(job) if job.kind == AuditJob.Kind.EXPORT else _verify(job)
+    except audit_export.ExportError as exc:
+        return _finish(job, state=AuditJob.State.FAILED, error=str(exc)[:500])
+    except Exception:
+        logger.exception("audit job %s failed", job.id)
+        _finish(job, state=AuditJob.State.FAILED, error="Internal error: see the worker's log.")
+        raise
+    return _finish(job, state=AuditJob.State.DONE, result=result)
+
+
+def _finish(
+    job: AuditJob, *, state: str, result: dict[str, object] | None = None, error: str = ""
+) -> AuditJob:
+    AuditJob.objects.filter(pk=job.pk).update(
+        state=state, result=result or {}, error=error, finished_at=timezone.now()
+    )
+    return AuditJob.objects.get(pk=job.pk)
+
+
+def _export(job: AuditJob) -> dict[str, object]:
+    root = export_root()
+    root.mkdir(parents=True, exist_ok=True)
+    work = root / f"{job.id}.d"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        summary = audit_export.export_bundle(
+            out_dir=work,
+            subject_id=job.subject_id,
+            since=job.since,
+            until=job.until,
+            progress=_Progress(job.id),
+        )
+        # Written under a temporary name, renamed when whole: a download never sees half.
+        partial = shutil.make_archive(str(root / f"{job.id}.partial"), "zip", root_dir=work)
+        Path(partial).replace(bundle_file(job))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "entries": summary.entries,
+        "tree_size": summary.tree_size,
+        "not_yet_checkpointed": summary.not_yet_checkpointed,
+        "public_key": summary.public_key,
+        "key_id": summary.key_id,
+    }
+
+
+def _verify(job: AuditJob) -> dict[str, object]:
+    report = ledger.verify_ledger(progress=_Progress(job.id))
+    return {
+        "ok": report.ok,
+        "entries_checked": report.entries_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "problem_count": len(report.problems),
+        "problems": report.problems[:MAX_PROBLEMS],
+        "first_bad_seq": report.first_bad_seq,
+        "pending": report.pending,
+    }
+
+
+def job_for(*, job_id: uuid.UUID, user: AbstractBaseUser) -> AuditJob | None:
+    """The job if ``user`` asked for it; None for anyone else (whatever their role)."""
+    return AuditJob.objects.filter(pk=job_id, requested_by_id=user.pk).first()
+
+
+def bundle_for(*, job_id: uuid.UUID, user: AbstractBaseUser) -> Path | None:
+    """The finished export's file, for the officer who asked only."""
+    job = job_for(job_id=job_id, user=user)
+    if job is None or job.kind != AuditJob.Kind.EXPORT or job.state != AuditJob.State.DONE:
+        return None
+    path = bundle_file(job)
+    return path if path.is_file() else None
