@@ -62,7 +62,7 @@ from marketplace import locks
 from marketplace.matching import Application, CreditBox
 from marketplace.models import Referral
 from marketplace.regulation import Rules, default_rules
-from partners.registry import licence_periods
+from partners import catalogue_cache, registry
 
 
 class ReasonCode(models.TextChoices):
@@ -233,12 +233,35 @@ def referral_time(referral: Referral) -> datetime:
 
 
 def facts_for(
-    referral: Referral, grant: ConsentGrant, *, rules: Rules, boxes: Sequence[CreditBox]
+    referral: Referral,
+    grant: ConsentGrant,
+    *,
+    rules: Rules,
+    boxes: Sequence[CreditBox],
+    version: int | None = None,
 ) -> Facts:
+    """What the rules need to know about the referral and these boxes' partners. Given the
+    catalogue ``version`` the caller read, licences and which partners keep suppression
+    lists come from memory (cached per version: a change to either moves it), and the
+    applicant's suppression check runs only when a candidate keeps a list."""
     allowed = grants.allowed_recipient_ids(grant)
     partner_ids = {box.partner_id for box in boxes}
-    suppressing = suppression.suppressing_partners(
-        subject_id=referral.subject_id, partner_ids=partner_ids, is_sandbox=referral.is_sandbox
+    keeping = catalogue_cache.cached(
+        ("suppression-keys", referral.is_sandbox),
+        version=version,
+        compute=lambda: registry.partners_with_suppression_keys(is_sandbox=referral.is_sandbox),
+    )
+    suppressing = (
+        suppression.suppressing_partners(
+            subject_id=referral.subject_id,
+            partner_ids=partner_ids & keeping,
+            is_sandbox=referral.is_sandbox,
+        )
+        if partner_ids & keeping
+        else set()
+    )
+    every_licence = catalogue_cache.cached(
+        "licences", version=version, compute=registry.every_licence_period
     )
     return Facts(
         at=referral_time(referral),
@@ -248,7 +271,7 @@ def facts_for(
         rules=rules,
         allowed_partners=None if allowed is None else frozenset(allowed),
         suppressing_partners=frozenset(suppressing),
-        licences=licence_periods(partner_ids=partner_ids) if partner_ids else {},
+        licences={p: every_licence[p] for p in partner_ids if p in every_licence},
     )
 
 
@@ -258,11 +281,12 @@ def screen(
     grant: ConsentGrant,
     boxes: Sequence[CreditBox],
     rules: Rules | None = None,
+    version: int | None = None,
 ) -> Screening:
     """Screen the referral's matched boxes. Dedupe windows and caps are decided under row
     locks held to the end of the caller's transaction (``marketplace.locks``): call it in
     the transaction that makes the leads."""
-    facts = facts_for(referral, grant, rules=rules or default_rules(), boxes=boxes)
+    facts = facts_for(referral, grant, rules=rules or default_rules(), boxes=boxes, version=version)
     unlocked = [box for box in boxes if not static_reasons(box, facts)]
     # Intake holds the applicant's subject row (consent.vault.store_subject), so concurrent
     # intakes and awards of one person decide the dedupe window one at a time.

@@ -173,6 +173,11 @@ class ProductIndex:
 
     def boxes(self) -> BoxIndex[CreditBox]:
         """The routable boxes, compiled for ``match``; a sequence of ``CreditBox`` too."""
+        return self.current()[0]
+
+    def current(self) -> tuple[BoxIndex[CreditBox], int | None]:
+        """The routable boxes and the catalogue version read for them (None: no version
+        row), which routing's other per-version caches key on (``partners.catalogue_cache``)."""
         version = CatalogueVersion.objects.filter(id=1).values_list("version", flat=True).first()
         if version is None or version != self._version:
             # (No version row, e.g. a test database flushed: rebuild every time.) Read the
@@ -184,7 +189,7 @@ class ProductIndex:
                     # to be complete either: read everything.
                     self._refresh(settings.PRODUCT_INDEX_INCREMENTAL and version is not None)
                     self._version = version
-        return self._boxes
+        return self._boxes, version
 
     def _refresh(self, incremental: bool) -> None:
         now = None

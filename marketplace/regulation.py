@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from marketplace.models.regulation import RuleSet
+from partners import catalogue_cache
 
 # No referral of a minor is ever routed, whatever a rule set says (DOMAIN: minors).
 LEGAL_AGE = 18
@@ -53,11 +54,20 @@ def rules_of(rule_set: RuleSet) -> Rules:
     )
 
 
-def rules_at(at: datetime) -> Rules:
+def rules_at(at: datetime, *, version: int | None = None) -> Rules:
     """The rules in force at ``at``: the latest version effective by then (of two with one
-    ``effective_from``, the later written), else the platform default. One indexed read."""
-    rule_set = RuleSet.objects.filter(effective_from__lte=at).order_by(*ORDER).first()
-    return default_rules() if rule_set is None else rules_of(rule_set)
+    ``effective_from``, the later written), else the platform default. One indexed read;
+    none given the catalogue ``version`` the caller read (every rule set, cached per
+    version: a new one moves the version)."""
+    if version is None:
+        rule_set = RuleSet.objects.filter(effective_from__lte=at).order_by(*ORDER).first()
+        return default_rules() if rule_set is None else rules_of(rule_set)
+    every = catalogue_cache.cached(
+        "rule-sets",
+        version=version,
+        compute=lambda: [(r.effective_from, rules_of(r)) for r in RuleSet.objects.order_by(*ORDER)],
+    )
+    return next((rules for since, rules in every if since <= at), default_rules())
 
 
 def publish_rule_set(

@@ -28,6 +28,7 @@ from consent.models import ConsentGrant
 from marketplace import decisions, learning, ranking
 from marketplace.auctions import open_auction
 from marketplace.bands import segment_key
+from marketplace.box_index import BoxIndex
 from marketplace.eligibility import Screening, referral_time, screen
 from marketplace.experiments.selection import choose_strategy
 from marketplace.matching import Application, CreditBox, HasProduct, match, product_index
@@ -65,12 +66,19 @@ def _best_box_per_partner(boxes: Sequence[CreditBox]) -> list[CreditBox]:
     return list(best.values())
 
 
-def screen_boxes(referral: Referral, grant: ConsentGrant) -> Screening:
+def screen_boxes(
+    referral: Referral,
+    grant: ConsentGrant,
+    *,
+    catalogue: tuple[BoxIndex[CreditBox], int | None] | None = None,
+) -> Screening:
     """The referral's matched boxes, screened by every eligibility rule
-    (``marketplace.eligibility``) under the regulatory rule set in force at its time."""
-    rules = rules_at(referral_time(referral))
-    boxes = match(product_index.boxes(), application_for(referral), apr_cap=rules.all_in_cost_cap)
-    return screen(referral=referral, grant=grant, boxes=boxes, rules=rules)
+    (``marketplace.eligibility``) under the regulatory rule set in force at its time.
+    ``catalogue``: the product index and the version read for this referral, if read."""
+    boxes, version = catalogue or product_index.current()
+    rules = rules_at(referral_time(referral), version=version)
+    matched = match(boxes, application_for(referral), apr_cap=rules.all_in_cost_cap)
+    return screen(referral=referral, grant=grant, boxes=matched, rules=rules, version=version)
 
 
 def select_boxes(referral: Referral, grant: ConsentGrant) -> list[CreditBox]:
@@ -108,9 +116,14 @@ def route(*, referral: Referral, grant: ConsentGrant, rng: random.Random | None 
     (intake's, which holds the applicant's subject row), or its own. ``rng``: the source
     of Thompson draws (tests seed it)."""
     with transaction.atomic(savepoint=False):
-        choice = choose_strategy(subject_id=referral.subject_id, is_sandbox=referral.is_sandbox)
+        # One catalogue version read for the whole decision: the index and every cached
+        # piece of reference data (rules, licences, strategies) answer for it.
+        catalogue = product_index.current()
+        choice = choose_strategy(
+            subject_id=referral.subject_id, is_sandbox=referral.is_sandbox, version=catalogue[1]
+        )
         spec = choice.spec
-        screening = screen_boxes(referral, grant)
+        screening = screen_boxes(referral, grant, catalogue=catalogue)
         consumer = _best_box_per_partner(screening.eligible)
         segment = segment_key(
             risk_tier=referral.risk_tier, channel=referral.channel, amount=referral.amount

@@ -1,7 +1,9 @@
 """The catalogue's triggers: every change to a product, a partner or a routing hold moves
 ``CatalogueVersion`` and records the partner and product it touched in ``CatalogueChange``,
 whoever writes (the admin, the API, holds, a bare ``update()``). Installed by migrations
-0007 and 0009.
+0007 and 0009. Changes to routing's other reference data (licences, suppression keys,
+regulatory rule sets, strategies and experiments: ``VERSION_ONLY``) move the version too
+(partners 0012, marketplace 0017), so routing may cache them per version.
 
 PostgreSQL runs them at commit (deferred constraint triggers, 0007), so a process sees a
 change only once it is committed. SQLite runs them at once, and drops a table's triggers
@@ -12,12 +14,24 @@ these tables cannot silently stop the product index from seeing changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 WATCHED = ("partners_product", "partners_partner", "partners_routinghold")
+# Routing's other reference data: a change moves the version only (no box changes), so
+# what routing caches per version (``partners.catalogue_cache``) is read again.
+VERSION_ONLY = (
+    "partners_partnerlicence",
+    "partners_suppressionkey",
+    "marketplace_ruleset",
+    "marketplace_strategy",
+    "marketplace_strategyversion",
+    "marketplace_experiment",
+    "marketplace_arm",
+)
 # Per table: the changed row's (partner id, product id) as SQL over the row variable.
 KEYS = {
     "partners_product": ("{row}.partner_id", "{row}.id"),
@@ -57,32 +71,74 @@ def postgresql_function() -> str:
     )
 
 
-def sqlite_statements() -> list[str]:
-    """Drop and create the SQLite triggers (idempotent)."""
+def sqlite_statements(tables: Iterable[str] = WATCHED) -> list[str]:
+    """Drop and create the SQLite triggers of these tables (idempotent)."""
     statements = []
-    for table in WATCHED:
+    for table in tables:
         for event in ("INSERT", "UPDATE", "DELETE"):
             name = f"{table}_catalogue_version_{event.lower()}"
             row = "OLD" if event == "DELETE" else "NEW"
-            partner, product = (key.format(row=row) for key in KEYS[table])
+            record = ""
+            if table in KEYS:
+                partner, product = (key.format(row=row) for key in KEYS[table])
+                now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+                record = f"{RECORD}({partner}, {product}, {now}); "
             statements.append(f"DROP TRIGGER IF EXISTS {name}")
             statements.append(
-                f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {BUMP['sqlite']}; "
-                f"{RECORD}({partner}, {product}, strftime('%Y-%m-%d %H:%M:%f', 'now')); END"
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} "
+                f"BEGIN {BUMP['sqlite']}; {record}END"
             )
     return statements
 
 
-def install(connection: BaseDatabaseWrapper) -> None:
+def postgresql_trigger_name(table: str) -> str:
+    return f"{table}_catalogue_version"
+
+
+def postgresql_triggers(tables: Iterable[str]) -> list[str]:
+    """Deferred constraint triggers (run at commit, so the version row is the last lock a
+    transaction takes) calling the function above, on these tables (idempotent)."""
+    statements = []
+    for table in tables:
+        name = postgresql_trigger_name(table)
+        statements.append(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        statements.append(
+            f"CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION partners_bump_catalogue_version()"
+        )
+    return statements
+
+
+def trigger_names() -> list[str]:
+    """Every PostgreSQL catalogue trigger (tests make them immediate in their transaction)."""
+    return [postgresql_trigger_name(table) for table in (*WATCHED, *VERSION_ONLY)]
+
+
+def install(connection: BaseDatabaseWrapper, tables: Iterable[str] = ()) -> None:
+    """The trigger function (PostgreSQL) or the watched tables' triggers (SQLite), plus
+    triggers on ``tables`` of ``VERSION_ONLY``."""
     if connection.vendor == "postgresql":
-        statements = [postgresql_function()]
+        statements = [postgresql_function(), *postgresql_triggers(tables)]
     elif connection.vendor == "sqlite":
-        statements = sqlite_statements()
+        statements = sqlite_statements((*WATCHED, *tables))
     else:
         raise NotImplementedError(f"no catalogue triggers for {connection.vendor}")
     with connection.cursor() as cursor:
         for sql in statements:
             cursor.execute(sql)
+
+
+def uninstall(connection: BaseDatabaseWrapper, tables: Iterable[str]) -> None:
+    """Remove the triggers of these ``VERSION_ONLY`` tables (a migration's way back)."""
+    with connection.cursor() as cursor:
+        for table in tables:
+            if connection.vendor == "postgresql":
+                name = postgresql_trigger_name(table)
+                cursor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+                continue
+            for event in ("insert", "update", "delete"):
+                cursor.execute(f"DROP TRIGGER IF EXISTS {table}_catalogue_version_{event}")
 
 
 def reinstall_after_migrate(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
@@ -92,4 +148,4 @@ def reinstall_after_migrate(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> Non
         return
     tables = connection.introspection.table_names()
     if "partners_cataloguechange" in tables and all(t in tables for t in WATCHED):
-        install(connection)
+        install(connection, [table for table in VERSION_ONLY if table in tables])

@@ -6,9 +6,9 @@ Registered with the app by ``PartnersConfig.import_models`` (models outside
 - ``PartnerLicence``: the lending licence a partner holds. The 2025 rules on lending
   through internet platforms: banks work only with listed platforms. Routing never sends a
   lead to a partner without a licence in force on the referral's (UTC) date
-  (``marketplace.eligibility``: ``licence_missing``, ``licence_expired``), read for the
-  referral's matched partners in one query (``licence_periods``), so a licence recorded or
-  renewed counts from the next referral on.
+  (``marketplace.eligibility``: ``licence_missing``, ``licence_expired``), read from every
+  licence cached per catalogue version (``every_licence_period``; a licence recorded or
+  renewed moves the version), so it counts from the next referral on.
 - ``SuppressionKey`` / ``SuppressionEntry``: a partner's existing customers, as keyed hashes
   of their phone or ID numbers under a key shared with the platform (``partners.suppression``
   documents the hashing). Per partner and key mode: a sandbox key manages the sandbox list.
@@ -17,7 +17,6 @@ Registered with the app by ``PartnersConfig.import_models`` (models outside
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import date
 
 from django.db import models
@@ -84,9 +83,14 @@ class SuppressionEntry(models.Model):
         ]
 
 
-def licence_periods(*, partner_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[date, date]]:
-    """(valid from, expires on) of these partners' licences; unlisted partners are absent."""
-    rows = PartnerLicence.objects.filter(partner_id__in=set(partner_ids)).values_list(
-        "partner_id", "valid_from", "expires_on"
-    )
+def every_licence_period() -> dict[uuid.UUID, tuple[date, date]]:
+    """(valid from, expires on) of every listed partner's licence (one query; routing
+    caches it per catalogue version, ``partners.catalogue_cache``)."""
+    rows = PartnerLicence.objects.values_list("partner_id", "valid_from", "expires_on")
     return {partner_id: (start, end) for partner_id, start, end in rows}
+
+
+def partners_with_suppression_keys(*, is_sandbox: bool) -> frozenset[uuid.UUID]:
+    """The partners keeping a suppression list in this mode (they have a shared key)."""
+    keys = SuppressionKey.objects.filter(is_sandbox=is_sandbox)
+    return frozenset(keys.values_list("partner_id", flat=True))

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from demo.lenders import SimulatedLender
 from demo.server import PartnerSimulator
 from marketplace.celery import app as celery_app
+from partners import catalogue_triggers
 from partners.keys import issue_api_key
 from partners.models import KeyMode, Partner, Product, TrafficSource
 from partners.webhook_signing import create_endpoint
@@ -54,9 +55,7 @@ def _catalogue_version_at_once(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("settings").PRODUCT_INDEX_INCREMENTAL = False
 
 
-CATALOGUE_TRIGGERS = ", ".join(
-    f"partners_{table}_catalogue_version" for table in ("product", "partner", "routinghold")
-)
+CATALOGUE_TRIGGERS = ", ".join(catalogue_triggers.trigger_names())
 
 
 @pytest.fixture(autouse=True)

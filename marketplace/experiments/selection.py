@@ -15,6 +15,7 @@ from marketplace.experiments.assignment import Plan, assign
 from marketplace.experiments.lifecycle import plan_of
 from marketplace.models import Arm, ExperimentStatus
 from marketplace.strategy_spec import StrategyChoice
+from partners import catalogue_cache
 
 
 def running_plans() -> list[tuple[Plan, dict[str, Arm]]]:
@@ -31,13 +32,17 @@ def running_plans() -> list[tuple[Plan, dict[str, Arm]]]:
     return plans
 
 
-def choose_strategy(*, subject_id: uuid.UUID, is_sandbox: bool) -> StrategyChoice:
+def choose_strategy(
+    *, subject_id: uuid.UUID, is_sandbox: bool, version: int | None = None
+) -> StrategyChoice:
     """The strategy for a referral of this subject: the arm of the running experiment its
     vault id hashes into (live traffic only), else the promoted default strategy's
     version, else DEFAULT_STRATEGY (product settings decide). Reads only: routing's
-    decision record stores the choice, and the lab's results read it from there."""
+    decision record stores the choice, and the lab's results read it from there. Given the
+    catalogue ``version`` the caller read, the running experiments and the default come
+    from memory (cached per version: any change to strategies or experiments moves it)."""
     if not is_sandbox:
-        plans = running_plans()
+        plans = catalogue_cache.cached("running-plans", version=version, compute=running_plans)
         found = assign([plan for plan, _ in plans], str(subject_id))
         if found is not None:
             plan, arm_key = found
@@ -48,4 +53,8 @@ def choose_strategy(*, subject_id: uuid.UUID, is_sandbox: bool) -> StrategyChoic
                 arm_key=arm_key,
                 bucket_version=plan.bucket_version,
             )
-    return StrategyChoice(spec=strategies.default_spec())
+    return StrategyChoice(
+        spec=catalogue_cache.cached(
+            "default-strategy", version=version, compute=strategies.default_spec
+        )
+    )
