@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import QuerySet
+from django.db.models import BooleanField, Case, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -179,16 +179,8 @@ class SubjectAdmin(ReadOnlyAdmin):
 
 @admin.register(ConsentGrant)
 class ConsentGrantAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "source",
-        "text",
-        "scope",
-        "channel",
-        "collected_at",
-        "expires_at",
-        "withdrawn",
-    ]
+    # Fits 1366 px beside the filters; the text, channel and expiry are on the detail page.
+    list_display = ["id", "source", "scope", "collected_at", "withdrawn"]
     list_filter = ["scope", "channel", "source", ("withdrawal", admin.EmptyFieldListFilter)]
     list_select_related = ["source", "text", "withdrawal"]
     search_fields = ["=id", "=subject__id"]
@@ -288,15 +280,9 @@ class AcknowledgementFilter(admin.SimpleListFilter):
 
 @admin.register(DeletionRequest)
 class DeletionRequestAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "partner",
-        "withdrawal_id",
-        "requested_at",
-        "due_at",
-        "acknowledged_at",
-        "status",
-    ]
+    # Fits 1366 px beside the filters: the withdrawal and acknowledgement times are on the
+    # detail page (and searchable by withdrawal or receipt id).
+    list_display = ["id", "partner", "requested_at", "due_at", "status"]
     list_filter = [AcknowledgementFilter, "partner"]
     list_select_related = ["partner"]
     search_fields = ["=id", "=withdrawal__id", "=withdrawal__grant__id"]
@@ -311,9 +297,9 @@ class DeletionRequestAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 @admin.register(RevealRecord)
 class RevealRecordAdmin(ReadOnlyAdmin):
     # The reason is on the detail page only; the revealed values are never stored.
-    list_display = ["id", "user", "subject_id", "fields", "revealed_at"]
+    list_display = ["revealed_at", "user", "subject_id", "fields"]
     list_select_related = ["user"]
-    list_filter = ["user"]
+    list_filter = [("user", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["=id", "=subject__id"]
     ordering = ["-revealed_at"]
     date_hierarchy = "revealed_at"
@@ -321,7 +307,7 @@ class RevealRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(Disclosure)
 class DisclosureAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
-    list_display = ["id", "partner", "purpose", "reference", "disclosed_at"]
+    list_display = ["id", "partner", "reference", "disclosed_at"]
     list_filter = ["partner", "purpose"]
     list_select_related = ["partner"]
     search_fields = ["=id", "=grant__id", "=subject__id", "reference"]
@@ -384,8 +370,8 @@ class AuditJobAdmin(ReadOnlyAdmin):
     """Exports and verifications: who asked for what and when, and how it ended. The
     progress page and the file belong to the officer who asked (``consent.admin_jobs``)."""
 
-    list_display = ["id", "kind", "state", "requested_by", "created_at", "finished_at"]
-    list_filter = ["kind", "state", "requested_by"]
+    list_display = ["id", "kind", "state", "requested_by", "created_at", "page"]
+    list_filter = ["kind", "state", ("requested_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["requested_by"]
     search_fields = ["=id", "=subject__id"]
     ordering = ["-created_at"]
@@ -419,6 +405,28 @@ class AuditJobAdmin(ReadOnlyAdmin):
             "can_start": request.user.has_perm(admin_jobs.START_PERMISSION),
         }
         return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditJob]:
+        # Whether the viewer asked for the job: only then is its page (and file) theirs.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                mine=Case(
+                    When(requested_by_id=request.user.pk, then=Value(True)),
+                    default=Value(False),
+                    output_field=BooleanField(),
+                )
+            )
+        )
+
+    @admin.display(description="page")
+    def page(self, job: AuditJob) -> str:
+        if not getattr(job, "mine", False):
+            return "-"
+        url = reverse("admin:consent_auditjob_progress", args=[job.pk])
+        label = "download" if job.kind == AuditJob.Kind.EXPORT else "report"
+        return format_html('<a href="{}">{}</a>', url, label)
 
     @admin.display(description="outcome")
     def outcome(self, job: AuditJob) -> str:

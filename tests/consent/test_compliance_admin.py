@@ -209,6 +209,7 @@ def test_only_the_officer_who_asked_gets_the_bundle_its_page_and_its_status(
     job, _ = _export(
         _client(officer), django_capture_on_commit_callbacks, subject=str(grant.subject_id)
     )
+    progress_url = reverse("admin:consent_auditjob_progress", args=[job.pk])
     colleague = staff_user("colleague", groups=["compliance"])
     boss = User.objects.create_superuser("boss", "boss@example.invalid", "pw-123456!")
     for other in (colleague, boss):
@@ -216,8 +217,14 @@ def test_only_the_officer_who_asked_gets_the_bundle_its_page_and_its_status(
         for name in ("download", "progress", "status"):
             url = reverse(f"admin:consent_auditjob_{name}", args=[job.pk])
             assert client.get(url).status_code == 403, (other, name)
-        # The job's record (who asked, when, the outcome) is the audit trail all may read.
-        assert client.get(reverse("admin:consent_auditjob_changelist")).status_code == 200
+        # The job's record (who asked, when, the outcome) is the audit trail all may read,
+        # without a link to a page that is not theirs.
+        listing = client.get(reverse("admin:consent_auditjob_changelist"))
+        assert listing.status_code == 200
+        assert str(job.pk) in listing.content.decode()
+        assert progress_url not in listing.content.decode()
+    mine = _client(officer).get(reverse("admin:consent_auditjob_changelist")).content.decode()
+    assert progress_url in mine
 
 
 def test_export_form_errors_are_per_field_and_start_nothing(
