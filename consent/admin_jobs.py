@@ -218,6 +218,10 @@ def _status(job: AuditJob) -> dict[str, Any]:
 
 def progress(request: HttpRequest, model_admin: admin.ModelAdmin, job_id: uuid.UUID) -> Any:
     job = _own_job(request, job_id)
+    if request.method == "POST" and "requeue" in request.POST:
+        if audit_jobs.requeue(job=job):
+            model_admin.message_user(request, "Queued the job again.", messages.INFO)
+        return HttpResponseRedirect(_progress_url(job))
     return _page(
         model_admin,
         request,

@@ -45,11 +45,29 @@ def bundle_file(job: AuditJob) -> Path:
     return export_root() / f"{job.id}.zip"
 
 
-def _queue(job: AuditJob) -> None:
+def _send(job_id: str) -> None:
     from consent.tasks import run_audit_job  # tasks import this module
 
+    try:
+        run_audit_job.delay(job_id)
+    except Exception:
+        # The broker is unreachable: the job stays queued, and its page offers to queue it
+        # again (``requeue``); the officer's request does not fail after its commit.
+        logger.exception("audit job %s could not be queued", job_id)
+
+
+def _queue(job: AuditJob) -> None:
     job_id = str(job.id)
-    transaction.on_commit(lambda: run_audit_job.delay(job_id))
+    transaction.on_commit(lambda: _send(job_id))
+
+
+def requeue(*, job: AuditJob) -> bool:
+    """Send a job still queued to the workers again (its first message lost with a broker
+    outage); ``run`` claims a job once, so a duplicate message does no work twice."""
+    if job.state != AuditJob.State.QUEUED:
+        return False
+    _queue(job)
+    return True
 
 
 def start_export(

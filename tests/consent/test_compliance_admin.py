@@ -22,7 +22,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from consent import audit_jobs, ledger
+from consent import audit_jobs, ledger, tasks
 from consent.models import (
     AuditJob,
     ConsentGrant,
@@ -368,3 +368,36 @@ def test_a_new_compliance_user_sees_the_consent_workplace_on_the_admin_index(db:
     subjects = client.get(reverse("admin:consent_subject_changelist")).content.decode()
     for name in ("consent_subject_find", "consent_auditjob_export", "consent_auditjob_verify"):
         assert reverse(f"admin:{name}") in subjects
+
+
+def test_a_job_lost_with_the_broker_stays_queued_and_can_be_queued_again(
+    officer: User,
+    disclosed: tuple[ConsentGrant, list[Partner]],
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grant, _ = disclosed
+    ledger.make_checkpoint()
+    client = _client(officer)
+
+    def broker_down(job_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(tasks.run_audit_job, "delay", broker_down)
+    job, response = _export(
+        client, django_capture_on_commit_callbacks, subject=str(grant.subject_id)
+    )
+    assert job.state == "queued"  # the officer's request did not fail
+    page = client.get(response["Location"]).content.decode()
+    assert "requeue-form" in page
+    monkeypatch.undo()  # the broker is back
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = client.post(response["Location"], {"requeue": "1"})
+
+    assert again.status_code == 302
+    job.refresh_from_db()
+    assert job.state == "done" and audit_jobs.bundle_file(job).is_file()
+    assert not audit_jobs.requeue(job=job)  # done: nothing to send
+    other = _client(staff_user("colleague", groups=["compliance"]))
+    assert other.post(response["Location"], {"requeue": "1"}).status_code == 403
