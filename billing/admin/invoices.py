@@ -94,18 +94,18 @@ class VoidForm(forms.Form):
 
 @admin.register(Invoice)
 class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
+    # Fits 1366 px beside the navigation and filters: the month, one money column.
     list_display = [
         "__str__",
         "partner",
-        "period_start",
+        "period",
         "status",
-        "currency",
-        "total",
-        "issued_at",
+        "amount",
+        "issued",
         "due_date",
         "documents",
     ]
-    list_filter = ["status", "currency", "partner", "period_start"]
+    list_filter = ["status", "currency", "partner"]
     list_select_related = ["partner"]
     search_fields = ["=number", "partner__name"]
     ordering = ["-created_at"]
@@ -130,6 +130,18 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             url,
             len(override.differences),
         )
+
+    @admin.display(description="Period", ordering="period_start")
+    def period(self, obj: Invoice) -> str:
+        return f"{obj.period_start:%Y-%m}"
+
+    @admin.display(description="Total", ordering="total")
+    def amount(self, obj: Invoice) -> str:
+        return f"{obj.currency} {obj.total}"
+
+    @admin.display(description="Issued", ordering="issued_at")
+    def issued(self, obj: Invoice) -> str:
+        return f"{obj.issued_at:%Y-%m-%d}" if obj.issued_at else "-"
 
     @admin.display(description="Documents")
     def documents(self, obj: Invoice) -> str:

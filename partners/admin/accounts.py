@@ -25,18 +25,25 @@ from partners.permissions import partner_ids_for_user
 PARTNER_FIELDS = admin.RelatedOnlyFieldListFilter  # filter lists name only reachable partners
 
 
+@admin.display(description="Credit box")
+def credit_box(obj: Product) -> str:
+    if obj._state.adding:  # the inline's blank form (a new row has its UUID already)
+        return "-"
+    tiers = ", ".join(obj.risk_tiers or []) or "no tier"
+    return (
+        f"{obj.min_amount:,.0f}-{obj.max_amount:,.0f}, {obj.min_term_months}-"
+        f"{obj.max_term_months} months, APR {obj.apr_min:.2%}-{obj.apr_max:.2%}, {tiers}"
+    )
+
+
 class ProductInline(admin.TabularInline):
     model = Product
     extra = 0
-    fields = [
-        "name",
-        "is_active",
-        "delivery_mode",
-        "min_amount",
-        "max_amount",
-        "apr_min",
-        "apr_max",
-    ]
+    # The credit box as one line of text: its inputs side by side ran off a 1366 px screen;
+    # the product's own page edits them.
+    # A callable, not a method name: an inline looks method names up on the parent admin.
+    fields = ["name", "is_active", "delivery_mode", credit_box]  # type: ignore[list-item]
+    readonly_fields = [credit_box]  # type: ignore[list-item]
     show_change_link = True
 
 

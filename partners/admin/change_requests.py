@@ -88,8 +88,8 @@ def _decide(
 class ProductChangeRequestAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     """Partners' proposed product changes; approving applies one in a transaction."""
 
-    list_display = ["created_at", "partner", "product", "status", "requested_via", "decided_at"]
-    list_filter = ["status", ("partner", PARTNER_FIELDS), "created_at"]
+    list_display = ["created_at", "partner", "product_name", "status", "decided_at"]
+    list_filter = ["status", ("partner", PARTNER_FIELDS)]
     list_select_related = ["partner", "product", "requested_by_key"]
     search_fields = ["=id", "product__name", "partner__name"]
     ordering = ["-created_at"]
@@ -149,6 +149,10 @@ class ProductChangeRequestAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
             )
         url = reverse("admin:partners_productchangerequest_decide", args=[obj.pk])
         return format_html('<a class="ops-link" href="{}">Approve or reject…</a>', url)
+
+    @admin.display(description="Product", ordering="product__name")
+    def product_name(self, obj: ProductChangeRequest) -> str:
+        return obj.product.name
 
     @admin.display(description="Key")
     def requested_via(self, obj: ProductChangeRequest) -> str:

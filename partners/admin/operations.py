@@ -92,7 +92,10 @@ class PartnerOperationsMixin:
         paused = holds.is_held(partner_id=obj.pk, reason=HoldReason.OPS_PAUSE)
         toggle = "resume" if paused else "pause"
         links = [
-            (reverse(f"admin:partners_partner_{toggle}", args=[obj.pk]), f"{toggle} routing"),
+            (
+                reverse(f"admin:partners_partner_{toggle}", args=[obj.pk]),
+                f"{toggle.capitalize()} routing",
+            ),
             (reverse("admin:partners_partner_staff", args=[obj.pk]), "Partner staff access"),
         ]
         return format_html_join(" · ", '<a class="ops-link" href="{}">{}</a>', links)

@@ -24,6 +24,8 @@
     var error = document.getElementById("invoice-run-error");
     error.textContent = run.error;
     error.hidden = !run.error;
+    // The admin's .errornote is display: block, which would show an empty box when hidden.
+    error.className = run.error ? "errornote" : "";
     list("invoice-run-issued", run.issued);
     list("invoice-run-refused", run.refused);
     root.setAttribute("data-stage", run.stage);
