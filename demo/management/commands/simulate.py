@@ -25,6 +25,7 @@ from demo.loopback import PlatformServer
 from demo.server import PartnerSimulator
 from demo.traffic import pay_some_invoices, post_corrections
 from demo.world import var_path
+from marketplace import learning
 from marketplace.models import Lead, Referral
 from marketplace.stats import NIGHTLY_DAYS, rollup_funnel
 from partners.months import month_of
@@ -124,6 +125,10 @@ class Command(BaseCommand):
         rollup_funnel(days=NIGHTLY_DAYS)
         rollup_revenue(days=NIGHTLY_DAYS)
         self.stdout.write("Dashboard figures rolled up (see /admin/dashboard/).")
+        # Beat refreshes routing's learned conversion counts every minute; without a
+        # broker (make run) nothing would, and the next referrals would rank on priors.
+        learned = learning.refresh_counts()
+        self.stdout.write(f"Routing's conversion counts refreshed ({learned} rows).")
         checkpoint = ledger.make_checkpoint()
         self.stdout.write(f"Consent ledger checkpoint signed at size {checkpoint.tree_size}.")
         self._suggest_search(try_phone)
