@@ -121,3 +121,13 @@ class ChoiceSetAdminMixin:
                         field.keep_values(getattr(self.instance, name, None) or [])
 
         return WithCurrentValues
+
+
+def short_time(value: Any) -> str:
+    """A list column's time in UTC, ``2026-12-01 18:05``: Django's "Dec. 1, 2026, 6:05 p.m."
+    is twice as wide, and lists must fit 1366 px."""
+    if value is None:
+        return "-"
+    from datetime import UTC
+
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"

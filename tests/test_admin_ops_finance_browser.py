@@ -24,8 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceStatus, PartnerBillingProfile, Payment
-from partners import admin_audit, holds, products
+from partners import admin_audit, holds, products, webhook_delivery
+from partners.keys import issue_api_key
 from partners.models import ChangeRequestStatus, HoldReason, PartnerStatus, ProductChangeRequest
+from partners.webhook_signing import create_endpoint
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.billing.test_invoice_pdf import pdf_text
 from tests.factories import PartnerFactory, ProductFactory
@@ -132,6 +134,11 @@ def test_ops_pause_and_resume_a_partner_and_decide_a_change_request(
         _user("ops")
         partner = PartnerFactory(name="Alpha Lending", status=PartnerStatus.LIVE)
         product = ProductFactory(partner=partner, name="Alpha cash loan", dedupe_days=30)
+        issue_api_key(partner=partner)
+        create_endpoint(partner=partner, url="https://hooks.alpha-lending.example/webhooks/in")
+        webhook_delivery.enqueue(
+            partner_id=partner.pk, event_type="lead.delivered", data={"n": 1}, dedupe_key="j:1"
+        )
         change = products.propose_change(
             product=product, changes={"dedupe_days": 3}, note="Shorter dedupe, please"
         )
@@ -168,6 +175,9 @@ def test_ops_pause_and_resume_a_partner_and_decide_a_change_request(
         assert "resumed" in journey.messages()
         assert not holds.is_held(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE)
 
+        # The other lists ops work in fit the screen too.
+        for name in ("product", "apikey", "webhookendpoint", "webhookmessage", "trafficsource"):
+            journey.open(reverse(f"admin:partners_{name}_changelist"), f"list-{name}")
         journey.open(reverse("admin:partners_partner_history", args=[partner.pk]), "history")
         history = page.inner_text("#content-main")
         assert "running → paused by ops" in history
@@ -208,6 +218,8 @@ def test_finance_invoice_a_period_record_a_payment_and_read_the_statement(
         _user("finance")
         partner = PartnerFactory(name="Bravo Credit", status=PartnerStatus.LIVE)
         schedule(partner)
+        issue_api_key(partner=partner)
+        create_endpoint(partner=partner, url="https://hooks.bravo-credit.example/partner/hooks")
         PartnerBillingProfile.objects.create(partner=partner)
         builder = LeadBuilder()
         product = ProductFactory(partner=partner, name="Bravo instalment loan")
@@ -260,6 +272,9 @@ def test_finance_invoice_a_period_record_a_payment_and_read_the_statement(
         page.wait_for_url(CHANGE_PAGE)
         journey.snap("payment")
         assert invoice.number in page.inner_text("#content-main")
+
+        for name in ("charge", "feeschedule", "creditnote", "returnreview", "exchangerate"):
+            journey.open(reverse(f"admin:billing_{name}_changelist"), f"list-{name}")
 
         profile = PartnerBillingProfile.objects.get(partner=partner)
         journey.open(

@@ -53,20 +53,24 @@ class FeeTierInline(admin.TabularInline):
 class FeeScheduleAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     form = FeeScheduleForm
     inlines = [FeeTierInline]
-    list_display = [
-        "partner",
-        "product",
-        "version",
-        "currency",
-        *FEE_FIELDS,
-        "effective_from",
-        "effective_to",
-    ]
+    list_display = ["partner", "product", "fee_terms", "effective_from", "effective_to"]
     list_filter = ["partner", "currency"]
     list_select_related = ["partner", "product"]
     search_fields = ["partner__name", "product__name"]
     ordering = ["-created_at"]
     date_hierarchy = "effective_from"
+
+    @admin.display(description="Fees")
+    def fee_terms(self, obj: FeeSchedule) -> str:
+        """The terms set, in one column (six columns of mostly blanks ran off the screen)."""
+        labels = {"cpl": "CPL", "cpa": "CPA", "cpf_rate": "CPF", "cpf_min": "min",
+                  "cpf_max": "max", "revshare_rate": "rev share"}  # fmt: skip
+        parts = [
+            f"{labels[name]} {getattr(obj, name)}"
+            for name in FEE_FIELDS
+            if getattr(obj, name) is not None
+        ]
+        return f"{obj.currency} " + ", ".join(parts) if parts else obj.currency
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A schedule that priced charges is history: close it and add a new one instead.

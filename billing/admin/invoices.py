@@ -95,16 +95,7 @@ class VoidForm(forms.Form):
 @admin.register(Invoice)
 class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     # Fits 1366 px beside the navigation and filters: the month, one money column.
-    list_display = [
-        "__str__",
-        "partner",
-        "period",
-        "status",
-        "amount",
-        "issued",
-        "due_date",
-        "documents",
-    ]
+    list_display = ["__str__", "partner", "period", "status", "amount", "issued", "documents"]
     list_filter = ["status", "currency", "partner"]
     list_select_related = ["partner"]
     search_fields = ["=number", "partner__name"]

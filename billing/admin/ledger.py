@@ -12,28 +12,26 @@ from django.http import HttpRequest
 
 from billing import charging
 from billing.models import Charge, PendingFee, ReturnReview, ReviewStatus
+from partners.admin_fields import short_time
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyAdmin
 
 
 @admin.register(Charge)
 class ChargeAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "partner",
-        "kind",
-        "entry_type",
-        "reason",
-        "amount",
-        "currency",
-        "occurred_at",
-        "period",
-        "credit_note",
-    ]
+    list_display = ["occurred", "partner", "kind", "entry_type", "money", "period"]
     list_filter = ["kind", "entry_type", "partner", "currency"]
     search_fields = ["=lead__id", "=id"]
     date_hierarchy = "occurred_at"
     list_select_related = ["partner", "credit_note"]
     ordering = ["-occurred_at"]
+
+    @admin.display(description="Occurred", ordering="occurred_at")
+    def occurred(self, obj: Charge) -> str:
+        return short_time(obj.occurred_at)
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, obj: Charge) -> str:
+        return f"{obj.currency} {obj.amount}"
 
 
 @admin.register(ReturnReview)

@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from billing import payments
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentAllocation
 from partners import admin_audit
+from partners.admin_fields import short_time
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 
 
@@ -56,7 +57,7 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     edited or deleted. Allocating needs billing's change permission on payments."""
 
     form = PaymentForm
-    list_display = ["received_at", "partner", "bank_reference", "currency", "amount", "unallocated"]
+    list_display = ["received", "partner", "bank_reference", "money", "unallocated"]
     list_filter = ["partner", "currency"]
     list_select_related = ["partner"]
     search_fields = ["=bank_reference", "partner__name"]
@@ -77,6 +78,14 @@ class PaymentAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
         if obj is None:
             return super().get_readonly_fields(request, obj)
         return self.get_fields(request, obj)
+
+    @admin.display(description="Received", ordering="received_at")
+    def received(self, obj: Payment) -> str:
+        return short_time(obj.received_at)
+
+    @admin.display(description="Amount", ordering="amount")
+    def money(self, obj: Payment) -> str:
+        return f"{obj.currency} {obj.amount}"
 
     @admin.display(description="Unallocated")
     def unallocated(self, obj: Payment) -> Any:

@@ -16,7 +16,7 @@ from partners import admin_audit
 from partners.admin.holds import RoutingHoldAdminMixin
 from partners.admin.operations import PartnerOperationsMixin
 from partners.admin_audit import ValueChangeMessageMixin
-from partners.admin_fields import ChoiceSetAdminMixin
+from partners.admin_fields import ChoiceSetAdminMixin, short_time
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.keys import issue_api_key, revoke_api_key
 from partners.models import ApiKey, KeyMode, Partner, Product, TrafficSource, WebhookEndpoint
@@ -165,19 +165,7 @@ class ProductAdmin(
     PartnerScopedAdminMixin,
     admin.ModelAdmin,
 ):
-    list_display = [
-        "name",
-        "partner",
-        "is_active",
-        "delivery_mode",
-        "min_amount",
-        "max_amount",
-        "apr_max",
-        "daily_cap",
-        "exclusive",
-        "holds",
-        "created_at",
-    ]
+    list_display = ["name", "partner", "is_active", "amounts", "apr_max", "holds"]
     list_select_related = ["partner"]
     ordering = ["-created_at"]
     date_hierarchy = "created_at"
@@ -191,6 +179,10 @@ class ProductAdmin(
     ]
     search_fields = ["name", "partner__name"]
     readonly_fields = ["holds_in_force_detail"]
+
+    @admin.display(description="Amounts", ordering="min_amount")
+    def amounts(self, obj: Product) -> str:
+        return f"{obj.min_amount:,.0f}-{obj.max_amount:,.0f}"
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The product's own fields first, then its terms: Django would list the fields of
@@ -222,16 +214,7 @@ class TrafficSourceAdmin(ValueChangeMessageMixin, admin.ModelAdmin):
 @admin.register(ApiKey)
 class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     partner_staff_can_change = True  # revoke their own keys
-    list_display = [
-        "prefix",
-        "kind",
-        "mode",
-        "partner",
-        "source",
-        "created_at",
-        "last_used_at",
-        "revoked_at",
-    ]
+    list_display = ["prefix", "kind", "mode", "owner", "created", "last_used", "revoked"]
     list_filter = [
         "kind",
         "mode",
@@ -254,6 +237,22 @@ class ApiKeyAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     ]
     exclude = ["key_hash"]
     actions = ["revoke"]
+
+    @admin.display(description="Partner or source")
+    def owner(self, obj: ApiKey) -> str:
+        return str(obj.partner or obj.source or "-")
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: ApiKey) -> str:
+        return short_time(obj.created_at)
+
+    @admin.display(description="Last used", ordering="last_used_at")
+    def last_used(self, obj: ApiKey) -> str:
+        return short_time(obj.last_used_at)
+
+    @admin.display(description="Revoked", ordering="revoked_at")
+    def revoked(self, obj: ApiKey) -> str:
+        return short_time(obj.revoked_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are issued from the partner or source page, shown once

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from partners import admin_audit, webhook_delivery
 from partners.admin.accounts import PARTNER_FIELDS
+from partners.admin_fields import short_time
 from partners.adminutils import PartnerScopedAdminMixin, ReadOnlyInline
 from partners.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
@@ -28,16 +29,7 @@ class WebhookAttemptInline(ReadOnlyInline):
 @admin.register(WebhookMessage)
 class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     partner_staff_can_change = True  # replay their own messages
-    list_display = [
-        "id",
-        "partner",
-        "event_type",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "delivered_at",
-        "created_at",
-    ]
+    list_display = ["created", "partner", "event_type", "status", "next_attempt"]
     list_filter = ["status", "event_type", "is_sandbox", ("partner", PARTNER_FIELDS)]
     list_select_related = ["partner"]
     search_fields = ["=id", "dedupe_key"]
@@ -59,6 +51,16 @@ class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     ]
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: WebhookMessage) -> str:
+        return short_time(obj.created_at)
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj: WebhookMessage) -> str:
+        if obj.delivered_at is not None:
+            return f"delivered {short_time(obj.delivered_at)}"
+        return short_time(obj.next_attempt_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -88,7 +90,7 @@ class WebhookMessageAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     partner_staff_can_change = True  # rotate secrets, re-enable after fixing the receiver
-    list_display = ["partner", "url", "is_active", "disabled_reason", "created_at"]
+    list_display = ["partner", "address", "is_active", "disabled_reason"]
     list_filter = ["is_active", ("partner", PARTNER_FIELDS)]
     list_select_related = ["partner"]
     search_fields = ["partner__name", "url"]
@@ -104,6 +106,10 @@ class WebhookEndpointAdmin(PartnerScopedAdminMixin, admin.ModelAdmin):
     ]
     readonly_fields = ["previous_secret_expires_at", "created_at", "disabled_reason"]
     actions = ["rotate"]
+
+    @admin.display(description="URL", ordering="url")
+    def address(self, obj: WebhookEndpoint) -> str:
+        return obj.url if len(obj.url) <= 48 else obj.url[:47] + "…"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # created with a secret shown once (partners.webhook_signing.create_endpoint)
