@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC
 from typing import Any
 
 from django import forms
@@ -128,6 +129,4 @@ def short_time(value: Any) -> str:
     is twice as wide, and lists must fit 1366 px."""
     if value is None:
         return "-"
-    from datetime import UTC
-
     return f"{value.astimezone(UTC):%Y-%m-%d %H:%M}"
