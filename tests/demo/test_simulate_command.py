@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from consent import compliance
 from marketplace.models import Referral
@@ -68,3 +68,14 @@ def test_simulate_shows_progress_per_applicant_on_a_terminal_only_and_a_phone_to
     assert plain_out.rstrip().endswith(found[0] + ".")
     (subject_id,) = compliance.find_subjects(phone=found[0])
     assert Referral.objects.filter(subject_id=subject_id).exists()
+
+
+@pytest.mark.django_db
+def test_a_taken_simulator_port_is_a_plain_message_not_a_traceback(demo_world: None) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+
+        with pytest.raises(CommandError, match=f"port {port} is in use"):
+            call_command("simulate", "--referrals", "1", "--simulator-port", port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections import Counter
 from typing import Any
@@ -62,6 +63,7 @@ class Command(BaseCommand):
             source_key = json.loads(var_path("demo.json").read_text())["source_key"]
         except (FileNotFoundError, SimulatorConfigError, KeyError, ValueError) as exc:
             raise CommandError(f"no usable demo set-up ({exc}); run seed_demo first") from None
+        _port_free(options["simulator_port"])
         rng = random.Random(options["seed"])
         started = time.monotonic()
         statuses: Counter[int] = Counter()
@@ -178,3 +180,16 @@ class Command(BaseCommand):
         waiting = PendingFee.objects.filter(resolved_at__isnull=True).count()
         if waiting:
             self.stdout.write(f"Fees waiting for an exchange rate: {waiting}")
+
+
+def _port_free(port: int) -> None:
+    """A plain message, not a traceback, when the simulator's port is taken (most often by
+    ``make run``'s own simulator, still serving)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise CommandError(
+                f"port {port} is in use (is make run's partner simulator still running?); "
+                "give another with --simulator-port"
+            ) from None
