@@ -81,20 +81,10 @@ class OverdueFilter(admin.SimpleListFilter):
 @admin.register(Referral)
 class ReferralAdmin(ReadOnlyAdmin):
     # Anonymised attributes only; the applicant's data stays in the vault.
-    list_display = [
-        "id",
-        "source",
-        "status",
-        "risk_tier",
-        "amount",
-        "term_months",
-        "region",
-        "channel",
-        "is_sandbox",
-        "created_at",
-        "settle_by",
-    ]
+    # Fits 1366 px beside the filters; the rest is on the referral's page.
+    list_display = ["id", "status", "risk_tier", "amount", "region", "channel", "created_at"]
     list_filter = [OverdueFilter, "status", "risk_tier", "channel", "is_sandbox", "source"]
+    ordering = ["-created_at"]  # newest first (ids are random UUIDs)
     search_fields = ["=id", "source_reference"]
     date_hierarchy = "created_at"
     exclude = ["subject"]
@@ -103,19 +93,9 @@ class ReferralAdmin(ReadOnlyAdmin):
 
 @admin.register(Lead)
 class LeadAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "partner",
-        "product",
-        "status",
-        "delivery_mode",
-        "bid_amount",
-        "bid_currency",
-        "is_sandbox",
-        "delivery_attempts",
-        "created_at",
-    ]
+    list_display = ["id", "partner", "status", "bid_amount", "created_at"]
     list_filter = ["status", "delivery_mode", "is_sandbox", "partner"]
+    ordering = ["-created_at"]
     search_fields = ["=id", "=referral__id", "partner_reference"]
     date_hierarchy = "created_at"
     exclude = ["subject"]
@@ -126,8 +106,10 @@ class LeadAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 
 @admin.register(LeadEvent)
 class LeadEventAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
-    list_display = ["external_id", "type", "partner", "lead", "occurred_at", "received_at"]
+    list_display = ["external_id", "type", "lead", "received_at"]
     list_filter = ["type", "partner"]
+    ordering = ["-received_at"]
+    date_hierarchy = "received_at"
     search_fields = ["=external_id", "=lead__id"]
     list_select_related = ["partner"]
 
@@ -135,8 +117,9 @@ class LeadEventAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
     partner_field = "lead__partner"
-    list_display = ["lead", "kind", "outcome", "http_status", "latency_ms", "reason", "started_at"]
+    list_display = ["lead", "outcome", "latency_ms", "started_at"]
     list_filter = ["outcome", "kind"]
+    ordering = ["-started_at"]
 
 
 class PingInline(ReadOnlyInline):
@@ -161,17 +144,9 @@ class PingInline(ReadOnlyInline):
 @admin.register(Auction)
 class AuctionAdmin(ReadOnlyAdmin):
     # Anonymised: the referral's id, never the applicant; bids are the partners' prices.
-    list_display = [
-        "id",
-        "referral",
-        "mode",
-        "max_winners",
-        "status",
-        "budget_ms",
-        "wall_ms",
-        "created_at",
-    ]
+    list_display = ["id", "mode", "status", "wall_ms", "created_at"]
     list_filter = ["status", "mode"]
+    ordering = ["-created_at"]
     search_fields = ["=id", "=referral__id"]
     date_hierarchy = "created_at"
     raw_id_fields = ["referral"]
