@@ -30,57 +30,17 @@ from partners.models import ChangeRequestStatus, HoldReason, PartnerStatus, Prod
 from partners.webhook_signing import create_endpoint
 from tests.billing.builders import LeadBuilder, current_period, post, report, schedule
 from tests.billing.test_invoice_pdf import pdf_text
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, needs_chromium, screenshot_folder
+from tests.browser import Journey as BaseJourney
 from tests.factories import PartnerFactory, ProductFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1366, "height": 900}
 PASSWORD = "pw-Admin-Journey-1!"
 CHANGE_PAGE = re.compile(r"/change/(\?.*)?$")  # a list's filters may follow
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install)"
-)
+pytestmark = needs_chromium
 
 
-def _folder(tmp_path_factory: pytest.TempPathFactory, role: str) -> Path:
-    base = os.environ.get("BROWSER_SCREENSHOTS_DIR")
-    root = Path(base) if base else tmp_path_factory.getbasetemp() / "screenshots"
-    folder = root / role
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-class Journey:
-    def __init__(self, page: Any, base_url: str, folder: Path) -> None:
-        self.page = page
-        self.base_url = base_url
-        self.folder = folder
-        self.shots: list[Path] = []
-
-    def snap(self, name: str) -> None:
-        self.page.wait_for_load_state("networkidle")
-        path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
-        self.page.screenshot(path=os.fspath(path), full_page=True)
-        self.shots.append(path)
-        # Usable at 1366 px: nothing runs off the side of the screen, and no list's
-        # columns hide behind its scroll bar.
-        width = self.page.evaluate("document.documentElement.scrollWidth")
-        assert width <= VIEWPORT["width"], (name, width)
-        hidden = self.page.evaluate(
-            "[...document.querySelectorAll('#changelist .results')]"
-            ".some(e => e.scrollWidth > e.clientWidth + 1)"
-        )
-        assert not hidden, (name, "list columns run off the screen")
-
+class Journey(BaseJourney):
     def open(self, path: str, name: str) -> Any:
         response = self.page.goto(self.base_url + path)
         assert response.status == 200, (path, response.status)
@@ -143,7 +103,8 @@ def test_ops_pause_and_resume_a_partner_and_decide_a_change_request(
             product=product, changes={"dedupe_days": 3}, note="Shorter dedupe, please"
         )
 
-    with _browser(live_server, _folder(tmp_path_factory, "ops")) as (journey, _, console):
+    folder = screenshot_folder(tmp_path_factory, "ops")
+    with _browser(live_server, folder) as (journey, _, console):
         page = journey.page
         journey.sign_in("ops")
         journey.open(reverse("admin:partners_partner_changelist"), "partners")
@@ -230,7 +191,11 @@ def test_finance_invoice_a_period_record_a_payment_and_read_the_statement(
             )
     period = str(current_period())
 
-    with _browser(live_server, _folder(tmp_path_factory, "finance")) as (journey, context, console):
+    with _browser(live_server, screenshot_folder(tmp_path_factory, "finance")) as (
+        journey,
+        context,
+        console,
+    ):
         page = journey.page
         journey.sign_in("finance")
         journey.open(reverse("admin:billing_invoice_changelist"), "invoices-empty")

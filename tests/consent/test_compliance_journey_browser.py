@@ -25,21 +25,12 @@ from consent import audit_jobs, grants, ledger, vault
 from consent.models import AuditJob, ConsentWithdrawal, DeletionRequest, LedgerEntry
 from partners.models import Partner, WebhookMessage
 from partners.webhook_signing import create_endpoint
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, needs_chromium, screenshot_folder
+from tests.browser import Journey as BaseJourney
 from tests.consent.conftest import MakeApplicant, MakeGrant
 from tests.consent.support import APPLICANT_SECRETS, disclose_to, staff_user
 from tests.factories import PartnerFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 1366, "height": 900}
 PHONE = "+86 139 8765 4321"
 LISTS = (
     "subject",
@@ -54,40 +45,15 @@ LISTS = (
 )
 REASON = "Applicant withdrew by phone, ticket 2026-311"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (apt-get install)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = os.environ.get("BROWSER_SCREENSHOTS_DIR")
-    root = Path(base) if base else tmp_path_factory.getbasetemp() / "screenshots"
-    folder = root / "compliance"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_folder(tmp_path_factory, "compliance")
 
 
-class Journey:
-    def __init__(self, page: Any, base_url: str, folder: Path) -> None:
-        self.page = page
-        self.base_url = base_url
-        self.folder = folder
-        self.shots: list[Path] = []
-
-    def snap(self, name: str) -> None:
-        self.page.wait_for_load_state("networkidle")
-        # Usable at 1366 px: nothing runs off the side of the screen.
-        width = self.page.evaluate("document.documentElement.scrollWidth")
-        assert width <= VIEWPORT["width"], (name, width)
-        path = self.folder / f"{len(self.shots) + 1:02d}-{name}.png"
-        self.page.screenshot(path=os.fspath(path), full_page=True)
-        self.shots.append(path)
-
-    def open(self, path: str, name: str) -> None:
-        self.page.goto(self.base_url + path)
-        self.snap(name)
-
+class Journey(BaseJourney):
     def content(self) -> str:
         return str(self.page.content())
 
