@@ -1,7 +1,8 @@
 """A period's invoices generated (and issued) from the admin, in a worker, with progress.
 
-Finance starts a run from the invoice list; :func:`start_run` stores its state in the
-cache under a random id and queues :func:`billing.tasks.run_invoices` through the outbox
+Finance starts a run from the invoice list (``billing.tasks.start_invoice_run``): its state
+is stored in the cache under a random id (:func:`new_run`) and ``run_invoices`` queued
+through the outbox
 (so a broker outage delays the run but never loses it). The task drafts every partner's
 invoices for the month (``invoicing.invoice_month``), then, when asked, issues each draft
 in turn, updating the state after each so the admin's progress page can poll it. Each
@@ -20,7 +21,6 @@ from django.core.cache import cache
 from billing import invoicing
 from billing.models import Invoice, InvoiceStatus
 from billing.periods import Period
-from marketplace import outbox
 from partners import admin_audit
 
 TTL = 24 * 3600  # a run's state outlives any run; the invoices themselves are the record
@@ -51,10 +51,9 @@ def _save(run_id: str, run: RunState) -> None:
     cache.set(_key(run_id), run, TTL)
 
 
-def start_run(*, period: Period, issue: bool, user_id: Any) -> str:
-    """Queue a run of ``period`` (issuing its drafts too when ``issue``); returns its id."""
-    from billing import tasks  # tasks imports this module
-
+def new_run(*, period: Period, issue: bool) -> str:
+    """A queued run's state, under a new id (``billing.tasks.start_invoice_run`` queues
+    it)."""
     run_id = uuid.uuid4().hex
     _save(
         run_id,
@@ -63,7 +62,6 @@ def start_run(*, period: Period, issue: bool, user_id: Any) -> str:
             issued=[], refused=[], error="",
         ),
     )  # fmt: skip
-    outbox.enqueue(tasks.run_invoices, run_id, str(period), "1" if issue else "", str(user_id))
     return run_id
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
 
-from billing import budgets, charging, fee_cards, invoicing
+from billing import budgets, charging, fee_cards, invoice_runs, invoicing
 from billing.periods import Period
+from marketplace import outbox
 from marketplace.outbox import OutboxTask
 
 
@@ -49,9 +51,15 @@ def sync_fee_cards() -> int:
 def run_invoices(run_id: str, period: str, issue: str, user_id: str) -> str:
     """A period's invoices generated (and issued) from the admin, with progress
     (billing.invoice_runs)."""
-    from billing import invoice_runs
-
     done = invoice_runs.run(
         run_id=run_id, period=Period.parse(period), issue=bool(issue), user_id=int(user_id)
     )
     return done["stage"]
+
+
+def start_invoice_run(*, period: Period, issue: bool, user_id: Any) -> str:
+    """Queue a run of ``period`` through the outbox (issuing its drafts too when
+    ``issue``); returns its id, whose state the admin's progress page polls."""
+    run_id = invoice_runs.new_run(period=period, issue=issue)
+    outbox.enqueue(run_invoices, run_id, str(period), "1" if issue else "", str(user_id))
+    return run_id

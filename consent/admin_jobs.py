@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.debug import sensitive_post_parameters
 
-from consent import audit_jobs, compliance, grants
+from consent import audit_jobs, compliance, grants, tasks
 from consent.models import AuditJob, ConsentGrant, ConsentWithdrawal, Disclosure
 
 START_PERMISSION = "consent.add_auditjob"
@@ -155,7 +155,7 @@ def start_export(request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
         form = ExportForm(request.POST)
         if form.is_valid():
             try:
-                job = audit_jobs.start_export(
+                job = tasks.start_export(
                     user=_user(request),
                     subject_id=form.cleaned_data["subject"],
                     since=form.cleaned_data["since"],
@@ -183,7 +183,7 @@ def start_export(request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
 def start_verify(request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
     _require_start(request)
     if request.method == "POST":
-        job = audit_jobs.start_verify(user=_user(request))
+        job = tasks.start_verify(user=_user(request))
         return HttpResponseRedirect(_progress_url(job))
     return _page(
         model_admin,
@@ -219,7 +219,7 @@ def _status(job: AuditJob) -> dict[str, Any]:
 def progress(request: HttpRequest, model_admin: admin.ModelAdmin, job_id: uuid.UUID) -> Any:
     job = _own_job(request, job_id)
     if request.method == "POST" and "requeue" in request.POST:
-        if audit_jobs.requeue(job=job):
+        if tasks.requeue(job=job):
             model_admin.message_user(request, "Queued the job again.", messages.INFO)
         return HttpResponseRedirect(_progress_url(job))
     return _page(

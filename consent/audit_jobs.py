@@ -1,7 +1,7 @@
 """Audit bundle exports and ledger verifications started from the admin, run by a worker.
 
-An officer starts a job (``start_export``, ``start_verify``); the job row is queued in the
-officer's transaction and handed to Celery once it commits (``consent.tasks.run_audit_job``),
+An officer starts a job (``consent.tasks.start_export``, ``start_verify``); the job row is
+written in the officer's transaction and handed to Celery once it commits (``run_audit_job``),
 so a long export or a million-entry verification never holds a web request. ``run`` records
 progress on the row (at most every ``PROGRESS_EVERY`` seconds) for the page that polls it,
 and the outcome: an export's summary and its zip file under ``VAR_DIR/audit-exports``, or
@@ -21,7 +21,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, User
-from django.db import transaction
 from django.utils import timezone
 
 from consent import audit_export, ledger
@@ -45,63 +44,33 @@ def bundle_file(job: AuditJob) -> Path:
     return export_root() / f"{job.id}.zip"
 
 
-def _send(job_id: str) -> None:
-    from consent.tasks import run_audit_job  # tasks import this module
-
-    try:
-        run_audit_job.delay(job_id)
-    except Exception:
-        # The broker is unreachable: the job stays queued, and its page offers to queue it
-        # again (``requeue``); the officer's request does not fail after its commit.
-        logger.exception("audit job %s could not be queued", job_id)
-
-
-def _queue(job: AuditJob) -> None:
-    job_id = str(job.id)
-    transaction.on_commit(lambda: _send(job_id))
-
-
-def requeue(*, job: AuditJob) -> bool:
-    """Send a job still queued to the workers again (its first message lost with a broker
-    outage); ``run`` claims a job once, so a duplicate message does no work twice."""
-    if job.state != AuditJob.State.QUEUED:
-        return False
-    _queue(job)
-    return True
-
-
-def start_export(
+def create_export(
     *,
     user: User,
     subject_id: uuid.UUID | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AuditJob:
-    """Queue the export of a subject's entries, or of the entries recorded in [since, until)."""
+    """A queued export of a subject's entries, or of the entries recorded in [since,
+    until), in the caller's transaction (``consent.tasks.start_export`` queues it)."""
     if (subject_id is None) == (since is None or until is None):
         raise JobRefused("Give either a subject or a time range (from and until).")
     if since is not None and until is not None and since >= until:
         raise JobRefused("The range must start before it ends.")
     if subject_id is not None and not Subject.objects.filter(pk=subject_id).exists():
         raise JobRefused("No subject has this id.")
-    with transaction.atomic():
-        job = AuditJob.objects.create(
-            kind=AuditJob.Kind.EXPORT,
-            requested_by=user,
-            subject_id=subject_id,
-            since=since,
-            until=until,
-        )
-        _queue(job)
-    return job
+    return AuditJob.objects.create(
+        kind=AuditJob.Kind.EXPORT,
+        requested_by=user,
+        subject_id=subject_id,
+        since=since,
+        until=until,
+    )
 
 
-def start_verify(*, user: User) -> AuditJob:
-    """Queue a verification of the whole ledger."""
-    with transaction.atomic():
-        job = AuditJob.objects.create(kind=AuditJob.Kind.VERIFY, requested_by=user)
-        _queue(job)
-    return job
+def create_verify(*, user: User) -> AuditJob:
+    """A queued verification of the whole ledger (``consent.tasks.start_verify`` queues it)."""
+    return AuditJob.objects.create(kind=AuditJob.Kind.VERIFY, requested_by=user)
 
 
 class _Progress:

@@ -34,6 +34,7 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 from django.utils import timezone
 
+from billing import tasks as billing_tasks
 from billing.invoicing import generate_invoices, issue_invoice
 from billing.models import (
     Invoice,
@@ -43,6 +44,7 @@ from billing.models import (
 )
 from billing.payments import record_payment
 from consent import audit_jobs, gate, grants, ledger
+from consent import tasks as consent_tasks
 from consent.models import ConsentText
 from marketplace.experiments import strategies
 from marketplace.models import (
@@ -583,7 +585,7 @@ def world(db: None, settings: Any, tmp_path: Path) -> World:
         reason="matrix test: a reveal to list",
     )
     ledger.make_checkpoint()
-    export = audit_jobs.start_export(user=users[COMP], subject_id=grant.subject_id)
+    export = consent_tasks.start_export(user=users[COMP], subject_id=grant.subject_id)
     assert audit_jobs.run(job_id=export.pk).state == "done"
     draft = ConsentText.objects.create(
         version="draft-v2",
@@ -769,9 +771,10 @@ def _url(world: World, model_admin: admin.ModelAdmin, key: str, obj: models.Mode
 
 def _invoice_run(world: World) -> str:
     """An invoice run's id (its state is in the cache, as a started run's is)."""
-    from billing import invoice_runs
 
-    return invoice_runs.start_run(period=current_period(), issue=False, user_id=world.users[FIN].pk)
+    return billing_tasks.start_invoice_run(
+        period=current_period(), issue=False, user_id=world.users[FIN].pk
+    )
 
 
 def _client(user: Any) -> Client:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 
-from billing import documents, invoice_runs, invoicing, statements
+from billing import documents, invoice_runs, invoicing, statements, tasks
 from billing.documents import html_document_policy
 from billing.models import (
     CreditNote,
@@ -318,7 +318,7 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             initial={"period": str(Period.before(timezone.now().date()))},
         )
         if request.method == "POST" and form.is_valid():
-            run_id = invoice_runs.start_run(
+            run_id = tasks.start_invoice_run(
                 period=form.cleaned_data["period"],
                 issue=form.cleaned_data["issue"],
                 user_id=request.user.pk,

@@ -398,6 +398,6 @@ def test_a_job_lost_with_the_broker_stays_queued_and_can_be_queued_again(
     assert again.status_code == 302
     job.refresh_from_db()
     assert job.state == "done" and audit_jobs.bundle_file(job).is_file()
-    assert not audit_jobs.requeue(job=job)  # done: nothing to send
+    assert not tasks.requeue(job=job)  # done: nothing to send
     other = _client(staff_user("colleague", groups=["compliance"]))
     assert other.post(response["Location"], {"requeue": "1"}).status_code == 403
