@@ -254,6 +254,13 @@ class Itself:
 
 
 @dataclass(frozen=True)
+class OwnList:
+    """The calling partner's own suppression list in its key's mode: no path names another
+    partner's or mode's list (tests/partners/test_suppression.py proves the lists apart);
+    here, source keys are refused and every partner key reads its own."""
+
+
+@dataclass(frozen=True)
 class Intake:
     """Creates a referral of the calling source, in the calling key's mode."""
 
@@ -263,7 +270,7 @@ class Global:
     """Holds no tenant's data: ledger sizes, hashes, signatures and the public key."""
 
 
-Spec = ById | Listing | Itself | Intake | Global
+Spec = ById | Listing | Itself | OwnList | Intake | Global
 
 # Every (method, path template) of the schema. Add yours here when you add an endpoint.
 REGISTRY: dict[tuple[str, str], Spec] = {
@@ -311,6 +318,10 @@ REGISTRY: dict[tuple[str, str], Spec] = {
     ("post", "/api/v1/partner/consent-withdrawals/{withdrawal_id}/ack"): ById(
         "deletion_request", "partner", body=dict
     ),
+    ("get", "/api/v1/partner/suppression"): OwnList(),
+    ("post", "/api/v1/partner/suppression/key"): OwnList(),
+    ("post", "/api/v1/partner/suppression/hashes"): OwnList(),
+    ("delete", "/api/v1/partner/suppression/hashes"): OwnList(),
 }
 
 
@@ -527,6 +538,15 @@ def test_paths_without_an_object_show_the_caller_itself_or_global_data(world: Wo
                     failures.append(f"{label}: shows another partner")
                 elif response.json()["key"]["mode"] != caller[1]:
                     failures.append(f"{label}: shows another key's mode")
+            elif isinstance(spec, OwnList):
+                if key_kind(caller) != "partner":
+                    response = call(client, method, template, operation, "")
+                    if response.status_code != 403:
+                        failures.append(f"{label}: {response.status_code}, expected 403")
+                elif method == "get":
+                    response = call(client, method, template, operation, "")
+                    if response.status_code != 200 or "count" not in response.json():
+                        failures.append(f"{label}: {response.status_code}, expected its list")
             elif isinstance(spec, Intake):
                 before = Referral.objects.count()
                 response = client.post(template, referral_payload(), format="json")
