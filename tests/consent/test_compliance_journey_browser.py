@@ -21,7 +21,7 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from consent import audit_jobs, grants, ledger, vault
+from consent import audit_jobs, grants, ledger, tasks, vault
 from consent.models import AuditJob, ConsentWithdrawal, DeletionRequest, LedgerEntry
 from partners.models import Partner, WebhookMessage
 from partners.webhook_signing import create_endpoint
@@ -84,7 +84,7 @@ def test_compliance_finds_exports_verifies_and_withdraws_in_the_browser(
     staff_user("officer", groups=["compliance"], permissions=["consent.add_consentwithdrawal"])
     # The export is left queued, as behind a busy worker, so the page has to follow it.
     queued: list[AuditJob] = []
-    monkeypatch.setattr(audit_jobs, "_queue", queued.append)
+    monkeypatch.setattr(tasks, "_queue", queued.append)
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
