@@ -877,6 +877,27 @@ def test_every_admin_url_answers_as_the_table_says(world: World, role: str) -> N
     assert not wrong, f"{role}:\n" + "\n".join(wrong)
 
 
+# Staff pages outside the model admins (custom views mounted under /admin/): who may open
+# each. The dashboard shows commercial figures: ops and finance, not compliance or partners.
+OTHER_PAGES: dict[str, frozenset[str]] = {
+    "/admin/dashboard/": frozenset({SU, OPS, FIN}),
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_staff_pages_outside_the_model_admins_answer_as_the_table_says(
+    world: World, role: str
+) -> None:
+    client = _client(world.users[role])
+    wrong = []
+    for url, allowed in OTHER_PAGES.items():
+        expected = "allow" if role in allowed else "deny"
+        got = _outcome(client.get(url), "view")
+        if got != expected:
+            wrong.append(f"{url}: expected {expected}, got {got}")
+    assert not wrong, f"{role}:\n" + "\n".join(wrong)
+
+
 def _filter_choices(response: HttpResponse) -> list[str]:
     changelist = response.context["cl"]
     return [
