@@ -215,7 +215,7 @@ def _pct(value: float) -> str:
 def _interval(interval: Interval | None, *, percent: bool) -> str:
     if interval is None:
         return "–"
-    if math.isinf(interval.low) or math.isinf(interval.high):
+    if interval.uninformative or math.isinf(interval.low) or math.isinf(interval.high):
         return "not enough data"
     show = _pct if percent else (lambda v: f"{v:,.2f}")
     marker = " *" if interval.excludes_zero() else ""

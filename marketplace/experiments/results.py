@@ -8,6 +8,7 @@ routing actually did, so a split broken anywhere on the way shows in the ratio c
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from marketplace.experiments.sequential import (
     StopAdvice,
     difference_interval,
     mean_interval,
+    rate_difference_interval,
+    rate_interval,
     sample_ratio_check,
     stop_rule,
 )
@@ -150,21 +153,31 @@ def results(experiment: Experiment) -> Results:
             funnel={stage: funnel.get(arm.key, {}).get(stage, 0) for stage in STAGES},
         )
         if source is not None:
-            row.revenue = Sample.of([float(revenue.get(rid, Decimal("0"))) for rid in ids])
-            row.revenue_interval = mean_interval(sample=row.revenue, alpha=alpha, planned=planned)
-        rate = Sample.of_rate(successes=row.funnel[conversion_stage], n=row.referrals)
-        row.conversion = mean_interval(sample=rate, alpha=alpha, planned=planned)
+            values = [float(revenue.get(rid, Decimal("0"))) for rid in ids]
+            row.revenue = Sample.of(values)
+            interval = mean_interval(sample=row.revenue, alpha=alpha, planned=planned)
+            # Net revenue per referral is never below zero (a credit or reversal only
+            # undoes a charge booked for it), so neither is its mean; should a negative
+            # net ever show up, that premise is off and the interval is left as it is.
+            if all(value >= 0 for value in values):
+                interval = interval.within(0.0, math.inf)
+            row.revenue_interval = interval
+        row.conversion = rate_interval(
+            successes=row.funnel[conversion_stage], n=row.referrals, alpha=alpha, planned=planned
+        )
         rows.append(row)
 
     control = next(row for row in rows if row.is_control)
-    control_rate = Sample.of_rate(successes=control.funnel[conversion_stage], n=control.referrals)
+    control_counts = (control.funnel[conversion_stage], control.referrals)
     primary: dict[str, Interval] = {}
     for row in rows:
         if row.is_control:
             continue
-        rate = Sample.of_rate(successes=row.funnel[conversion_stage], n=row.referrals)
-        row.conversion_lift = difference_interval(
-            control=control_rate, treatment=rate, alpha=alpha, planned_per_arm=planned
+        row.conversion_lift = rate_difference_interval(
+            control=control_counts,
+            treatment=(row.funnel[conversion_stage], row.referrals),
+            alpha=alpha,
+            planned_per_arm=planned,
         )
         if control.revenue is not None and row.revenue is not None:
             row.revenue_lift = difference_interval(

@@ -19,9 +19,26 @@ class Interval:
     estimate: float
     low: float
     high: float
+    # True when the data say nothing yet: the interval is the parameter's whole range
+    # (infinite, or a rate's [0, 1] after ``within``).
+    uninformative: bool = False
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
+
+    def within(self, low: float, high: float) -> Interval:
+        """The interval intersected with the range the parameter cannot leave (a rate's
+        [0, 1], a difference of rates' [-1, 1], a non-negative mean's [0, inf)). The true
+        value lies in that range, so whenever the interval covers it the intersection
+        does too: coverage at every look is kept, and no bound reads as an impossible
+        value such as a conversion rate of -3% or 104%."""
+        uninformative = self.uninformative or math.isinf(self.low) or math.isinf(self.high)
+        return Interval(
+            min(max(self.estimate, low), high),
+            min(max(self.low, low), high),
+            max(min(self.high, high), low),
+            uninformative,
+        )
 
 
 def msprt_interval(*, estimate: float, variance: float, tau2: float, alpha: float) -> Interval:
@@ -111,6 +128,26 @@ def mean_interval(*, sample: Sample, alpha: float, planned: int) -> Interval:
     return msprt_interval(
         estimate=sample.mean, variance=sample.variance / sample.n, tau2=tau2, alpha=alpha
     )
+
+
+def rate_interval(*, successes: int, n: int, alpha: float, planned: int) -> Interval:
+    """Always-valid interval of a conversion rate, inside [0, 1]: the normal mixture's
+    interval runs past 0 or 1 when the rate is near either end or the sample is small."""
+    sample = Sample.of_rate(successes=successes, n=n)
+    return mean_interval(sample=sample, alpha=alpha, planned=planned).within(0.0, 1.0)
+
+
+def rate_difference_interval(
+    *, control: tuple[int, int], treatment: tuple[int, int], alpha: float, planned_per_arm: int
+) -> Interval:
+    """Always-valid interval of a difference of two rates ((successes, n) each), inside
+    [-1, 1]."""
+    return difference_interval(
+        control=Sample.of_rate(successes=control[0], n=control[1]),
+        treatment=Sample.of_rate(successes=treatment[0], n=treatment[1]),
+        alpha=alpha,
+        planned_per_arm=planned_per_arm,
+    ).within(-1.0, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
