@@ -87,15 +87,21 @@ def start(*, experiment_id: int) -> Experiment:
 def stop(*, experiment_id: int, reason: str) -> Experiment:
     """Stop assigning: its referrals go back to the default strategy. Its layer range is
     freed for other experiments."""
+    return stop_running(experiment_id=experiment_id, reason=reason)[0]
+
+
+def stop_running(*, experiment_id: int, reason: str) -> tuple[Experiment, bool]:
+    """``stop``, also saying whether this call stopped it (False: it was not running, and
+    whoever stopped it first keeps their reason and time)."""
     with transaction.atomic():
         experiment = _locked(experiment_id)
         if experiment.status != ExperimentStatus.RUNNING:
-            return experiment
+            return experiment, False
         experiment.status = ExperimentStatus.STOPPED
         experiment.stopped_at = timezone.now()
         experiment.stop_reason = reason[:200]
         experiment.save(update_fields=["status", "stopped_at", "stop_reason"])
-        return experiment
+        return experiment, True
 
 
 def restart(*, experiment_id: int) -> Experiment:

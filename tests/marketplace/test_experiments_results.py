@@ -143,5 +143,5 @@ def test_review_command_stops_what_the_stop_rule_says_to(
     broken.refresh_from_db()
     healthy.refresh_from_db()
     assert broken.status == ExperimentStatus.STOPPED
-    assert broken.stop_reason.startswith("sample ratio mismatch")
+    assert broken.stop_reason.startswith("stop rule: sample ratio mismatch")
     assert healthy.status == ExperimentStatus.RUNNING
