@@ -469,6 +469,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # The strategy lab's stop rule (marketplace.experiments.review): an experiment it says
+    # to stop is stopped with the reason and time; promotion stays a person's decision.
+    "review-experiments": {
+        "task": "marketplace.tasks.review_experiments",
+        "schedule": crontab(minute="*/15"),
+        "options": {"expires": 600},
+    },
     "charge-unbilled-events": {
         "task": "billing.tasks.charge_unbilled_events",
         "schedule": 300.0,
