@@ -1,4 +1,5 @@
-"""Test helper: the routing holds in force on a partner or product."""
+"""Test helpers: the routing holds in force on a partner or product, and ops placing and
+lifting them in the admin."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
 
 from partners.holds import active_holds
 from partners.models import Partner, Product
@@ -28,9 +30,7 @@ def post_admin_form(row: Partner | Product, client: Client | None = None, **chan
     ``client`` is given; no inline rows sent: the page's inlines stay as they are).
     A ``None`` change leaves the field out (an unticked box). Returns the response: a
     redirect when saved, else the form page with its errors."""
-    if client is None:
-        client = Client()
-        client.force_login(get_user_model().objects.create_superuser(f"ops-{uuid.uuid4().hex[:8]}"))
+    client = _ops_client(client)
     url = f"/admin/partners/{type(row)._meta.model_name}/{row.pk}/change/"
     page = client.get(url).context
     form = page["adminform"].form
@@ -45,6 +45,27 @@ def post_admin_form(row: Partner | Product, client: Client | None = None, **chan
     return client.post(
         url, {key: value for key, value in {**data, **changes}.items() if value is not None}
     )
+
+
+def _ops_client(client: Client | None) -> Client:
+    if client is None:
+        client = Client()
+        client.force_login(get_user_model().objects.create_superuser(f"ops-{uuid.uuid4().hex[:8]}"))
+    return client
+
+
+def pause_in_admin(partner: Partner, reason: str, client: Client | None = None) -> None:
+    """Pause routing to ``partner`` as ops do: its pause page, with a reason."""
+    url = reverse("admin:partners_partner_pause", args=[partner.pk])
+    response = _ops_client(client).post(url, {"reason": reason})
+    assert response.status_code == 302, response.context["form"].errors
+
+
+def resume_in_admin(partner: Partner, reason: str, client: Client | None = None) -> None:
+    """Resume routing to ``partner`` as ops do: its resume page, with a reason."""
+    url = reverse("admin:partners_partner_resume", args=[partner.pk])
+    response = _ops_client(client).post(url, {"reason": reason})
+    assert response.status_code == 302, response.context["form"].errors
 
 
 def save_in_admin(row: Partner | Product, client: Client | None = None, **changes: Any) -> None:

@@ -88,8 +88,10 @@ class PartnerAdmin(  # type: ignore[misc]  # django-guardian types change_form_t
     prepopulated_fields = {"slug": ["name"]}
     inlines = [ProductInline, ApiKeyInline, WebhookInline]
     actions = ["issue_live_key", "issue_sandbox_key"]
-    # What only the operator decides: identity, licence and status (and holds: the ops
-    # pause fields of OpsHoldForm, which partner staff never get).
+    # Pausing goes through the pause and resume pages (a reason, who and when), never a
+    # box on this form: the holds in force are shown read-only.
+    ops_hold_in_form = False
+    # What only the operator decides: identity, licence and status.
     operator_fields = ["name", "slug", "legal_name", "licence_number", "status"]
     readonly_fields = ["holds_in_force_detail", "operations"]
 

@@ -1,4 +1,4 @@
-"""Routing holds in the admin: the form field an operator pauses and resumes routing with
+"""Routing holds in the admin: the form field an operator pauses and resumes a product with
 (an ops hold, apart from billing's credit-limit and budget holds) and the mixin that shows
 a partner's or product's holds and places or lifts the ops hold.
 """
@@ -70,6 +70,10 @@ class RoutingHoldAdminMixin:
     ops pause for operators who may change the row."""
 
     holds_prefetch = "routing_holds"
+    # A product is paused and resumed by the box on its form; a partner only through its
+    # pause and resume pages (``PartnerOperationsMixin``), which ask for a reason and record
+    # who and when: its form shows the holds in force, read-only, and no box.
+    ops_hold_in_form = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
@@ -80,8 +84,12 @@ class RoutingHoldAdminMixin:
         )
 
     def _may_pause(self, request: HttpRequest, obj: Any) -> bool:
-        return partner_ids_for_user(request.user) is None and bool(
-            self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+        return (
+            self.ops_hold_in_form
+            and partner_ids_for_user(request.user) is None
+            and bool(
+                self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+            )
         )
 
     def get_form(

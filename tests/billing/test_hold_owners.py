@@ -17,7 +17,7 @@ from marketplace.matching import product_index
 from partners.models import HoldReason, Partner, Product
 from tests.billing.builders import LeadBuilder, post, report, schedule
 from tests.factories import PartnerFactory, ProductFactory
-from tests.holds import held_for, save_in_admin
+from tests.holds import held_for, pause_in_admin, resume_in_admin, save_in_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -74,10 +74,10 @@ def test_the_credit_limit_lifts_its_hold_but_not_the_budgets(
 
 def test_ops_resume_lifts_neither_billing_hold(leads: LeadBuilder, product: Product) -> None:
     partner = over_budget_and_credit_limit(leads, product)
-    save_in_admin(partner, ops_hold=True, ops_hold_note="Licence under review")
+    pause_in_admin(partner, "Licence under review")
     assert held_for(partner) == {HoldReason.BUDGET, HoldReason.CREDIT_LIMIT, HoldReason.OPS_PAUSE}
 
-    save_in_admin(partner, ops_hold=None)  # unticked: resume
+    resume_in_admin(partner, "Licence checked")
 
     assert held_for(partner) == {HoldReason.BUDGET, HoldReason.CREDIT_LIMIT}
     assert not routable(product)
@@ -87,7 +87,7 @@ def test_billing_lifts_its_holds_but_not_an_ops_pause(
     leads: LeadBuilder, product: Product, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     partner = product.partner
-    save_in_admin(partner, ops_hold=True, ops_hold_note="Licence under review")
+    pause_in_admin(partner, "Licence under review")
     Partner.objects.filter(pk=partner.pk).update(monthly_budget=Decimal("40.00"))
     PartnerBillingProfile.objects.create(partner=partner, credit_limit=Decimal("10.00"))
     accept(leads, product)
@@ -99,7 +99,7 @@ def test_billing_lifts_its_holds_but_not_an_ops_pause(
 
     assert held_for(partner) == {HoldReason.OPS_PAUSE}
     assert not routable(product)
-    save_in_admin(partner, ops_hold=None)
+    resume_in_admin(partner, "Licence checked")
     assert held_for(partner) == set()
     assert routable(product)
 

@@ -15,7 +15,7 @@ from partners.holds import active_holds, is_held, lift_hold, place_hold
 from partners.models import HoldReason, Partner, RoutingHold
 from tests.conftest import partner_client
 from tests.factories import PartnerFactory, ProductFactory
-from tests.holds import held_for, post_admin_form, save_in_admin
+from tests.holds import held_for, pause_in_admin, post_admin_form, save_in_admin
 
 pytestmark = pytest.mark.django_db
 
@@ -48,22 +48,46 @@ def test_a_product_hold_is_the_products_alone(partner: Partner) -> None:
         )
 
 
-def test_ops_pause_in_the_admin_needs_a_reason_and_keeps_it(partner: Partner) -> None:
-    refused = post_admin_form(partner, ops_hold=True, ops_hold_note="")
+def test_ops_pause_of_a_product_in_the_admin_needs_a_reason_and_keeps_it(
+    partner: Partner,
+) -> None:
+    product = partner.products.get()
+    refused = post_admin_form(product, ops_hold=True, ops_hold_note="")
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors == {
         "ops_hold_note": ["Say why routing is paused."]
     }
-    assert held_for(partner) == set()
+    assert held_for(product) == set()
 
-    save_in_admin(partner, ops_hold=True, ops_hold_note="Licence under review")
+    save_in_admin(product, ops_hold=True, ops_hold_note="Licence under review")
 
-    (hold,) = active_holds().filter(partner=partner)
+    (hold,) = active_holds().filter(product=product)
     assert (hold.reason, hold.note, hold.created_by.is_superuser) == (
         HoldReason.OPS_PAUSE,
         "Licence under review",
         True,
     )
+
+
+def test_the_partner_form_has_no_pause_box_only_the_reasoned_pages(
+    partner: Partner, admin_client: Any
+) -> None:
+    """A partner is paused only through its pause page (a reason, who, when): its form
+    shows the holds in force read-only, and a pause box posted anyway changes nothing."""
+    place_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE, note="Endpoint down")
+    url = f"/admin/partners/partner/{partner.pk}/change/"
+    page = admin_client.get(url).content.decode()
+    assert 'name="ops_hold"' not in page and 'name="ops_hold_note"' not in page
+    assert "Paused by ops (all products)" in page  # read-only: the holds in force
+    assert f"/admin/partners/partner/{partner.pk}/resume/" in page
+
+    lift_hold(partner_id=partner.pk, reason=HoldReason.OPS_PAUSE)
+    save_in_admin(partner, ops_hold="on", ops_hold_note="ticked on an old form")
+    assert held_for(partner) == set()
+
+    pause_in_admin(partner, "Licence under review")
+    (hold,) = active_holds().filter(partner=partner, product__isnull=True)
+    assert (hold.reason, hold.note) == (HoldReason.OPS_PAUSE, "Licence under review")
 
 
 def test_the_admin_lists_holds_in_force(partner: Partner, admin_client: Any) -> None:
