@@ -222,6 +222,15 @@ def progress(request: HttpRequest, model_admin: admin.ModelAdmin, job_id: uuid.U
         if tasks.requeue(job=job):
             model_admin.message_user(request, "Queued the job again.", messages.INFO)
         return HttpResponseRedirect(_progress_url(job))
+    if request.method == "POST" and "again" in request.POST:
+        _require_start(request)
+        try:
+            again = tasks.start_again(job=job, user=_user(request))
+        except audit_jobs.JobRefused as exc:
+            model_admin.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(_progress_url(job))
+        model_admin.message_user(request, "Started the job again.", messages.INFO)
+        return HttpResponseRedirect(_progress_url(again))
     return _page(
         model_admin,
         request,

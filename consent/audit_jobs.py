@@ -8,6 +8,15 @@ and the outcome: an export's summary and its zip file under ``VAR_DIR/audit-expo
 the verification report (the same check as ``manage.py verify_consent_ledger``). Both hold
 ids, counts and hashes only: the ledger holds no personal data. The file is served to the
 officer who asked and nobody else (``bundle_for``).
+
+A worker can die mid-job (killed, out of memory, its machine gone): the job would stay
+"running" for ever. So a running job holds a lease: its claim and every progress write
+stamp ``heartbeat_at``, and a job silent for longer than ``LEASE`` is failed with a message
+saying so (``expire_stale``: beat every minute, and the job's own page when it is read).
+It is not queued again by itself (a job that kills its worker would kill the next one
+too); its officer starts it again (``again``: a new job of the same selection, the failed
+row kept as the record). A worker that was only slow and finishes after that finds its
+job no longer running and leaves it failed.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import logging
 import shutil
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -29,6 +38,9 @@ from consent.models import AuditJob, Subject
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 0.5  # seconds between progress writes
+# A running job whose worker wrote nothing for this long lost its worker. Far above the
+# longest silent step (zipping a bundle after its last entry was written).
+LEASE = timedelta(minutes=5)
 MAX_PROBLEMS = 50  # problems kept in a report (the count is kept in full)
 
 
@@ -73,6 +85,47 @@ def create_verify(*, user: User) -> AuditJob:
     return AuditJob.objects.create(kind=AuditJob.Kind.VERIFY, requested_by=user)
 
 
+def create_again(*, job: AuditJob, user: User) -> AuditJob:
+    """A new queued job doing what the failed ``job`` was asked to do, for the officer who
+    asked it (``consent.tasks.start_again`` queues it); the failed row stays as it was."""
+    if job.state != AuditJob.State.FAILED:
+        raise JobRefused("Only a failed job can be started again.")
+    if job.requested_by_id != user.pk:
+        raise JobRefused("Only the officer who asked can start the job again.")
+    if job.kind == AuditJob.Kind.VERIFY:
+        return create_verify(user=user)
+    return create_export(user=user, subject_id=job.subject_id, since=job.since, until=job.until)
+
+
+def stale_message(heartbeat: datetime | None) -> str:
+    seen = f" at {heartbeat:%Y-%m-%d %H:%M:%S} UTC" if heartbeat is not None else ""
+    return (
+        f"The worker running this job stopped reporting{seen} and did not come back within "
+        f"{int(LEASE.total_seconds() // 60)} minutes (stopped, restarted or out of memory): "
+        "the job did not finish. Start it again."
+    )
+
+
+def expire_stale(*, now: datetime | None = None, job_id: uuid.UUID | None = None) -> int:
+    """Fail the running jobs (or the one ``job_id``) whose worker has been silent for
+    longer than ``LEASE``; returns how many. Compare-and-set on the state and the
+    heartbeat read, so a worker writing progress meanwhile keeps its job."""
+    now = now or timezone.now()
+    stale = AuditJob.objects.filter(
+        state=AuditJob.State.RUNNING, heartbeat_at__lt=now - LEASE
+    ).order_by()
+    if job_id is not None:
+        stale = stale.filter(pk=job_id)
+    expired = 0
+    for pk, heartbeat in stale.values_list("pk", "heartbeat_at"):
+        if AuditJob.objects.filter(
+            pk=pk, state=AuditJob.State.RUNNING, heartbeat_at=heartbeat
+        ).update(state=AuditJob.State.FAILED, error=stale_message(heartbeat), finished_at=now):
+            logger.warning("audit job %s failed: its worker stopped reporting", pk)
+            expired += 1
+    return expired
+
+
 class _Progress:
     """Writes (done, total) to the job's row, throttled, the last one always."""
 
@@ -85,14 +138,18 @@ class _Progress:
         if done < total and now - self.last < PROGRESS_EVERY:
             return
         self.last = now
-        AuditJob.objects.filter(pk=self.job_id).update(done=done, total=total)
+        # Also the lease's heartbeat; a job already failed as stale stays failed.
+        AuditJob.objects.filter(pk=self.job_id, state=AuditJob.State.RUNNING).update(
+            done=done, total=total, heartbeat_at=timezone.now()
+        )
 
 
 def run(*, job_id: uuid.UUID) -> AuditJob:
     """Carry out a queued job (a worker's task); a job already started is left alone, so a
     redelivered task does no work twice."""
+    now = timezone.now()
     claimed = AuditJob.objects.filter(pk=job_id, state=AuditJob.State.QUEUED).update(
-        state=AuditJob.State.RUNNING, started_at=timezone.now()
+        state=AuditJob.State.RUNNING, started_at=now, heartbeat_at=now
     )
     job = AuditJob.objects.get(pk=job_id)
     if not claimed:
@@ -111,7 +168,8 @@ def run(*, job_id: uuid.UUID) -> AuditJob:
 def _finish(
     job: AuditJob, *, state: str, result: dict[str, object] | None = None, error: str = ""
 ) -> AuditJob:
-    AuditJob.objects.filter(pk=job.pk).update(
+    # Only a job still running: one failed as stale meanwhile keeps its message.
+    AuditJob.objects.filter(pk=job.pk, state=AuditJob.State.RUNNING).update(
         state=state, result=result or {}, error=error, finished_at=timezone.now()
     )
     return AuditJob.objects.get(pk=job.pk)
@@ -158,7 +216,9 @@ def _verify(job: AuditJob) -> dict[str, object]:
 
 
 def job_for(*, job_id: uuid.UUID, user: AbstractBaseUser) -> AuditJob | None:
-    """The job if ``user`` asked for it; None for anyone else (whatever their role)."""
+    """The job if ``user`` asked for it; None for anyone else (whatever their role). A
+    running job whose lease ran out is failed first, so its page says so at once."""
+    expire_stale(job_id=job_id)
     return AuditJob.objects.filter(pk=job_id, requested_by_id=user.pk).first()
 
 

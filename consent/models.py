@@ -354,6 +354,9 @@ class AuditJob(models.Model):
     error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The worker's last sign of life (its claim, then every progress write): a running job
+    # silent for longer than ``consent.audit_jobs.LEASE`` lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -60,6 +60,21 @@ def start_verify(*, user: User) -> AuditJob:
     return job
 
 
+@shared_task
+def expire_stale_audit_jobs() -> int:
+    """Beat, every minute: running jobs whose worker died are failed (``audit_jobs.LEASE``)."""
+    return audit_jobs.expire_stale()
+
+
+def start_again(*, job: AuditJob, user: User) -> AuditJob:
+    """Queue a new job doing what the failed ``job`` was asked to (``audit_jobs.JobRefused``
+    when it did not fail or is someone else's)."""
+    with transaction.atomic():
+        again = audit_jobs.create_again(job=job, user=user)
+        _queue(again)
+    return again
+
+
 def requeue(*, job: AuditJob) -> bool:
     """Send a job still queued to the workers again (its first message lost with a broker
     outage); ``audit_jobs.run`` claims a job once, so a duplicate message does no work twice."""

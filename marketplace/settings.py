@@ -447,6 +447,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partners.tasks.dispatch_due_webhooks",
         "schedule": 30.0,
     },
+    # Audit jobs whose worker died (killed, out of memory) are failed once their lease
+    # runs out (consent.audit_jobs.LEASE) instead of "running" for ever.
+    "expire-stale-audit-jobs": {
+        "task": "consent.tasks.expire_stale_audit_jobs",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "record-consent-expiries": {
         "task": "consent.tasks.record_expiries",
         "schedule": 3600.0,
