@@ -26,6 +26,7 @@ from partners.authentication import IsPartnerKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
 from partners.key_mode import require_live_billing
+from partners.reconnect import repeatable
 from partners.scoping import Mode, visible_to
 
 # An outcome reported while its lead's post is still being recorded: retry after this.
@@ -335,6 +336,10 @@ class PartnerLeadEventView(APIView):
         ],
     )
     @idempotent
+    # Safe to run again after a lost connection, keyed or not: an event is stored once per
+    # partner and event id (unique constraint event_once_per_partner_id) in the transaction
+    # that charges it, so a run after a commit whose answer was lost replays the event.
+    @repeatable()
     def post(self, request: Request, lead_id: uuid.UUID) -> Response:
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey

@@ -24,6 +24,7 @@ from partners.authentication import IsPartnerKey, IsSourceKey, client
 from partners.errors import ApiError
 from partners.idempotency import idempotent
 from partners.key_mode import acting_key
+from partners.reconnect import repeatable
 from partners.scoping import visible_to
 
 
@@ -287,6 +288,9 @@ class PartnerDeletionAckView(APIView):
         ],
     )
     @idempotent
+    # Safe to run again after a lost connection, keyed or not: acknowledging locks the
+    # deletion request and is a no-op once it is acknowledged (consent.deletion.acknowledge).
+    @repeatable()
     def post(self, request: Request, withdrawal_id: str) -> Response:
         partner_id = client(request).partner_id
         assert partner_id is not None  # IsPartnerKey

@@ -176,6 +176,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Runs /api/ views itself (after every other process_view): a request that lost its
+    # database connection runs again on a new one when it is safe to repeat, else 503.
+    "partners.reconnect.ReconnectMiddleware",
     # Last, as django-axes requires: answers a locked-out login with 429.
     "axes.middleware.AxesMiddleware",
 ]

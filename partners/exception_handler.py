@@ -16,6 +16,7 @@ from rest_framework.views import set_rollback
 
 from partners.error_responses import error_body
 from partners.errors import ApiError
+from partners.reconnect import connection_lost
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    if connection_lost(exc):
+        # Not answered here: partners.reconnect.ReconnectMiddleware runs the request again
+        # on a new connection, or answers 503 (DRF raises what a handler leaves).
+        return None
     response = drf_exception_handler(exc, context)
     if response is None:
         # Unexpected: log it (our exceptions carry ids, never personal data) and answer in

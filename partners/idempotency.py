@@ -1,18 +1,18 @@
 """``Idempotency-Key`` for creating POSTs: same key and body replays the first response,
 same key with another body is 422; the record is written in the request's own transaction
-(see :func:`idempotent`)."""
+(see :func:`idempotent`), which is what makes a keyed request safe to run again after a lost
+database connection (``partners.reconnect`` does, for the whole request)."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import logging
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
@@ -21,13 +21,9 @@ from rest_framework.response import Response
 from partners.authentication import client
 from partners.errors import ApiError
 from partners.models import ApiKey, IdempotencyRecord
-
-logger = logging.getLogger(__name__)
+from partners.reconnect import repeatable, repeatable_test
 
 MAX_KEY_LENGTH = 200
-# A keyed request whose database connection broke (PostgreSQL restarted, a failover) runs
-# again on a new connection after these pauses: its record says whether it took effect.
-RECONNECT_PAUSES = (0.5, 1.0, 2.0, 4.0)
 # A RUNNING record is only ever left by a process of the earlier design (which claimed the
 # key in a transaction of its own); one older than this belongs to a request that died.
 STALE_AFTER = timedelta(seconds=30)
@@ -75,6 +71,10 @@ def _stored(api_key: ApiKey, key: str, fingerprint: str) -> Response | None:
     )
 
 
+def _keyed(request: HttpRequest) -> bool:
+    return bool(request.headers.get("Idempotency-Key", "").strip())
+
+
 def idempotent(
     handler: Callable[..., Response],
 ) -> Callable[..., Response]:
@@ -98,32 +98,18 @@ def idempotent(
             )
         api_key = client(request).api_key
         fingerprint = _fingerprint(request)
+        return _run_once(
+            lambda: handler(view, request, *args, **kwargs),
+            api_key=api_key,
+            key=key,
+            fingerprint=fingerprint,
+        )
 
-        def run() -> Response:
-            return _run_once(
-                lambda: handler(view, request, *args, **kwargs),
-                api_key=api_key,
-                key=key,
-                fingerprint=fingerprint,
-            )
-
-        if connection.in_atomic_block:  # a caller's transaction: it cannot be run again
-            return run()
-        for pause in RECONNECT_PAUSES:
-            try:
-                return run()
-            except (OperationalError, InterfaceError) as error:
-                # The connection broke mid-request, even at COMMIT: the record is written in
-                # the same transaction, so the next run replays the response if it committed
-                # and runs the request again if not. Never twice, never lost.
-                logger.warning(
-                    "database connection lost (%s); running the request again",
-                    type(error).__name__,
-                )
-                connection.close()
-                time.sleep(pause)
-        return run()
-
+    if repeatable_test(wrapper) is None:  # not already safe to repeat without a key
+        # A lost connection, even at COMMIT, runs a keyed request again from the start
+        # (partners.reconnect): the next run replays the response if it committed and does
+        # the work if not. Never twice, never lost.
+        wrapper = repeatable(when=_keyed)(wrapper)
     return wrapper
 
 
