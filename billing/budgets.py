@@ -1,19 +1,37 @@
-"""Monthly budget caps: routing to a partner (or one product) pauses once this UTC
-month's charges, net of credits and reversals, reach its ``monthly_budget``.
+"""Monthly budget caps: a partner's (or one product's) ``monthly_budget`` bounds what its
+leads of a UTC month commit it to. Hard at the award, held from routing once spent.
 
-Budgets are in the platform currency (``DEFAULT_CURRENCY``, CNY) and count the ledger
-entries in it billed in the current month (``Charge.period``, the partner's
-``charge_billing_period`` index: one index-only aggregate). Evaluated after every charge
-(in the charge's transaction), when ops save a partner's or product's budget in the admin
-(``billing.partner_admin``: billing's own admin for those models calls
+The spend of a month (what the budget is compared with) is
+
+    reserved + charged
+
+- *reserved*: what the month's awarded leads reserved when they were awarded
+  (``marketplace.caps``: each lead's CPL, its winning bid or the CPL of the fee schedule
+  in force, in the budget currency), less what leads that never reached the partner gave
+  back. Counted by compare-and-set in the award's transaction, which refuses a lead whose
+  price would take ``reserved + charged`` past the budget: concurrent awards never
+  overshoot it.
+- *charged*: the month's ledger entries in the budget currency, net of credits and
+  reversals, **except** the CPL entries of a lead holding a reservation (its reservation
+  stands for them, whatever they come to and whenever they are booked). What remains are
+  the charges that arrive later for approval, funding or revenue share, corrections, and
+  the CPL of a lead that reserved nothing. They are billed regardless (the partner owes
+  them), so they may take the spend past the budget; no lead is awarded after that.
+  Written here, after every charge, into the ``charged`` cap counter
+  (:func:`evaluate_budgets`), which awards read without a lock.
+
+Budgets are in the platform currency (``DEFAULT_CURRENCY``, CNY): only entries in it
+count (``Charge.period``, the partner's ``charge_billing_period`` index). Evaluated after
+every charge (in the charge's transaction), when ops save a partner's or product's budget
+in the admin (``billing.partner_admin``: billing's own admin for those models calls
 :func:`evaluate_budgets` after the save), and hourly by beat (:func:`sweep_budgets`),
 which lifts last month's holds once a new month starts and catches anything the other
 paths missed.
 
 A budget places and lifts only its own hold (``HoldReason.BUDGET``, partner-wide or on one
-product); a hold of ops or of the credit limit stands beside it, untouched. Concurrent
-charges of one partner may overshoot a budget by the charges in flight (a soft cap); the
-next charge holds.
+product) on the same sum, so matching stops offering a spent budget at once; the hold is
+a fast path, the award's compare-and-set is the authority. A hold of ops or of the credit
+limit stands beside it, untouched.
 """
 
 from __future__ import annotations
@@ -28,13 +46,15 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing import credit
-from billing.models import Charge
+from billing.models import Charge, FeeKind
+from marketplace.models import CapCounter, CapKind, CapReservation, CapScope
 from partners.holds import active_holds, held_partner_ids, held_product_ids, lift_hold, place_hold
 from partners.models import HoldReason, Partner, Product
 from partners.months import month_of
 
 HOLD_REASON = HoldReason.BUDGET
 BUDGET_CURRENCY = settings.DEFAULT_CURRENCY  # budgets are amounts in the platform currency
+ZERO = Decimal("0.00")
 
 
 def current_month() -> date:
@@ -48,16 +68,103 @@ def _month_charges(partner_id: uuid.UUID) -> QuerySet[Charge]:
     )
 
 
+def _covered(amount_field: str) -> Exists:
+    """Whether a charge's lead holds a reservation for this budget (scope by its amount
+    column): its CPL entries are counted by that reservation, not here."""
+    return Exists(
+        CapReservation.objects.filter(
+            lead_id=OuterRef("lead_id"),
+            released_at__isnull=True,
+            **{f"{amount_field}__isnull": False},
+        )
+    )
+
+
 def month_to_date(
     *, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] = ()
 ) -> tuple[Decimal, dict[uuid.UUID, Decimal]]:
-    """This month's net spend of the partner, and of each of ``product_ids``, in one
-    aggregate."""
+    """This month's spend (reserved + charged, see the module docstring) of the partner,
+    and of each of ``product_ids``."""
+    charged, per_product = month_charged(partner_id=partner_id, product_ids=product_ids)
+    reserved = _reserved(partner_id, per_product)
+    total = charged + reserved.get((CapScope.PARTNER, partner_id), ZERO)
+    return total, {
+        pid: amount + reserved.get((CapScope.PRODUCT, pid), ZERO)
+        for pid, amount in per_product.items()
+    }
+
+
+def month_charged(
+    *, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] = ()
+) -> tuple[Decimal, dict[uuid.UUID, Decimal]]:
+    """This month's charges beyond the reservations, of the partner and of each of
+    ``product_ids``, in one aggregate."""
     ids = list(dict.fromkeys(product_ids))
-    sums = {f"p{i}": Sum("amount", filter=Q(product_id=pid)) for i, pid in enumerate(ids)}
-    row = _month_charges(partner_id).aggregate(total=Sum("amount"), **sums)
-    zero = Decimal("0.00")
-    return row["total"] or zero, {pid: row[f"p{i}"] or zero for i, pid in enumerate(ids)}
+    cpl = Q(kind=FeeKind.CPL)
+    beyond = Q(partner_covered=False) | ~cpl
+    sums = {
+        f"p{i}": Sum("amount", filter=Q(product_id=pid) & (Q(product_covered=False) | ~cpl))
+        for i, pid in enumerate(ids)
+    }
+    charges = _month_charges(partner_id).annotate(partner_covered=_covered("partner_amount"))
+    if ids:
+        charges = charges.annotate(product_covered=_covered("product_amount"))
+    row = charges.aggregate(total=Sum("amount", filter=beyond), **sums)
+    return row["total"] or ZERO, {pid: row[f"p{i}"] or ZERO for i, pid in enumerate(ids)}
+
+
+def _reserved(
+    partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID]
+) -> dict[tuple[str, uuid.UUID], Decimal]:
+    """The month's reserved counters of the partner and these products."""
+    owners = Q(scope=CapScope.PARTNER, owner_id=partner_id)
+    for product_id in product_ids:
+        owners |= Q(scope=CapScope.PRODUCT, owner_id=product_id)
+    rows = CapCounter.objects.filter(
+        owners, kind=CapKind.RESERVED, period=current_month(), is_sandbox=False
+    ).values_list("scope", "owner_id", "used")
+    return {(scope, owner): used for scope, owner, used in rows}
+
+
+def _write_charged(
+    partner_id: uuid.UUID, product_ids: list[uuid.UUID]
+) -> tuple[Decimal, dict[uuid.UUID, Decimal]]:
+    """Bring the month's ``charged`` counters of the partner and these products to the
+    ledger, and return the month's spend (reserved + charged). The counters are locked
+    first (products, then the partner: the cap lock order), so the aggregate, a new
+    snapshot read after the locks, sees every charge of a concurrent writer that held them
+    before: the last writer writes the whole sum."""
+    month = current_month()
+    keys = [
+        *((CapScope.PRODUCT.value, pid) for pid in sorted(product_ids, key=str)),
+        (CapScope.PARTNER.value, partner_id),
+    ]
+    CapCounter.objects.bulk_create(
+        [
+            CapCounter(scope=scope, owner_id=owner, kind=CapKind.CHARGED, period=month)
+            for scope, owner in keys
+        ],
+        ignore_conflicts=True,
+    )
+    where = Q()
+    for scope, owner in keys:
+        where |= Q(scope=scope, owner_id=owner)
+    list(
+        CapCounter.objects.select_for_update(no_key=True, of=("self",))
+        .filter(where, kind=CapKind.CHARGED, period=month, is_sandbox=False)
+        .order_by("-scope", "owner_id")  # products before partners ("product" > "partner")
+        .values_list("id")
+    )
+    charged, per_product = month_charged(partner_id=partner_id, product_ids=product_ids)
+    for scope, owner in keys:
+        CapCounter.objects.filter(
+            scope=scope, owner_id=owner, kind=CapKind.CHARGED, period=month, is_sandbox=False
+        ).update(used=charged if scope == CapScope.PARTNER else per_product[owner])
+    reserved = _reserved(partner_id, product_ids)
+    return charged + reserved.get((CapScope.PARTNER, partner_id), ZERO), {
+        pid: amount + reserved.get((CapScope.PRODUCT, pid), ZERO)
+        for pid, amount in per_product.items()
+    }
 
 
 def _budget_hold(partner: str, product: str | None = None) -> Exists:
@@ -101,7 +208,7 @@ def evaluate_budgets(*, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] 
     ]
     if budget is None and not held and not products:
         return  # no budget concerned: no aggregate
-    total, per_product = month_to_date(partner_id=partner_id, product_ids=[p[0] for p in products])
+    total, per_product = _write_charged(partner_id, [p[0] for p in products])
     if budget is not None or held:
         reached = budget is not None and total >= budget
         if reached and not held:

@@ -19,7 +19,8 @@
    again or no bidder is left; they are returned, and posted the same way.
 
 Dedupe windows and caps are decided again at the award and at every fall-back, under the
-applicant's and the products' row locks (``marketplace.locks``): time has passed since
+applicant's row lock (``marketplace.locks``) and by the winners taking their cap counters
+and their bids from the budgets (``marketplace.caps``): time has passed since
 intake chose the candidates, and another referral of the same person (or the same auction
 queued again after an outage) may have reached a partner meanwhile. A bidder whose partner
 already has the person within its window, or whose product is at its cap, is passed over
@@ -43,7 +44,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from consent import grants
-from marketplace import decisions, locks, pings
+from marketplace import caps, decisions, locks, pings
 from marketplace.matching import CreditBox
 from marketplace.models import (
     AttemptOutcome,
@@ -257,7 +258,7 @@ def _award(
         if not awarded:
             return AuctionRun("skipped", [])
         eligible = _still_eligible(auction, bidders)
-        winners = _make_leads(auction, _winners(auction, eligible, alive=[]))
+        winners, _ = _award_winners(auction, eligible, alive=[])
         decisions.add_winners(
             referral_id=auction.referral_id, product_ids=[lead.product_id for lead in winners]
         )
@@ -273,9 +274,10 @@ def _award(
 
 def _still_eligible(auction: Auction, ranked: Sequence[PingAttempt]) -> list[PingAttempt]:
     """The bidders (best first) that may still get the applicant now: not already sent to
-    their partner within its dedupe window, product not at its cap. Locks the applicant's
-    subject, then the capped products (the lock order), to the caller's commit; the
-    passed-over rows' reasons say why (written by the caller)."""
+    their partner within its dedupe window, product not at its cap (read without a lock:
+    the winners take their counters in ``_award_winners``). Locks the applicant's subject
+    to the caller's commit; the passed-over rows' reasons say why (written by the
+    caller)."""
     if not ranked:
         return []
     referral = auction.referral
@@ -285,9 +287,10 @@ def _still_eligible(auction: Auction, ranked: Sequence[PingAttempt]) -> list[Pin
         is_sandbox=referral.is_sandbox,
         windows={row.partner_id: row.product.dedupe_days for row in ranked},
     )
-    full = locks.over_cap(
+    # A cheap read first: the winners then take their counters (``_award_winners``).
+    full = caps.at_cap(
         [
-            locks.Cap(row.product_id, row.product.daily_cap, row.product.monthly_cap)
+            (row.product_id, row.partner_id, row.product.daily_cap, row.product.monthly_cap)
             for row in ranked
             if row.partner_id not in recent
         ],
@@ -335,34 +338,68 @@ def _winners(
     return kept
 
 
-def _make_leads(auction: Auction, winners: Sequence[PingAttempt]) -> list[Lead]:
-    """Leads for these winning pings (set on the rows), made recipients of the applicant's
-    'matched partners' consent; the caller posts them after commit."""
-    if not winners:
-        return []
-    referral = auction.referral
-    leads = []
-    for row in winners:
-        lead = Lead(
-            referral=referral,
-            partner_id=row.partner_id,
-            product_id=row.product_id,
-            subject_id=referral.subject_id,
-            is_sandbox=referral.is_sandbox,
-            delivery_mode=DeliveryMode.PING_POST,
-            status=LeadStatus.MATCHED,
-            bid_amount=row.bid,
-            bid_currency=row.bid_currency,
-            auction=auction,
+def _award_winners(
+    auction: Auction, eligible: Sequence[PingAttempt], *, alive: Sequence[PingAttempt]
+) -> tuple[list[Lead], list[PingAttempt]]:
+    """The next winners among ``eligible`` (best first) get their leads, each taking its
+    product's volume caps and its CPL (the bid) from the budgets (``marketplace.caps``),
+    all or none. A winner refused there is passed over (its row's reason says so) and the
+    winners are chosen again without it. Returns the new leads, for the caller to post
+    after commit, and the rows passed over at the cap."""
+    candidates = list(eligible)
+    passed_over: list[PingAttempt] = []
+    while True:
+        nexts = _winners(auction, candidates, alive=alive)
+        leads = [_lead_row(auction, row) for row in nexts]
+        refused = caps.reserve(
+            [
+                caps.Claim(
+                    lead.id,
+                    row.product_id,
+                    row.partner_id,
+                    row.product.daily_cap,
+                    row.product.monthly_cap,
+                    bid=row.bid,
+                    bid_currency=row.bid_currency,
+                )
+                for lead, row in zip(leads, nexts, strict=True)
+            ],
+            is_sandbox=auction.referral.is_sandbox,
         )
+        if not refused:
+            break
+        for row in candidates:
+            if row.product_id in refused:
+                row.reason = PASSED_OVER_CAP
+                passed_over.append(row)
+        candidates = [row for row in candidates if row.product_id not in refused]
+    for lead, row in zip(leads, nexts, strict=True):
         row.lead, row.award = lead, PingAward.WON
-        leads.append(lead)
-    assert referral.grant is not None
-    grants.add_matched_recipients(
-        grant=referral.grant, partner_ids=[lead.partner_id for lead in leads]
+    if leads:
+        assert auction.referral.grant is not None
+        grants.add_matched_recipients(
+            grant=auction.referral.grant, partner_ids=[lead.partner_id for lead in leads]
+        )
+        Lead.objects.bulk_create(leads)
+    return leads, passed_over
+
+
+def _lead_row(auction: Auction, row: PingAttempt) -> Lead:
+    """The lead of a winning ping, not yet inserted (made a recipient of the applicant's
+    'matched partners' consent when it is)."""
+    referral = auction.referral
+    return Lead(
+        referral=referral,
+        partner_id=row.partner_id,
+        product_id=row.product_id,
+        subject_id=referral.subject_id,
+        is_sandbox=referral.is_sandbox,
+        delivery_mode=DeliveryMode.PING_POST,
+        status=LeadStatus.MATCHED,
+        bid_amount=row.bid,
+        bid_currency=row.bid_currency,
+        auction=auction,
     )
-    Lead.objects.bulk_create(leads)
-    return leads
 
 
 def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
@@ -394,14 +431,13 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
         if len(alive) >= auction.max_winners:
             return []
         eligible = _still_eligible(auction, waiting)
-        nexts = _winners(auction, eligible, alive=alive)
-        leads = _make_leads(auction, nexts)
+        leads, passed_over = _award_winners(auction, eligible, alive=alive)
         decisions.add_winners(
             referral_id=auction.referral_id, product_ids=[lead.product_id for lead in leads]
         )
         for row in waiting:
-            if row in nexts:
+            if row.award == PingAward.WON:
                 PingAttempt.objects.filter(pk=row.pk).update(lead=row.lead, award=row.award)
-            elif row not in eligible:
+            elif row not in eligible or row in passed_over:
                 PingAttempt.objects.filter(pk=row.pk).update(reason=row.reason)
         return leads

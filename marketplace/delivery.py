@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from consent.gate import DisclosureRefused, disclose
-from marketplace import auctions, waterfall
+from marketplace import auctions, caps, waterfall
 from marketplace.answers import read_answer, rejection
 from marketplace.models import AttemptOutcome, DeliveryAttempt, Lead, LeadStatus
 from partners import http, webhook_delivery, webhook_signing
@@ -87,6 +87,9 @@ def post_lead(*, lead_id: uuid.UUID, final_attempt: bool) -> Posted:
     result = deliver(lead_id=lead_id, final_attempt=final_attempt)
     fallback: list[Lead] = []
     if not result.retryable and result.outcome in {AttemptOutcome.FAILURE, AttemptOutcome.ERROR}:
+        # The partner never took the lead: its award gives back its caps and budget
+        # (a no-op unless the lead is rejected, failed or blocked, and after the first).
+        caps.release(lead_id=lead_id)
         # A lead won at an auction goes to the next bidders, one of a waterfall to the
         # next in its line (each a no-op for the other's leads).
         fallback = auctions.fall_back(lead_id=lead_id) or waterfall.fall_back(lead_id=lead_id)

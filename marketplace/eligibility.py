@@ -34,14 +34,17 @@ reg_region         applicant's region excluded by the rule set
 consent_scope      the consent grant does not name the partner
 suppressed         the partner listed the applicant as an existing customer
 dedupe             the partner got this person within its dedupe window
-volume_cap         the product reached its daily or monthly lead cap
+volume_cap         the product reached its daily or monthly lead cap, or its (or its
+                   partner's) monthly budget is spent (``marketplace.caps``)
 =================  ================================================================
 
 Order of the rules: the credit box first (``match``; its codes come from ``explain_box``),
 then the rules that need no lock (sandbox, licence, regulation, consent scope,
 suppression), all of whose reasons are reported together. Only a box none of those rejects
-is checked against the dedupe window and its caps, which are decided under row locks
-(``marketplace.locks``): a product that could not take the lead anyway is never locked.
+is checked against the dedupe window (decided under the applicant's row lock,
+``marketplace.locks``) and its caps: here a cheap read of the cap counters; the award
+takes them by compare-and-set (``marketplace.caps``) and a refused product is screened out
+there with the same code.
 A partner's dedupe window is the one of its cheapest otherwise-eligible product.
 """
 
@@ -58,7 +61,7 @@ from django.utils import timezone
 
 from consent import grants, suppression
 from consent.models import ConsentGrant
-from marketplace import locks
+from marketplace import caps, locks
 from marketplace.matching import Application, CreditBox
 from marketplace.models import Referral
 from marketplace.regulation import Rules, default_rules
@@ -226,6 +229,24 @@ def decide(
     return Screening(eligible=eligible, rejected=rejected, rule_set_id=facts.rules.rule_set_id)
 
 
+def without_full(screening: Screening, product_ids: Iterable[uuid.UUID]) -> Screening:
+    """The screening with these eligible products moved to the rejected, at their cap: the
+    award could not take their counters (``marketplace.caps.reserve``)."""
+    full = set(product_ids)
+    return Screening(
+        eligible=[box for box in screening.eligible if box.product_id not in full],
+        rejected=[
+            *screening.rejected,
+            *(
+                Rejection(box.product_id, box.partner_id, (str(R.VOLUME_CAP),))
+                for box in screening.eligible
+                if box.product_id in full
+            ),
+        ],
+        rule_set_id=screening.rule_set_id,
+    )
+
+
 def referral_time(referral: Referral) -> datetime:
     """When the referral was made: intake routes it before inserting it (its leads first),
     so a referral not yet saved is being made now."""
@@ -283,9 +304,10 @@ def screen(
     rules: Rules | None = None,
     version: int | None = None,
 ) -> Screening:
-    """Screen the referral's matched boxes. Dedupe windows and caps are decided under row
-    locks held to the end of the caller's transaction (``marketplace.locks``): call it in
-    the transaction that makes the leads."""
+    """Screen the referral's matched boxes. Dedupe windows are decided under the
+    applicant's row lock held to the end of the caller's transaction (``marketplace.
+    locks``): call it in the transaction that makes the leads, which then takes their
+    caps (``marketplace.caps.reserve``)."""
     facts = facts_for(referral, grant, rules=rules or default_rules(), boxes=boxes, version=version)
     unlocked = [box for box in boxes if not static_reasons(box, facts)]
     # Intake holds the applicant's subject row (consent.vault.store_subject), so concurrent
@@ -296,13 +318,15 @@ def screen(
         windows={box.partner_id: box.dedupe_days for box in cheapest_per_partner(unlocked)},
     )
     # Caps are per product: a partner whose cheapest product is full still gets the lead on
-    # another product with room. Capped products' rows stay locked to commit.
-    full = locks.over_cap(
+    # another product with room. A cheap read: the award takes the counters for real
+    # (``marketplace.caps.reserve``).
+    full = caps.at_cap(
         [
-            locks.Cap(box.product_id, box.daily_cap, box.monthly_cap)
+            (box.product_id, box.partner_id, box.daily_cap, box.monthly_cap)
             for box in unlocked
             if box.partner_id not in recent
         ],
         is_sandbox=referral.is_sandbox,
+        version=version,
     )
     return decide(boxes, facts, recent_partners=recent, full_products=full)

@@ -1,5 +1,7 @@
 """Row locks on the routing path, the one order they are taken in, and what is decided
-under them: dedupe windows and volume caps.
+under them: dedupe windows. (Volume caps and budgets are cap counters taken by
+compare-and-set, ``marketplace.caps``; their rows sit in the product and partner places
+of the order below.)
 
 Lock order (every transaction that takes more than one of these takes them in this order;
 a transaction may skip any):
@@ -13,9 +15,12 @@ a transaction may skip any):
   person (:func:`lock_person`) are serialised: the dedupe window is decided by one of them
   at a time. The issue's list named product first; the subject cannot follow the products
   because intake writes it before it knows which products match.
-- *product* (:func:`lock_capped_products`): capped products only, in id order, so
-  concurrent intakes and awards count a product's leads one after the other.
-- *partner*: billing's budgets and holds; nothing on the routing path locks it.
+- *product*: the products' cap counters an award takes (``marketplace.caps.reserve``:
+  their day, month and budget counters, in product id order; never the product rows
+  themselves), so concurrent intakes and awards count a product's leads one after the
+  other.
+- *partner*: the partners' budget counters an award takes (in partner id order); the
+  partner rows themselves only billing's holds touch, never the routing path.
 - *grant*, then *ledger*: the consent gate (``consent.gate.disclose``, ``grants``).
 
 Two rules keep the locks to what is meant:
@@ -34,26 +39,13 @@ Two rules keep the locks to what is meant:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 
-from django.db.models import Count
 from django.utils import timezone
 
 from consent.models import Subject
 from marketplace.models import Lead
-from partners.models import Product
-from partners.months import month_of, month_start
-
-
-@dataclass(frozen=True)
-class Cap:
-    """A product's volume caps (leads per UTC day and month); None: no such cap."""
-
-    product_id: uuid.UUID
-    daily: int | None
-    monthly: int | None
 
 
 def lock_person(subject_id: uuid.UUID) -> None:
@@ -65,19 +57,6 @@ def lock_person(subject_id: uuid.UUID) -> None:
         .order_by()
         .values_list("id")
     )
-
-
-def lock_capped_products(product_ids: Iterable[uuid.UUID]) -> None:
-    """Hold these products' rows to commit, in id order, and nothing else: the leads
-    counted against their caps cannot change until this transaction's own leads commit."""
-    ids = sorted(set(product_ids))
-    if ids:
-        list(
-            Product.objects.select_for_update(no_key=True, of=("self",))
-            .filter(id__in=ids)
-            .order_by("id")
-            .values_list("id")
-        )
 
 
 def recently_received(
@@ -102,32 +81,4 @@ def recently_received(
         partner_id
         for partner_id, created_at in recent
         if created_at >= now - timedelta(days=windows[partner_id])
-    }
-
-
-def over_cap(
-    caps: Iterable[Cap], *, is_sandbox: bool, now: datetime | None = None
-) -> set[uuid.UUID]:
-    """Products at their daily or monthly cap, counted under :func:`lock_capped_products`
-    (taken here), so concurrent callers count one after the other and no cap is ever
-    exceeded. Each mode counts its own leads: sandbox tests never use up live volume."""
-    capped = [cap for cap in caps if cap.daily is not None or cap.monthly is not None]
-    if not capped:
-        return set()
-    ids = [cap.product_id for cap in capped]
-    lock_capped_products(ids)
-    now = now or timezone.now()
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    counts = Lead.objects.filter(
-        product_id__in=ids, created_at__gte=month_start(month_of(now)), is_sandbox=is_sandbox
-    ).order_by()
-    monthly = dict(counts.values_list("product_id").annotate(n=Count("id")))
-    daily = dict(
-        counts.filter(created_at__gte=day_start).values_list("product_id").annotate(n=Count("id"))
-    )
-    return {
-        cap.product_id
-        for cap in capped
-        if (cap.daily is not None and daily.get(cap.product_id, 0) >= cap.daily)
-        or (cap.monthly is not None and monthly.get(cap.product_id, 0) >= cap.monthly)
     }

@@ -9,8 +9,10 @@ Exclusive or shared is decided by the applicant's first choice (the cheapest can
   ``max_shared_partners``), and the places left go to a shared auction among the
   ping-post candidates (all pinged; the best bidders win, see marketplace.auctions).
 
-Dedupe windows and caps are decided under row locks taken in the platform's one lock
-order (``marketplace.locks``), and decided again when an auction is awarded.
+Dedupe windows are decided under the applicant's row lock (``marketplace.locks``); caps
+and budgets are taken by compare-and-set when the leads are made (``marketplace.caps``):
+here for direct and pull leads, at the award for auctioned ones. Both are decided again
+when an auction is awarded.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from django.db import transaction
 
 from consent import grants
 from consent.models import ConsentGrant
-from marketplace import decisions, learning, ranking
+from marketplace import caps, decisions, learning, ranking
 from marketplace.auctions import open_auction
 from marketplace.bands import segment_key
 from marketplace.box_index import BoxIndex
-from marketplace.eligibility import Screening, referral_time, screen
+from marketplace.eligibility import Screening, referral_time, screen, without_full
 from marketplace.experiments.selection import choose_strategy
 from marketplace.matching import Application, CreditBox, HasProduct, match, product_index
 from marketplace.models import Auction, Lead, LeadStatus, Referral
@@ -124,16 +126,35 @@ def route(*, referral: Referral, grant: ConsentGrant, rng: random.Random | None 
         )
         spec = choice.spec
         screening = screen_boxes(referral, grant, catalogue=catalogue)
-        consumer = _best_box_per_partner(screening.eligible)
         segment = segment_key(
             risk_tier=referral.risk_tier, channel=referral.channel, amount=referral.amount
         )
-        scored = _score(consumer, segment=segment, spec=spec, referral=referral, rng=rng)
-        by_id = {box.product_id: box for box in consumer}
-        chosen = plan(
-            spec, consumer=consumer, by_score=[by_id[s.candidate.product_id] for s in scored]
-        )
-        leads = _direct_leads(referral, grant, chosen.direct)
+        while True:
+            consumer = _best_box_per_partner(screening.eligible)
+            scored = _score(consumer, segment=segment, spec=spec, referral=referral, rng=rng)
+            by_id = {box.product_id: box for box in consumer}
+            chosen = plan(
+                spec, consumer=consumer, by_score=[by_id[s.candidate.product_id] for s in scored]
+            )
+            leads = _lead_rows(referral, chosen.direct)
+            # The authoritative cap check: the chosen direct and pull leads take their
+            # counters, all or none. A refused product is screened out and the plan made
+            # again (each round removes one at least); auctioned products take theirs at
+            # the award.
+            refused = caps.reserve(
+                [
+                    caps.Claim(
+                        lead.id, box.product_id, box.partner_id, box.daily_cap, box.monthly_cap
+                    )
+                    for lead, box in zip(leads, chosen.direct, strict=True)
+                ],
+                is_sandbox=referral.is_sandbox,
+                version=catalogue[1],
+            )
+            if not refused:
+                break
+            screening = without_full(screening, refused)
+        _insert_leads(grant, leads)
         auction = None
         if chosen.auctioned:
             auction = open_auction(
@@ -196,12 +217,9 @@ def _score(
     )
 
 
-def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBox]) -> list[Lead]:
-    if not chosen:
-        return []
-    # Auction winners become recipients only when they win: a ping discloses nothing.
-    grants.add_matched_recipients(grant=grant, partner_ids=[box.partner_id for box in chosen])
-    leads = [
+def _lead_rows(referral: Referral, chosen: list[CreditBox]) -> list[Lead]:
+    """The direct and pull leads of the chosen boxes, not yet inserted (their ids exist)."""
+    return [
         Lead(
             referral=referral,
             partner_id=box.partner_id,
@@ -215,5 +233,11 @@ def _direct_leads(referral: Referral, grant: ConsentGrant, chosen: list[CreditBo
         )
         for box in chosen
     ]
+
+
+def _insert_leads(grant: ConsentGrant, leads: list[Lead]) -> None:
+    if not leads:
+        return
+    # Auction winners become recipients only when they win: a ping discloses nothing.
+    grants.add_matched_recipients(grant=grant, partner_ids=[lead.partner_id for lead in leads])
     Lead.objects.bulk_create(leads)
-    return leads

@@ -3,10 +3,11 @@ for good, goes to the next candidate in the referral's routing decision (score o
 most the strategy's ``max_partners`` in all; ``marketplace.strategies``).
 
 The line is the decision's ``waterfall`` entries (product ids, in order). Before the next
-candidate gets its lead, its dedupe window and caps are decided again under the
-applicant's and the products' row locks (``marketplace.locks``), as an auction's
-fall-back does: time has passed since intake. A candidate that may no longer take the
-lead is skipped. Not for consent refusals (``blocked``): the next would be refused too.
+candidate gets its lead, its dedupe window is decided again under the applicant's row
+lock (``marketplace.locks``) and the lead takes its cap counters (``marketplace.caps``),
+as an auction's fall-back does: time has passed since intake. A candidate that may no
+longer take the lead is skipped. Not for consent refusals (``blocked``): the next would
+be refused too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from django.db import transaction
 
 from consent import grants
-from marketplace import decisions, locks
+from marketplace import caps, decisions, locks
 from marketplace.matching import product_index
 from marketplace.models import Lead, LeadStatus, RoutingDecision
 from marketplace.strategy_spec import StrategyKind
@@ -65,7 +66,8 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
             for entry in decision.candidates
             if entry.get("waterfall") and entry["product"] not in tried
         ]
-        boxes = {str(box.product_id): box for box in product_index.boxes()}
+        index, version = product_index.current()
+        boxes = {str(box.product_id): box for box in index}
         locks.lock_person(referral.subject_id)
         for product_id in line:
             box = boxes.get(product_id)
@@ -78,14 +80,9 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
                 is_sandbox=referral.is_sandbox,
                 windows={box.partner_id: box.dedupe_days},
             )
-            if recent or locks.over_cap(
-                [locks.Cap(box.product_id, box.daily_cap, box.monthly_cap)],
-                is_sandbox=referral.is_sandbox,
-            ):
+            if recent:
                 continue
-            assert referral.grant is not None
-            grants.add_matched_recipients(grant=referral.grant, partner_ids=[box.partner_id])
-            nxt = Lead.objects.create(
+            nxt = Lead(
                 referral=referral,
                 partner_id=box.partner_id,
                 product_id=box.product_id,
@@ -94,6 +91,14 @@ def fall_back(*, lead_id: uuid.UUID) -> list[Lead]:
                 delivery_mode=DeliveryMode.DIRECT_POST,
                 status=LeadStatus.MATCHED,
             )
+            claim = caps.Claim(
+                nxt.id, box.product_id, box.partner_id, box.daily_cap, box.monthly_cap
+            )
+            if caps.reserve([claim], is_sandbox=referral.is_sandbox, version=version):
+                continue  # at a volume cap or out of budget (nothing taken)
+            assert referral.grant is not None
+            grants.add_matched_recipients(grant=referral.grant, partner_ids=[box.partner_id])
+            nxt.save(force_insert=True)
             decisions.add_winners(referral_id=referral.id, product_ids=[box.product_id])
             return [nxt]
         return []

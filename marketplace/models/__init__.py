@@ -12,6 +12,7 @@ from marketplace.models.auctions import (
     PingAttempt,
     PingAward,
 )
+from marketplace.models.caps import CapCounter, CapKind, CapReservation, CapScope
 from marketplace.models.decisions import RoutingDecision
 from marketplace.models.events import EventType, LeadEvent
 from marketplace.models.experiments import (
@@ -47,6 +48,10 @@ __all__ = [
     "Auction",
     "AuctionMode",
     "AuctionStatus",
+    "CapCounter",
+    "CapKind",
+    "CapReservation",
+    "CapScope",
     "ConversionCounts",
     "DailyFunnel",
     "DeliveryAttempt",
