@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 from billing import budgets, charging, fee_cards, invoice_runs, invoicing
@@ -60,6 +61,28 @@ def run_invoices(run_id: str, period: str, issue: str, user_id: str) -> str:
 def start_invoice_run(*, period: Period, issue: bool, user_id: Any) -> str:
     """Queue a run of ``period`` through the outbox (issuing its drafts too when
     ``issue``); returns its id, whose state the admin's progress page polls."""
-    run_id = invoice_runs.new_run(period=period, issue=issue)
-    outbox.enqueue(run_invoices, run_id, str(period), "1" if issue else "", str(user_id))
+    with transaction.atomic():  # the run's row and its message, or neither
+        run_id = invoice_runs.new_run(period=period, issue=issue, user_id=user_id)
+        outbox.enqueue(run_invoices, run_id, str(period), "1" if issue else "", str(user_id))
     return run_id
+
+
+def start_invoice_run_again(*, run_id: str, user_id: Any) -> str | None:
+    """Queue a new run doing what the failed run ``run_id`` was asked to; None when that
+    run did not fail."""
+    with transaction.atomic():
+        again = invoice_runs.again(run_id=run_id, user_id=user_id)
+        if again is None:
+            return None
+        found = invoice_runs.state(again)
+        assert found is not None
+        outbox.enqueue(
+            run_invoices, again, found["period"], "1" if found["issue"] else "", str(user_id)
+        )
+    return again
+
+
+@shared_task
+def expire_stale_invoice_runs() -> int:
+    """Beat, every minute: runs whose worker died are failed (``invoice_runs.LEASE``)."""
+    return invoice_runs.expire_stale()

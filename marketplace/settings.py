@@ -446,6 +446,13 @@ CELERY_BEAT_SCHEDULE = {
         # are no-ops.
         "schedule": crontab(minute=30, hour=0, day_of_month="1-3"),
     },
+    # Invoice runs whose worker died are failed once their lease runs out
+    # (billing.invoice_runs.LEASE) instead of "drafting" for ever.
+    "expire-stale-invoice-runs": {
+        "task": "billing.tasks.expire_stale_invoice_runs",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "dispatch-due-webhooks": {
         "task": "partners.tasks.dispatch_due_webhooks",
         "schedule": 30.0,

@@ -770,7 +770,7 @@ def _url(world: World, model_admin: admin.ModelAdmin, key: str, obj: models.Mode
 
 
 def _invoice_run(world: World) -> str:
-    """An invoice run's id (its state is in the cache, as a started run's is)."""
+    """An invoice run's id (its row queued, as a started run's is)."""
 
     return billing_tasks.start_invoice_run(
         period=current_period(), issue=False, user_id=world.users[FIN].pk

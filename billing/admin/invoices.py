@@ -347,11 +347,22 @@ class InvoiceAdmin(PartnerScopedAdminMixin, ReadOnlyAdmin):
             raise PermissionDenied
         found = invoice_runs.state(run_id)
         if found is None:
-            raise Http404("no such invoice run (runs are kept 24 hours)")
+            raise Http404("no such invoice run")
         return found
 
     def run_view(self, request: HttpRequest, run_id: str) -> HttpResponse:
         run = self._run(request, run_id)
+        if request.method == "POST" and "again" in request.POST:
+            again = tasks.start_invoice_run_again(run_id=run_id, user_id=request.user.pk)
+            if again is None:
+                self.message_user(
+                    request, "Only a failed run can be started again.", messages.ERROR
+                )
+                return redirect("admin:billing_invoice_run", run_id)
+            self.message_user(
+                request, f"Invoice run of {run['period']} started again.", messages.SUCCESS
+            )
+            return redirect("admin:billing_invoice_run", again)
         return TemplateResponse(
             request,
             "admin/ops/invoice_run.html",

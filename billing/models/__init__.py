@@ -27,6 +27,7 @@ from billing.models.credit_notes import (
     CreditNoteSequence,
 )
 from billing.models.fees import ExchangeRate, FeeSchedule, FeeTier
+from billing.models.invoice_runs import RUNNING_STAGES, InvoiceRun, InvoiceRunStage
 from billing.models.invoices import (
     MUTABLE_AFTER_ISSUE,
     Invoice,
@@ -45,6 +46,7 @@ from partners.currencies import Currency as Currency  # we bill in the ones we a
 __all__ = [
     "CORRECTIONS",
     "MUTABLE_AFTER_ISSUE",
+    "RUNNING_STAGES",
     "Charge",
     "CreditNote",
     "CreditNoteKind",
@@ -60,6 +62,8 @@ __all__ = [
     "InvoiceLine",
     "InvoiceLineQuerySet",
     "InvoiceQuerySet",
+    "InvoiceRun",
+    "InvoiceRunStage",
     "InvoiceSequence",
     "InvoiceStatus",
     "IssueOverride",

@@ -26,6 +26,7 @@
     error.hidden = !run.error;
     // The admin's .errornote is display: block, which would show an empty box when hidden.
     error.className = run.error ? "errornote" : "";
+    document.getElementById("invoice-run-again").hidden = run.stage !== "failed";
     list("invoice-run-issued", run.issued);
     list("invoice-run-refused", run.refused);
     root.setAttribute("data-stage", run.stage);
