@@ -13,6 +13,7 @@ from django.utils import timezone
 from billing.outcomes import report_outcome
 from consent import deletion
 from consent.models import DeletionRequest
+from marketplace import resend
 from marketplace.events import EventReport
 from marketplace.models import EventType, LeadEvent
 from partners import webhook_delivery
@@ -122,6 +123,17 @@ def replay_message(*, portal: Portal, message_id: str) -> None:
             raise EndpointDisabled("The webhook endpoint is disabled; ask us to re-enable it.")
         webhook_delivery.replay(message_id=message.pk)
         _log(portal, PortalActionKind.WEBHOOK_REPLAYED, message.pk)
+
+
+def resend_lead(*, portal: Portal, lead_id: uuid.UUID) -> None:
+    """Queue a failed lead post again through the outbox (``marketplace.resend``: refused
+    when the partner may hold the lead or another partner took its place; the consent gate
+    decides when it is posted). Raises ``Lead.DoesNotExist`` for a lead not the portal's,
+    ``ResendRefused`` for one that may not be sent again."""
+    with transaction.atomic():
+        lead = selectors.leads(portal).get(pk=lead_id)
+        resend.resend(lead_id=lead.pk)
+        _log(portal, PortalActionKind.LEAD_RESENT, lead.pk)
 
 
 def acknowledge_deletion(*, portal: Portal, withdrawal_id: int) -> deletion.Acknowledgement:

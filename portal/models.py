@@ -62,6 +62,7 @@ class PortalActionKind(models.TextChoices):
     WEBHOOK_URL_SET = "webhook_url_set", "Webhook URL set"
     SECRET_ROTATED = "secret_rotated", "Webhook secret rotated"
     WEBHOOK_REPLAYED = "webhook_replayed", "Webhook message replayed"
+    LEAD_RESENT = "lead_resent", "Failed lead post sent again"
     DELETION_ACKNOWLEDGED = "deletion_acknowledged", "Deletion acknowledged"
 
 

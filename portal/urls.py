@@ -32,6 +32,7 @@ urlpatterns = [
     path("leads/export.csv", leads.lead_csv, name="leads_csv"),
     path("leads/<uuid:lead_id>/", leads.lead_detail, name="lead_detail"),
     path("leads/<uuid:lead_id>/return/", leads.lead_return, name="lead_return"),
+    path("leads/<uuid:lead_id>/resend/", leads.lead_resend, name="lead_resend"),
     path("returns/", leads.return_list, name="returns"),
     path("stats/", leads.funnel, name="stats"),
     path("invoices/", billing.invoice_list, name="invoices"),

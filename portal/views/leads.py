@@ -18,9 +18,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from billing.models import ReturnReason, ReturnReview
+from marketplace import resend
 from marketplace.bands import age_band_label, income_band_label
 from marketplace.events import EventError
-from marketplace.models import REPORTABLE_STATUSES, Lead, LeadEvent
+from marketplace.models import REPORTABLE_STATUSES, Lead, LeadEvent, LeadStatus
 from portal import actions, selectors, stats
 from portal.access import portal_of, portal_view
 from portal.forms import DateRangeForm, LeadFilterForm, ReturnForm
@@ -187,7 +188,11 @@ def lead_detail(request: HttpRequest, lead_id: uuid.UUID) -> HttpResponse:
 
 
 def _lead_page(
-    request: HttpRequest, lead: Lead, form: ReturnForm, status: int = 200
+    request: HttpRequest,
+    lead: Lead,
+    form: ReturnForm,
+    status: int = 200,
+    resend_error: str = "",
 ) -> HttpResponse:
     portal = portal_of(request)
     events = list(
@@ -219,6 +224,11 @@ def _lead_page(
         "attempts": selectors.delivery_attempts(portal).filter(lead=lead)[:20],
         "form": form,
         "can_return": can_return and portal.can_manage,
+        # Only a lead whose posts failed is offered a re-send, or told why it cannot be.
+        "resend_refusal": resend.refusal(lead)
+        if lead.status == LeadStatus.DELIVERY_FAILED
+        else None,
+        "resend_error": resend_error,
     }
     return show(request, "lead_detail.html", context, status=status)
 
@@ -243,6 +253,22 @@ def lead_return(request: HttpRequest, lead_id: uuid.UUID) -> HttpResponse:
     except EventError as exc:
         form.add_error("reason" if exc.field == "reason" else None, str(exc))
         return _lead_page(request, lead, form, status=422)
+    return redirect("portal:lead_detail", lead_id=lead.pk)
+
+
+@require_POST
+@portal_view(manage=True)
+def lead_resend(request: HttpRequest, lead_id: uuid.UUID) -> HttpResponse:
+    """Send a failed lead post again (``marketplace.resend``): another partner's lead, or
+    one of the other mode, is a 404; one that may not be sent again is a 409 saying why."""
+    portal = portal_of(request)
+    lead = get_object_or_404(selectors.leads(portal), pk=lead_id)
+    try:
+        actions.resend_lead(portal=portal, lead_id=lead.pk)
+    except Lead.DoesNotExist:
+        raise Http404 from None
+    except resend.ResendRefused as exc:
+        return _lead_page(request, lead, ReturnForm(), status=409, resend_error=str(exc))
     return redirect("portal:lead_detail", lead_id=lead.pk)
 
 
