@@ -65,12 +65,17 @@ __all__ = [
 
 
 def settle_lead(
-    *, lead: Lead, events: list[LeadEvent] | None = None, fresh: LeadEvent | None = None
+    *,
+    lead: Lead,
+    events: list[LeadEvent] | None = None,
+    fresh: LeadEvent | None = None,
+    pricer: LivePricer | None = None,
 ) -> list[Charge]:
     """Append the entries that bring every chain of the lead to what is due now; the
     caller holds the lead's row lock (or the partner's billing lock exclusively).
     ``events``: all the lead's events, when the caller read them under that lock;
-    ``fresh``: an event the caller stored in this transaction (no fee of it waits)."""
+    ``fresh``: an event the caller stored in this transaction (no fee of it waits);
+    ``pricer``: the caller's, to reuse what it read (the partner's schedules)."""
     if lead.is_sandbox:
         return []  # sandbox traffic is never billed
     profile = share_billing_profile(partner_id=lead.partner_id)
@@ -91,7 +96,7 @@ def settle_lead(
     ]
     book = LeadBook(lead, list[EventLike](events), entries, statuses, through)
     out = Writes(fresh=frozenset([fresh.pk]) if fresh is not None else frozenset())
-    made = settle(book, LivePricer(), out)
+    made = settle(book, pricer or LivePricer(), out)
     out.flush()
     if made:
         credit.evaluate_credit_limit(partner_id=lead.partner_id, profile=profile)
@@ -101,7 +106,12 @@ def settle_lead(
     return [entry.as_charge() for entry in made]
 
 
-def charge_for_event(*, event: LeadEvent, events: list[LeadEvent] | None = None) -> list[Charge]:
+def charge_for_event(
+    *,
+    event: LeadEvent,
+    events: list[LeadEvent] | None = None,
+    pricer: LivePricer | None = None,
+) -> list[Charge]:
     """The live path: called in the transaction that stored ``event``, under its lead's
     lock. A return is judged first (review or not); then the lead is settled. ``events``
     (from the ``record`` that stored ``event`` just now): all the lead's events, read
@@ -110,7 +120,8 @@ def charge_for_event(*, event: LeadEvent, events: list[LeadEvent] | None = None)
         return []
     if event.type == EventType.RETURNED:
         returns.review_return(event=event)
-    return settle_lead(lead=event.lead, events=events, fresh=event if events is not None else None)
+    fresh = event if events is not None else None
+    return settle_lead(lead=event.lead, events=events, fresh=fresh, pricer=pricer)
 
 
 def decide_return(

@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 
 from billing import tasks
 from billing.charging import charge_for_event
+from billing.quotes import LivePricer
 from billing.tiers import renumbers
 from marketplace import outbox
 from marketplace.events import EventReport, record
@@ -50,8 +51,10 @@ def report_outcome(
         event, created = recorded.event, recorded.created
         if created:
             # The lead's events as recorded (locked, read once): not read again.
-            charge_for_event(event=event, events=recorded.events)
-            renumbered = renumbers(event)
+            pricer = LivePricer()
+            charge_for_event(event=event, events=recorded.events, pricer=pricer)
+            # With the schedules charging read: an untiered month is not counted.
+            renumbered = renumbers(event, pricer=pricer)
             if renumbered is not None:
                 renumbered_partner, month = renumbered
                 # An outbox message in this transaction: re-pricing is never lost.

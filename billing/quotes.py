@@ -76,6 +76,15 @@ class Schedules:
                 found.append(Tier(row.tier_from, row.tier_cpl, row.tier_cpa, row.tier_cpf_rate))
         return cls(schedules.values(), {pk: tuple(found) for pk, found in by_schedule.items()})
 
+    def tiered_during(self, start: datetime, end: datetime) -> bool:
+        """Whether a schedule in force at some time in [start, end) has tiers (the rule of
+        ``billing.tiers.tiered_months``)."""
+        return any(
+            self.terms(s).tiers
+            for s in self._all
+            if s.effective_from < end and (s.effective_to is None or s.effective_to > start)
+        )
+
     def in_force(self, *, product_id: uuid.UUID, at: datetime) -> FeeSchedule | None:
         """The product's own schedule if there is one at that time, else the partner's."""
         spans = [

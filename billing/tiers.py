@@ -12,7 +12,8 @@ reprices them.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date
+from datetime import UTC, date, datetime
+from typing import Protocol
 
 from django.db import connection
 from django.db.models import Max, Q, Value
@@ -82,13 +83,30 @@ def unit_lead_ids(*, partner_id: uuid.UUID, month: date) -> list[uuid.UUID]:
     )
 
 
-def renumbers(event: LeadEvent) -> tuple[uuid.UUID, date] | None:
+class TieredSchedules(Protocol):
+    def tiered_during(self, start: datetime, end: datetime) -> bool: ...
+
+
+class SchedulesSource(Protocol):
+    """Where the caller's partner schedules come from (``billing.quotes.LivePricer``)."""
+
+    def schedules(self, partner_id: uuid.UUID) -> TieredSchedules: ...
+
+
+def renumbers(
+    event: LeadEvent, *, pricer: SchedulesSource | None = None
+) -> tuple[uuid.UUID, date] | None:
     """(partner, month) when ``event`` is a unit reported after units dated later in its
     month: those were renumbered and wait for :func:`retier_months` (queued after commit;
-    invoicing runs it anyway). Whether or not the event itself was charged."""
+    invoicing runs it anyway). Whether or not the event itself was charged. With the
+    caller's ``pricer`` (the partner's schedules, read in the caller's transaction to
+    charge the event): None without counting when no schedule in force in the month has
+    tiers, since re-tiering an untiered month changes nothing (:func:`tiered_months`)."""
     if event.type not in UNIT_TYPES or event.lead.is_sandbox:
         return None
-    _, end = month_bounds(event.occurred_at)
+    start, end = month_bounds(event.occurred_at)
+    if pricer is not None and not pricer.schedules(event.partner_id).tiered_during(start, end):
+        return None
     later = LeadEvent.objects.filter(
         partner_id=event.partner_id,
         type=event.type,

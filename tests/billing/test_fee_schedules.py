@@ -218,6 +218,59 @@ def test_a_unit_reported_out_of_time_order_reprices_the_month_after_commit(
     ]
 
 
+def test_a_unit_reported_out_of_time_order_queues_no_repricing_in_a_month_without_tiers(
+    leads: LeadBuilder,
+) -> None:
+    from marketplace.models import OutboxMessage
+
+    product = ProductFactory()
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=timezone.now() - timedelta(days=400),
+        terms=FeeTerms(cpl=Decimal("40")),
+    )
+    first, second = leads.lead(product=product), leads.lead(product=product)
+    at = timezone.now() - timedelta(hours=2)
+    post(second, report("accepted", at + timedelta(minutes=5), external_id="later"))
+
+    post(first, report("accepted", at, external_id="earlier"))
+
+    # Renumbered, but every unit of the month costs the same: nothing to reprice.
+    assert not OutboxMessage.objects.filter(task="billing.tasks.retier_month").exists()
+    assert ledger(first) == ledger(second) == [("cpl", "charge", Decimal("40.00"))]
+
+
+def test_a_unit_reported_out_of_time_order_queues_repricing_when_tiers_start_later_that_month(
+    leads: LeadBuilder,
+) -> None:
+    from marketplace.models import OutboxMessage
+
+    product = ProductFactory()
+    this_month = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = (this_month - timedelta(days=1)).replace(day=15)  # mid last month
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=start - timedelta(days=400),
+        effective_to=start,
+        terms=FeeTerms(cpl=Decimal("40")),
+    )
+    create_fee_schedule(
+        partner=product.partner,
+        effective_from=start,
+        terms=FeeTerms(cpl=Decimal("40"), tiers=(Tier(1, cpl=Decimal("25")),)),
+    )
+    first, second = (
+        leads.lead(product=product, delivered_at=start - timedelta(days=1)) for _ in range(2)
+    )
+    at = start - timedelta(minutes=30)  # both under the untiered schedule
+    post(second, report("accepted", at + timedelta(minutes=5), external_id="later"))
+
+    post(first, report("accepted", at, external_id="earlier"))
+
+    # The month's later units are priced by tiers: the renumbering is re-tiered.
+    assert OutboxMessage.objects.filter(task="billing.tasks.retier_month").count() == 1
+
+
 def test_a_late_unit_without_a_fee_renumbers_an_invoiced_month_at_the_next_invoicing(
     leads: LeadBuilder,
 ) -> None:
