@@ -241,9 +241,32 @@ def withdraw_locked(
     return withdrawal
 
 
-def receipt(grant: ConsentGrant) -> dict[str, Any]:
-    """A consent receipt shaped after the Kantara Consent Receipt / ISO/IEC TS 27560."""
-    withdrawal = ConsentWithdrawal.objects.filter(grant=grant).first()
+def recipients_of_new_grant(
+    grant: ConsentGrant, *, evidence: ConsentEvidence, matched_partner_ids: Iterable[uuid.UUID]
+) -> frozenset[uuid.UUID]:
+    """The recipients of a grant made in the caller's open transaction, as this transaction
+    gave them: the partners the evidence names (``create_grant``) and, for 'matched
+    partners' scope, those routing added (``add_matched_recipients``)."""
+    named = frozenset(evidence.named_partner_ids)
+    if grant.scope == GrantScope.MATCHED_PARTNERS:
+        return named | frozenset(matched_partner_ids)
+    return named
+
+
+def receipt(
+    grant: ConsentGrant, *, new_grant_recipients: Iterable[uuid.UUID] | None = None
+) -> dict[str, Any]:
+    """A consent receipt shaped after the Kantara Consent Receipt / ISO/IEC TS 27560.
+
+    ``new_grant_recipients``: for a grant the caller has just made (intake answering from
+    memory), the recipients it gave it (``recipients_of_new_grant``): the receipt describes
+    the grant as made, not withdrawn, and reads nothing. (A keyed intake answers inside its
+    own transaction, where no one else can see the grant yet.)"""
+    if new_grant_recipients is None:
+        withdrawal = ConsentWithdrawal.objects.filter(grant=grant).first()
+        recipients = list(grant.recipients.values_list("id", flat=True))
+    else:
+        withdrawal, recipients = None, list(new_grant_recipients)
     text = grant.text
     return {
         "version": "KI-CR-v1.1.0",
@@ -262,9 +285,7 @@ def receipt(grant: ConsentGrant) -> dict[str, Any]:
                 "pii_categories": grant.data_categories,
                 "sharing": {
                     "scope": grant.scope,
-                    "recipients": sorted(
-                        str(p) for p in grant.recipients.values_list("id", flat=True)
-                    ),
+                    "recipients": sorted(str(p) for p in recipients),
                 },
             }
         ],

@@ -3,6 +3,7 @@ message that distributes the referral. One transaction, no savepoint, no read-ba
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -84,7 +85,16 @@ def create_referral(
             tasks.queue_referral(referral.id)  # the one message, published after commit
         # Last: whatever the ledger serialises on is held for as short a time as possible.
         grants.log_grant(grant=grant, acting_key=acting_key)
-        return Intake(referral=referral, leads=routed.leads if routed else [])
+        leads = routed.leads if routed else []
+        return Intake(
+            referral=referral,
+            leads=leads,
+            grant_recipients=grants.recipients_of_new_grant(
+                grant,
+                evidence=request.consent,
+                matched_partner_ids=[lead.partner_id for lead in leads],
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class Intake:
 
     referral: Referral
     leads: list[Lead]  # direct and pull leads, in consumer order (cheapest APR first)
+    grant_recipients: frozenset[uuid.UUID]  # the partners the new grant lets us disclose to
 
 
 def _new_referral(

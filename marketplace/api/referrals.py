@@ -237,7 +237,11 @@ class ReferralOutput(serializers.ModelSerializer):
         return list(DataRecipientOutput(list(first.values()), many=True).data)
 
     def get_consent_receipt(self, referral: Referral) -> dict[str, Any] | None:
-        return grants.receipt(referral.grant) if referral.grant else None
+        if referral.grant is None:
+            return None
+        # Intake's answer: the grant is its own, not yet committed (grants.receipt).
+        recipients = self.context.get("new_grant_recipients")
+        return grants.receipt(referral.grant, new_grant_recipients=recipients)
 
 
 REFERRAL_EXAMPLE = {
@@ -302,8 +306,13 @@ def intake_response(stored: intake.Intake) -> dict[str, Any]:
     referral._prefetched_objects_cache = {"leads": stored.leads}  # type: ignore[attr-defined]
     names = {box.partner_id: box.partner_name for box in product_index.boxes_of(stored.leads)}
     # Nothing is disclosed before the intake commits (posts run after it): no recipients
-    # yet. The decision routing made is in memory (``referral.decision``).
-    context = {"partner_names": names, "data_recipients": []}
+    # yet. The decision routing made is in memory (``referral.decision``), and so are the
+    # new grant's recipients (its receipt reads nothing).
+    context = {
+        "partner_names": names,
+        "data_recipients": [],
+        "new_grant_recipients": stored.grant_recipients,
+    }
     return ReferralOutput(referral, context=context).data
 
 

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.django_db
 # savepoint / release, the vault key check, the subject lookup, the vault's own savepoint
 # around the subject insert (3), the consent text, the grant, the catalogue version, the
 # dedupe lookup, the grant's recipients, the leads, the auction, the routing decision, the
-# referral, the outbox message, the ledger entry, the receipt's withdrawal and recipients,
-# the idempotency record. (Ranking's inputs are cached per process: no query.)
-MAX_ROUND_TRIPS = 23
+# referral, the outbox message, the ledger entry, the idempotency record. (Ranking's inputs
+# are cached per process, the consent receipt is built from memory: no query.)
+MAX_ROUND_TRIPS = 21
 
 
 def _partners() -> None:
@@ -66,17 +66,30 @@ def test_one_referral_costs_at_most_the_pinned_round_trips(
     assert len(response.json()["leads"]) == 2 and referral_id
 
 
+@pytest.mark.parametrize("scope", ["matched_partners", "named_partners"])
 def test_the_answer_from_memory_equals_the_stored_referral(
-    source_client: APIClient, django_capture_on_commit_callbacks: Any
+    source_client: APIClient, django_capture_on_commit_callbacks: Any, scope: str
 ) -> None:
     _partners()
+    body = referral_payload()
+    if scope == "named_partners":
+        # Two named partners, one of them matched: the receipt names both, the leads one.
+        named = [ProductFactory(partner=PartnerFactory()).partner_id, PartnerFactory().id]
+        body["consent"] = {**body["consent"], "scope": scope, "partner_ids": named}
     with django_capture_on_commit_callbacks(execute=False):
-        created = api_post(source_client, referral_payload(), **{"Idempotency-Key": "k"})
+        created = api_post(source_client, body, **{"Idempotency-Key": "k"})
 
     stored = source_client.get(f"/api/v1/referrals/{created.json()['id']}")
 
     assert stored.status_code == 200
     assert created.json() == stored.json()
+    recipients = created.json()["consent_receipt"]["services"][0]["sharing"]["recipients"]
+    if scope == "named_partners":
+        assert recipients == sorted(str(p) for p in named)
+        assert [lead["partner_id"] for lead in created.json()["leads"]] == [str(named[0])]
+    else:
+        assert sorted(lead["partner_id"] for lead in created.json()["leads"]) == recipients
+        assert len(recipients) == 2
 
 
 def test_a_change_through_a_bare_update_reaches_the_product_index() -> None:
