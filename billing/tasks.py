@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from billing import budgets, charging, fee_cards, invoice_runs, invoicing
+from billing import budgets, charging, fee_cards, invoice_runs, invoicing, lab_figures
 from billing.periods import Period
 from marketplace import outbox
 from marketplace.outbox import OutboxTask
@@ -39,6 +39,13 @@ def sweep_budgets() -> int:
     """Beat runs it hourly: monthly budget holds follow this month's spend (a new month
     lifts last month's holds)."""
     return budgets.sweep_budgets()
+
+
+@shared_task
+def refresh_experiment_figures() -> int:
+    """Beat, every minute: the strategy lab's per-arm results of running experiments,
+    stored for the dashboard (``billing.lab_figures``)."""
+    return lab_figures.refresh()
 
 
 @shared_task

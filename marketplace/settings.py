@@ -416,6 +416,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # The strategy lab's per-arm results of running experiments, stored for the dashboard
+    # (billing.lab_figures), so the dashboard never reads an experiment's raw rows.
+    "refresh-experiment-figures": {
+        "task": "billing.tasks.refresh_experiment_figures",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     "rollup-last-week-nightly": {
         "task": "marketplace.stats.rollup_funnel_task",
         "schedule": crontab(minute=20, hour=0),

@@ -9,10 +9,12 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 
 from billing.daily_revenue import DailyRevenue
+from billing.models import ExperimentFigures
 from billing.money import to_cents
+from marketplace.experiments.results import STAGES as LAB_STAGES
 from marketplace.models import DailyFunnel
 from marketplace.models.experiments import Experiment, ExperimentStatus
 from partners.models import Product
@@ -213,31 +215,95 @@ def revenue(filters: Filters) -> dict[str, Any]:
     }
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _money(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.2f}"
+
+
+def _interval(values: list[float | None] | None, *, percent: bool) -> str:
+    """As the lab's experiment page shows an interval: estimate [low, high], a star when
+    it excludes zero; "not enough data" while an end is open."""
+    if values is None:
+        return "–"
+    estimate, low, high = values
+    if low is None or high is None or estimate is None:
+        return "not enough data"
+    show = _share if percent else _money
+    star = " *" if low > 0 or high < 0 else ""
+    return f"{show(estimate)} [{show(low)}, {show(high)}]{star}"
+
+
+def _arm_figures(arm: dict[str, Any]) -> dict[str, Any]:
+    referrals = int(arm["referrals"])
+    funnel = arm["funnel"]
+    return {
+        "referrals": referrals,
+        "funnel": [
+            (
+                stage,
+                int(funnel.get(stage, 0)),
+                _share(funnel.get(stage, 0) / referrals if referrals else None),
+            )
+            for stage in LAB_STAGES
+        ],
+        "conversion": _interval(arm["conversion"], percent=True),
+        "conversion_lift": "control"
+        if arm["is_control"]
+        else _interval(arm["conversion_lift"], percent=True),
+        "revenue_per_referral": _money(arm["revenue_per_referral"]),
+        "revenue": _interval(arm["revenue"], percent=False),
+        "revenue_lift": "control"
+        if arm["is_control"]
+        else _interval(arm["revenue_lift"], percent=False),
+    }
+
+
 def running_experiments(limit: int = 10) -> list[dict[str, Any]]:
-    """Running strategy-lab experiments and their arms side by side (key, control, weight,
-    strategy version). Per-arm figures are the lab's (its experiment pages); the dashboard
-    lists what is live so ops see at a glance which traffic is split."""
-    found = (
+    """Running strategy-lab experiments with their arms side by side: key, control,
+    weight, strategy version, and the lab's own per-arm figures (funnel, conversion and
+    revenue per referral with their always-valid intervals, lift against control) as
+    ``billing.lab_figures`` stored them from the lab's results: one small table read, not
+    the experiment's raw rows. Figures of an older bucket version (the experiment was
+    restarted since) are not shown."""
+    found = list(
         Experiment.objects.filter(status=ExperimentStatus.RUNNING)
         .prefetch_related("arms__strategy_version__strategy")
         .order_by("-started_at")[:limit]
     )
-    return [
-        {
-            "id": experiment.pk,
-            "name": experiment.name,
-            "key": experiment.key,
-            "started_at": experiment.started_at,
-            "primary_metric": experiment.get_primary_metric_display(),
-            "arms": [
-                {
-                    "key": arm.key,
-                    "is_control": arm.is_control,
-                    "weight": arm.weight,
-                    "strategy": f"{arm.strategy_version.strategy} v{arm.strategy_version.version}",
-                }
-                for arm in experiment.arms.all()
-            ],
-        }
-        for experiment in found
-    ]
+    stored = {
+        row.experiment_id: row
+        for row in ExperimentFigures.objects.filter(
+            experiment__in=found, bucket_version=F("experiment__bucket_version")
+        )
+    }
+    experiments = []
+    for experiment in found:
+        row = stored.get(experiment.pk)
+        by_key = {arm["key"]: arm for arm in row.arms} if row is not None else {}
+        arms = sorted(experiment.arms.all(), key=lambda arm: (not arm.is_control, arm.key))
+        strategy = {arm.pk: arm.strategy_version for arm in arms}
+        experiments.append(
+            {
+                "id": experiment.pk,
+                "name": experiment.name,
+                "key": experiment.key,
+                "started_at": experiment.started_at,
+                "primary_metric": experiment.get_primary_metric_display(),
+                "figures": row,
+                "confidence": f"{100 * (1 - float(experiment.alpha)):g}",
+                "arms": [
+                    {
+                        "key": arm.key,
+                        "is_control": arm.is_control,
+                        "weight": arm.weight,
+                        "strategy": f"{strategy[arm.pk].strategy} v{strategy[arm.pk].version}",
+                        "figures": _arm_figures(by_key[arm.key]) if arm.key in by_key else None,
+                    }
+                    for arm in arms
+                ],
+            }
+        )
+    return experiments

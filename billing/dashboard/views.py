@@ -120,6 +120,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         context["chart_data"]["revenue"] = money["daily"]
     if request.user.has_perm(EXPERIMENT_PERMISSION):
         context["experiments"] = selectors.running_experiments()
+        context["lab_stages"] = selectors.LAB_STAGES
         try:
             context["experiment_admin"] = reverse("admin:marketplace_experiment_changelist")
         except NoReverseMatch:  # the lab's admin is not registered

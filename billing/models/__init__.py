@@ -40,6 +40,7 @@ from billing.models.invoices import (
     IssueOverride,
     PartnerBillingProfile,
 )
+from billing.models.lab_figures import ExperimentFigures
 from billing.models.payments import Payment, PaymentAllocation
 from partners.currencies import Currency as Currency  # we bill in the ones we accept
 
@@ -55,6 +56,7 @@ __all__ = [
     "Currency",
     "EntryType",
     "ExchangeRate",
+    "ExperimentFigures",
     "FeeKind",
     "FeeSchedule",
     "FeeTier",
