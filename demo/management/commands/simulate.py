@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from billing import lab_figures
 from billing.invoicing import generate_invoices
 from billing.models import Charge, CreditNote, EntryType, PendingFee
 from billing.money import to_cents
@@ -126,6 +127,7 @@ class Command(BaseCommand):
         # have no beat, so they are brought up to date here.
         rollup_funnel(days=NIGHTLY_DAYS)
         rollup_revenue(days=NIGHTLY_DAYS)
+        lab_figures.refresh()  # running experiments' arms, as beat stores them
         self.stdout.write("Dashboard figures rolled up (see /admin/dashboard/).")
         # Beat refreshes routing's learned conversion counts every minute; without a
         # broker (make run) nothing would, and the next referrals would rank on priors.
