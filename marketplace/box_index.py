@@ -107,29 +107,42 @@ class Query(Protocol):
 
 
 B = TypeVar("B", bound=IndexedBox)
+T = TypeVar("T")
 # (The application as the caller's own type: the rule it checks is the caller's.)
 Check = Callable[[B, Any, Decimal], bool]
 
 
 def bitset(positions: Iterable[int], size: int) -> int:
-    """The int whose bits ``positions`` are set (each below ``size``)."""
-    flags = bytearray((size + 7) >> 3)
+    """The set of ``positions`` (each below ``size``) as an int whose binary digits, written
+    out to ``size`` places, read in position order: position p is the bit of weight
+    2 ** (size - 1 - p). Reading order lets ``decode`` scan ``bin()`` forwards, no copy."""
+    if not size:
+        return 0
+    digits = bytearray(b"0") * size
     for position in positions:
-        flags[position >> 3] |= 1 << (position & 7)
-    return int.from_bytes(flags, "little")
+        digits[position] = 0x31  # "1"
+    return int(digits, 2)
 
 
-def positions_of(bits: int) -> list[int]:
-    """The set bits of a non-negative int, ascending. The binary digits are written out in C
-    and scanned by ``str.find``: the Python steps are one per set bit, none per box."""
-    digits = bin(bits)[:1:-1]  # least significant first, without "0b"
+def decode(bits: int, items: Sequence[T]) -> list[T]:
+    """The items at the positions in ``bits`` (a ``bitset`` of ``len(items)`` places), in
+    position order. ``bin`` writes the digits out in C behind a leading 1 that fixes their
+    number, so digit 3 + p (after "0b1") is position p, and ``str.find`` skips the zeros in
+    C: the Python steps are one per set bit, none per item."""
+    digits = bin(bits | 1 << len(items))
     find = digits.find
-    found = []
-    position = find("1")
+    found: list[T] = []
+    append = found.append
+    position = find("1", 3)
     while position >= 0:
-        found.append(position)
+        append(items[position - 3])
         position = find("1", position + 1)
     return found
+
+
+def positions_of(bits: int, size: int) -> list[int]:
+    """The positions in ``bits`` (a ``bitset`` of ``size`` places), ascending."""
+    return decode(bits, range(size))
 
 
 class _Members:
@@ -241,6 +254,20 @@ class BoxIndex(Sequence[B]):
         self._min_income = _Side(b, "min_income", lower=True)
         # The cap is the query here: a box is lawful when its cheapest APR is <= the cap.
         self._apr_min = _Side(b, "apr_min", lower=True)
+        # Range sides too varied to compile, checked on the decoded boxes instead.
+        self._residual = not all(
+            side.compiled
+            for side in (
+                self._min_amount,
+                self._max_amount,
+                self._min_term,
+                self._max_term,
+                self._min_age,
+                self._max_age,
+                self._min_income,
+                self._apr_min,
+            )
+        )
         # A revision's state (see ``revised``): compiled positions masked out, the boxes
         # checked one by one with ``_check``, and the sequence the index stands for.
         self._dead = 0
@@ -264,15 +291,13 @@ class BoxIndex(Sequence[B]):
         )
         pending = kept_pending + added
         if len(pending) > max(MAX_PENDING, len(self._boxes) // 20):
-            alive = [self._boxes[position] for position in positions_of(self._alive(dead))]
-            return BoxIndex([*alive, *pending])
+            return BoxIndex([*decode(self._alive(dead), self._boxes), *pending])
         revision: BoxIndex[B] = object.__new__(BoxIndex)
         revision.__dict__.update(self.__dict__)
         revision._dead = dead
         revision._pending = pending
         revision._check = check
-        alive = [self._boxes[position] for position in positions_of(self._alive(dead))]
-        revision._sequence = (*alive, *pending)
+        revision._sequence = (*decode(self._alive(dead), self._boxes), *pending)
         return revision
 
     def _alive(self, dead: int) -> int:
@@ -281,7 +306,38 @@ class BoxIndex(Sequence[B]):
     def match(self, app: Query, *, apr_cap: Decimal) -> list[B]:
         """The boxes that accept ``app`` with their cheapest APR within ``apr_cap``: the same
         boxes, in the same order, as ``[b for b in self if fits(b, app, apr_cap=apr_cap)]``."""
-        ranges = (
+        bits = (
+            self._tiers.accepting(app.risk_tier)
+            & self._regions.accepting(app.region)
+            & self._employment.accepting(app.employment_type)
+            & self._purposes.accepting(app.purpose)
+            & self._channels.accepting(app.channel)
+        )
+        if bits:  # (the ranges' bisections are skipped for the applicants no box takes)
+            amount, term, age = app.amount, app.term_months, app.age
+            bits &= (
+                self._min_amount.accepting(amount)
+                & self._max_amount.accepting(amount)
+                & self._min_term.accepting(term)
+                & self._max_term.accepting(term)
+                & self._min_age.accepting(age)
+                & self._max_age.accepting(age)
+                & self._min_income.accepting(app.income_floor)
+                & self._apr_min.accepting(apr_cap)
+            )
+            if self._dead:
+                bits &= ~self._dead
+        found = decode(bits, self._boxes)
+        if self._residual:
+            residual = [(side, x) for side, x in self._ranges(app, apr_cap) if not side.compiled]
+            found = [box for box in found if all(side.admits(box, x) for side, x in residual)]
+        if self._pending and self._check is not None:
+            check = self._check
+            found.extend(box for box in self._pending if check(box, app, apr_cap))
+        return found
+
+    def _ranges(self, app: Query, apr_cap: Decimal) -> tuple[tuple[_Side, Bound], ...]:
+        return (
             (self._min_amount, app.amount),
             (self._max_amount, app.amount),
             (self._min_term, app.term_months),
@@ -291,27 +347,6 @@ class BoxIndex(Sequence[B]):
             (self._min_income, app.income_floor),
             (self._apr_min, apr_cap),
         )
-        bits = (
-            self._tiers.accepting(app.risk_tier)
-            & self._regions.accepting(app.region)
-            & self._employment.accepting(app.employment_type)
-            & self._purposes.accepting(app.purpose)
-            & self._channels.accepting(app.channel)
-        )
-        for side, x in ranges:
-            if not bits:
-                break
-            bits &= side.accepting(x)
-        bits &= ~self._dead
-        boxes = self._boxes
-        found = [boxes[position] for position in positions_of(bits)]
-        residual = [(side, x) for side, x in ranges if not side.compiled]
-        if residual:
-            found = [box for box in found if all(side.admits(box, x) for side, x in residual)]
-        if self._pending and self._check is not None:
-            check = self._check
-            found.extend(box for box in self._pending if check(box, app, apr_cap))
-        return found
 
     @overload
     def __getitem__(self, index: int) -> B: ...
