@@ -18,7 +18,11 @@ products (the run prints the mean).
 
 Latencies are wall-clock, in 5 interleaved rounds (median of the rounds' percentiles).
 ``matching_p99_10k_vs_pk_roundtrip`` = index p99 at 10,000 / PK SELECT p99 (goal < 1);
-``matching_p99_10k_vs_1k`` = index p99 at 10,000 / at 1,000 (goal <= 2). Build time at
+``matching_p99_10k_vs_1k`` = index p99 at 10,000 / at 1,000 (goal <= 2). Since the answer
+itself is ten times longer at 10,000 (1-3% of ten times the products), that ratio has the
+answer's growth in it; beside it, each size's CPU time per applicant is fitted as a fixed
+part plus a part per matched box (least squares over every applicant): the fixed part is
+what grows with the products, the per-match part what the answer costs. Build time at
 10,000 products is the median of 3 builds; memory is what tracemalloc sees allocated by one
 build (the boxes themselves excluded: they are built before).
 """
@@ -191,11 +195,23 @@ def run() -> dict[str, dict[str, object]]:
     p99 = {name: statistics.median(_p(r, 99) for r in rs) for name, rs in rounds.items()}
     index_p99 = {size: p99[str(size)] for size in SIZES}
     cpu_p99 = {size: statistics.median(_p(r, 99) for r in rs) for size, rs in cpu.items()}
+    answers = {
+        size: [len(index.match(app, apr_cap=APR_CAP)) for app in apps]
+        for size, index in indexes.items()
+    }
+    fitted = {
+        size: statistics.linear_regression(
+            [float(n) for n in answers[size]], [used for r in cpu[size] for used in r]
+        )
+        for size in SIZES
+    }
     pk_p99 = p99["pk"]
     for size in SIZES:
         lines.append(
             f"{size:>6} products: index p50 {p50[str(size)]:.1f} us p99 {p99[str(size)]:.1f} us "
-            f"(CPU time p99 {cpu_p99[size]:.1f} us)"
+            f"(CPU time p99 {cpu_p99[size]:.1f} us; fitted {fitted[size].intercept:.1f} us + "
+            f"{fitted[size].slope * 1000:.0f} ns per matched box, p99 answer "
+            f"{_p([float(n) for n in answers[size]], 99):.0f} boxes)"
         )
     boxes = catalogue(SIZES[-1])
     builds = []
@@ -249,6 +265,12 @@ def run() -> dict[str, dict[str, object]]:
             # The answer itself is ~10x longer at 10k: decoding it grows with the matches.
             "mean_matches_1k_10k": [mean_matches[1_000], mean_matches[10_000]],
             "cpu_p99_10k_vs_1k": round(cpu_p99[10_000] / cpu_p99[1_000], 3),
+            # CPU time per applicant = fixed + per_match x matched boxes, fitted per size.
+            "cpu_fixed_us_1k_10k": [round(fitted[n].intercept, 2) for n in (1_000, 10_000)],
+            "cpu_per_match_ns_1k_10k": [round(fitted[n].slope * 1000) for n in (1_000, 10_000)],
+            "answer_p99_1k_10k": [
+                round(_p([float(n) for n in answers[s]], 99)) for s in (1_000, 10_000)
+            ],
         },
         "matching_index_build_10k_ms": {
             "value": round(build_ms, 1),
