@@ -32,7 +32,8 @@ compare-and-set in the award's transaction (:func:`reserve`)::
 
     UPDATE cap_counter SET used = used + x WHERE <key> AND used + x <= limit
 
-(one row updated: taken; none: the cap is reached). PostgreSQL re-checks the condition on
+(as one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE``, which also creates the period's
+row; one row written: taken; none: the cap is reached). PostgreSQL re-checks the condition on
 the newest row version after waiting for a concurrent award's commit, so concurrent
 awards take a counter one after the other and none is ever overshot; SQLite serialises
 writers anyway. All of an award's counters are taken in a savepoint, all or nothing; a
@@ -61,9 +62,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -250,6 +252,52 @@ def _prices(claims: Sequence[Claim]) -> dict[uuid.UUID, Decimal]:
     return prices
 
 
+_TABLE = CapCounter._meta.db_table
+# Insert the counter with ``x`` taken, or take ``x`` from the one there, only while
+# ``used + x <= limit`` (and, for a budget at price 0, ``used < limit``). PostgreSQL
+# evaluates the condition on the newest version of the row, after a concurrent writer's
+# commit; SQLite has one writer at a time. The row stays locked to the caller's commit.
+# Amounts are cast to numbers and sums rounded to the cent: SQLite's driver passes
+# decimals as text (which compares above any number) and adds them as floats.
+_TAKE = (
+    f"INSERT INTO {_TABLE} (scope, owner_id, kind, period, is_sandbox, used) "  # noqa: S608
+    "VALUES (%s, %s, %s, %s, %s, CAST(%s AS NUMERIC)) "
+    "ON CONFLICT (scope, owner_id, kind, period, is_sandbox) "
+    f"DO UPDATE SET used = ROUND({_TABLE}.used + excluded.used, 2) "
+    f"WHERE ROUND({_TABLE}.used + excluded.used, 2) <= CAST(%s AS NUMERIC) "
+    f"AND ROUND({_TABLE}.used, 2) < CAST(%s AS NUMERIC)"
+)
+
+
+def _field(name: str) -> models.Field[Any, Any]:
+    field = CapCounter._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field
+
+
+def _take(key: Key, add: Decimal, limit: Decimal, *, is_sandbox: bool) -> bool:
+    """Compare-and-set one counter: True if ``add`` was taken (see ``_TAKE``)."""
+    if add > limit or limit <= 0:
+        return False  # not even an empty counter has room (counters never go below 0)
+    scope, owner, kind, period = key
+    values = [
+        _field(name).get_db_prep_save(value, connection)
+        for name, value in (
+            ("scope", scope),
+            ("owner_id", owner),
+            ("kind", kind),
+            ("period", period),
+            ("is_sandbox", is_sandbox),
+            ("used", add),
+            ("used", limit),
+            ("used", limit),
+        )
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE, values)
+        return cursor.rowcount == 1
+
+
 def reserve(
     claims: Sequence[Claim],
     *,
@@ -297,30 +345,12 @@ def reserve(
             adds[key] += prices[claim.lead_id]
             limits[key] = budget - charged.get((scope, owner, CapKind.CHARGED, month), ZERO)
             needed_by[key].add(claim.product_id)
-    ordered = sorted(adds, key=lock_order)
-    # Rows created in lock order: a concurrent insert of the same key waits in that order.
-    CapCounter.objects.bulk_create(
-        [
-            CapCounter(scope=s, owner_id=o, kind=k, period=p, is_sandbox=is_sandbox)
-            for s, o, k, p in ordered
-        ],
-        ignore_conflicts=True,
-    )
     refused: set[uuid.UUID] = set()
     savepoint = transaction.savepoint()
-    for key in ordered:
-        scope, owner, kind, period = key
-        add, limit = adds[key], limits[key]
-        # used + add <= limit; a reached budget takes nothing more, even at price 0.
-        room = Q(used__lte=limit - add) if add > 0 else Q(used__lt=limit)
-        taken = (
-            CapCounter.objects.filter(
-                room, scope=scope, owner_id=owner, kind=kind, period=period, is_sandbox=is_sandbox
-            )
-            .order_by()
-            .update(used=F("used") + add)
-        )
-        if not taken:
+    # One statement per counter, in the lock order: creating a counter and taking it are
+    # one step, so a new day's first awards wait for each other in that order too.
+    for key in sorted(adds, key=lock_order):
+        if not _take(key, adds[key], limits[key], is_sandbox=is_sandbox):
             refused |= needed_by[key]
     if refused:
         transaction.savepoint_rollback(savepoint)
