@@ -15,8 +15,10 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
+from billing import lab_figures
 from billing.daily_revenue import DailyRevenue
-from marketplace.models import DailyFunnel
+from marketplace.experiments import lifecycle, strategies
+from marketplace.models import Arm, DailyFunnel, Experiment, Strategy
 from partners.roles import OPS_GROUP
 from tests.factories import PartnerFactory, ProductFactory
 
@@ -75,6 +77,18 @@ def test_ops_user_sees_the_dashboard_charts_drawn_under_the_policy(
                 currency="CNY",
                 amount=Decimal(n * 40),
             )
+        # A running experiment whose arms the lab has figures for (no traffic yet).
+        experiment = Experiment.objects.create(key="excl-vs-shared", name="Exclusive or shared")
+        for key, kind in (("shared", "shared_broadcast"), ("exclusive", "exclusive_best_value")):
+            strategy = Strategy.objects.create(key=f"lab-{key}", name=f"Lab {key}")
+            Arm.objects.create(
+                experiment=experiment,
+                key=key,
+                is_control=key == "shared",
+                strategy_version=strategies.create_version(strategy=strategy, kind=kind),
+            )
+        lifecycle.start(experiment_id=experiment.pk)
+        lab_figures.refresh()
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -96,6 +110,14 @@ def test_ops_user_sees_the_dashboard_charts_drawn_under_the_policy(
             for chart in CHARTS:
                 page.wait_for_function(DRAWN, arg=chart)
             page.screenshot(path=os.fspath(tmp_path / "admin_dashboard.png"), full_page=True)
+            # The experiment's arms side by side, with the lab's figures, within the screen.
+            arms = page.inner_text("#experiment-excl-vs-shared").lower()  # headings: capitals
+            assert "shared (control)" in arms and "exclusive" in arms
+            assert "funded conversion" in arms and "revenue / referral (cny)" in arms
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+            page.locator("#dashboard-experiments").screenshot(
+                path=os.fspath(tmp_path / "admin_dashboard_experiments.png")
+            )
             # A bad range: the message, no charts, no error page.
             page.goto(f"{live_server.url}/admin/dashboard/?start=2026-03-10&end=2026-03-01")
             assert "The start date is after the end date." in page.inner_text("#dashboard")
