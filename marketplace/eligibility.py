@@ -91,7 +91,7 @@ class ReasonCode(models.TextChoices):
     CONSENT_SCOPE = "consent_scope", "Consent does not cover the partner"
     SUPPRESSED = "suppressed", "Applicant on the partner's suppression list"
     DEDUPE = "dedupe", "Partner got this person within its dedupe window"
-    VOLUME_CAP = "volume_cap", "Product at its daily or monthly lead cap"
+    VOLUME_CAP = "volume_cap", "Product at its lead cap, or its budget spent"
 
 
 R = ReasonCode

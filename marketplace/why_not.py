@@ -4,8 +4,9 @@ referral (``marketplace.eligibility`` documents the codes).
 
 The catalogue (product switched off, partner not live, routing holds, the credit box) is read
 as it is now; licences and the regulatory rule set as they were at the referral's time.
-Dedupe windows and caps are decided only under routing's locks at routing time: the
-referral's ``RoutingDecision`` holds what was decided then, and this function does not redo it.
+Dedupe windows and caps are decided only at routing time (under the applicant's lock, and
+by the award's cap counters): the referral's ``RoutingDecision`` holds what was decided
+then, and this function does not redo it.
 """
 
 from __future__ import annotations
