@@ -20,7 +20,9 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
-from django.db import IntegrityError, transaction
+from django.db import connections, router, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 
 from consent import crypto
 from consent.models import PII_FIELDS, KeyCanary, Subject
@@ -97,13 +99,27 @@ def store_subject(*, applicant: ApplicantData, is_sandbox: bool) -> Subject:
         data_key = crypto.new_data_key()
         subject.key_id, subject.wrapped_key = crypto.wrap_data_key(data_key, subject.id)
         _encrypt_into(subject, data_key, applicant)
-        try:
-            with transaction.atomic():
-                subject.save(force_insert=True)
-        except IntegrityError:
-            continue  # the same person arrived concurrently: take the row that won
-        return subject
+        if _insert_unless_taken(subject):
+            return subject
+        # The same person arrived concurrently and committed first: take the row that won.
     raise RuntimeError("could not store the subject after a concurrent insert")
+
+
+def _insert_unless_taken(subject: Subject) -> bool:
+    """INSERT the new subject unless another row holds its person and mode (``ON CONFLICT DO
+    NOTHING``; SQLite: ``INSERT OR IGNORE``); whether it was inserted. A concurrent insert of
+    the same person is waited for, as a unique index does. Instead of catching the unique
+    violation in a savepoint: that cost two more round trips on every new person."""
+    using = router.db_for_write(Subject)
+    query = InsertQuery(Subject, on_conflict=OnConflict.IGNORE)
+    query.insert_values(Subject._meta.local_concrete_fields, [subject])
+    inserted = 0
+    with connections[using].cursor() as cursor:
+        for statement, params in query.get_compiler(using=using).as_sql():
+            cursor.execute(statement, params)
+            inserted += max(cursor.rowcount, 0)
+    subject._state.adding, subject._state.db = False, using
+    return inserted == 1
 
 
 def _decrypt(subject: Subject, fields: tuple[str, ...]) -> dict[str, str]:

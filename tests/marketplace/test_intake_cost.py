@@ -22,12 +22,12 @@ pytestmark = pytest.mark.django_db
 # ping-post one (an auction), counted inside the test's transaction (where the request's
 # own BEGIN and COMMIT show as a savepoint and its release). Before the outbox and the
 # in-memory answer: 34, 10 of them savepoints. Now: the API key, the idempotency lookup,
-# savepoint / release, the vault key check, the subject lookup, the vault's own savepoint
-# around the subject insert (3), the consent text, the grant, the catalogue version, the
-# dedupe lookup, the grant's recipients, the leads, the auction, the routing decision, the
-# referral, the outbox message, the ledger entry, the idempotency record. (Ranking's inputs
-# are cached per process, the consent receipt is built from memory: no query.)
-MAX_ROUND_TRIPS = 21
+# savepoint / release, the vault key check, the subject lookup, the subject's insert (ON
+# CONFLICT DO NOTHING: no savepoint of its own), the consent text, the grant, the catalogue
+# version, the dedupe lookup, the grant's recipients, the leads, the auction, the routing
+# decision, the referral, the outbox message, the ledger entry, the idempotency record.
+# (Ranking's inputs are cached per process, the consent receipt is built from memory.)
+MAX_ROUND_TRIPS = 19
 
 
 def _partners() -> None:
