@@ -251,7 +251,10 @@ def seed_demo(*, simulator_url: str, api_base_url: str) -> DemoSetup:
         # The schedules above are stored directly: write routing's fee cards from them.
         fee_cards.sync_all()
     write_config(var_path("simulator.json"), api_base_url=api_base_url, seed=7, lenders=lenders)
-    demo_file.write_text(json.dumps({"source_key": source_key}, indent=2))
+    # The simulator URL the partners' endpoints were given: ``simulate`` checks its port.
+    demo_file.write_text(
+        json.dumps({"source_key": source_key, "simulator_url": simulator_url}, indent=2)
+    )
     demo_file.chmod(0o600)
     return DemoSetup(source_key=source_key, admin_password=_ensure_admin())
 

@@ -26,10 +26,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SIMULATOR_PORT = _free_port()  # the demo partners' endpoints are seeded for this port
+
+
 def _simulate(*args: str, stderr: Any) -> str:
     out = io.StringIO()
     call_command(
-        "simulate", "--seed", "3", "--simulator-port", str(_free_port()), *args,
+        "simulate", "--seed", "3", "--simulator-port", str(SIMULATOR_PORT), *args,
         stdout=out, stderr=stderr,
     )  # fmt: skip
     return out.getvalue()
@@ -38,7 +41,9 @@ def _simulate(*args: str, stderr: Any) -> str:
 @pytest.fixture
 def demo_world(settings: Any, tmp_path: Path) -> None:
     settings.VAR_DIR = tmp_path
-    call_command("seed_demo", stdout=io.StringIO())
+    call_command(
+        "seed_demo", "--simulator-url", f"http://127.0.0.1:{SIMULATOR_PORT}", stdout=io.StringIO()
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -79,3 +84,12 @@ def test_a_taken_simulator_port_is_a_plain_message_not_a_traceback(demo_world: N
 
         with pytest.raises(CommandError, match=f"port {port} is in use"):
             call_command("simulate", "--referrals", "1", "--simulator-port", port)
+
+
+@pytest.mark.django_db
+def test_a_simulator_port_the_partners_were_not_seeded_for_is_refused(demo_world: None) -> None:
+    """Every post would fail to connect and the run end with all leads delivery_failed."""
+    other = str(_free_port())
+    with pytest.raises(CommandError, match=f"seeded to answer on port {SIMULATOR_PORT}"):
+        call_command("simulate", "--referrals", "1", "--simulator-port", other)
+    assert not Referral.objects.exists()

@@ -8,6 +8,7 @@ import socket
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -61,10 +62,12 @@ class Command(BaseCommand):
             return
         try:
             config = load_config(var_path("simulator.json"))
-            source_key = json.loads(var_path("demo.json").read_text())["source_key"]
+            demo = json.loads(var_path("demo.json").read_text())
+            source_key = demo["source_key"]
         except (FileNotFoundError, SimulatorConfigError, KeyError, ValueError) as exc:
             raise CommandError(f"no usable demo set-up ({exc}); run seed_demo first") from None
         _port_free(options["simulator_port"])
+        _same_port(demo.get("simulator_url"), options["simulator_port"])
         rng = random.Random(options["seed"])
         started = time.monotonic()
         statuses: Counter[int] = Counter()
@@ -184,14 +187,34 @@ class Command(BaseCommand):
             self.stdout.write(f"Fees waiting for an exchange rate: {waiting}")
 
 
+def _same_port(seeded_url: str | None, port: int) -> None:
+    """The demo partners' endpoints point at the simulator URL given to ``seed_demo``: a
+    simulator on another port would leave every post failing to connect (the run would
+    end with all leads ``delivery_failed`` and no word why)."""
+    if not seeded_url:
+        return  # seeded before the URL was recorded
+    seeded = urlsplit(seeded_url).port
+    if seeded is not None and seeded != port:
+        raise CommandError(
+            f"the demo partners were seeded to answer on port {seeded} ({seeded_url}), not "
+            f"{port}: run with --simulator-port {seeded} (stop make run's simulator first), "
+            "or seed a fresh MARKETPLACE_VAR_DIR with seed_demo --simulator-url "
+            f"http://127.0.0.1:{port}"
+        )
+
+
 def _port_free(port: int) -> None:
     """A plain message, not a traceback, when the simulator's port is taken (most often by
     ``make run``'s own simulator, still serving)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the simulator's own server binds (http.server's allow_reuse_address): a port
+        # that only a finished run's connections linger on (TIME_WAIT) is free, one that a
+        # server listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise CommandError(
                 f"port {port} is in use (is make run's partner simulator still running?); "
-                "give another with --simulator-port"
+                "stop it, or give another with --simulator-port"
             ) from None
