@@ -46,9 +46,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing import budgets, catchup, credit, returns, tiers
-from billing.locks import hold_billing_lock, share_billing_profile
+from billing.locks import hold_billing_lock, share_billing_profile_and_schedules
 from billing.models import Charge, ReturnReview, ReviewStatus
-from billing.quotes import LivePricer, schedule_in_force
+from billing.quotes import LivePricer, Schedules, schedule_in_force
 from billing.rows import ENTRY_COLUMNS, Entry, EventLike
 from billing.settlement import LeadBook, Writes, settle
 from marketplace.models import EventType, Lead, LeadEvent
@@ -78,7 +78,10 @@ def settle_lead(
     ``pricer``: the caller's, to reuse what it read (the partner's schedules)."""
     if lead.is_sandbox:
         return []  # sandbox traffic is never billed
-    profile = share_billing_profile(partner_id=lead.partner_id)
+    pricer = pricer or LivePricer()
+    profile, schedules = share_billing_profile_and_schedules(partner_id=lead.partner_id)
+    if schedules is not None:
+        pricer.knows(lead.partner_id, Schedules.of(schedules))
     through = profile.invoiced_through
     if events is None:
         events = list(LeadEvent.objects.filter(lead_id=lead.pk))
@@ -91,12 +94,17 @@ def settle_lead(
     statuses = dict(
         ReturnReview.objects.filter(event_id__in=returned).values_list("event_id", "status")
     )
-    entries = [
-        Entry(*row) for row in Charge.objects.filter(lead_id=lead.pk).values_list(*ENTRY_COLUMNS)
-    ]
+    if fresh is not None and all(e.pk == fresh.pk for e in events):
+        # Every entry is for one of the lead's events: its first event has none to read.
+        entries: list[Entry] = []
+    else:
+        entries = [
+            Entry(*row)
+            for row in Charge.objects.filter(lead_id=lead.pk).values_list(*ENTRY_COLUMNS)
+        ]
     book = LeadBook(lead, list[EventLike](events), entries, statuses, through)
     out = Writes(fresh=frozenset([fresh.pk]) if fresh is not None else frozenset())
-    made = settle(book, pricer or LivePricer(), out)
+    made = settle(book, pricer, out)
     out.flush()
     if made:
         credit.evaluate_credit_limit(partner_id=lead.partner_id, profile=profile)

@@ -55,6 +55,12 @@ class Schedules:
         return self._terms[schedule.pk]
 
     @classmethod
+    def of(cls, rows: Iterable[tuple[FeeSchedule, tuple[Tier, ...]]]) -> Schedules:
+        """From schedules read with their tiers (``billing.locks``)."""
+        rows = list(rows)
+        return cls([s for s, _ in rows], {s.pk: tiers for s, tiers in rows})
+
+    @classmethod
     def read(cls, partner_id: uuid.UUID) -> Schedules:
         """One partner's schedules and their tiers, in one query (a row per tier)."""
         rows = (
@@ -135,6 +141,10 @@ class LivePricer:
 
     def __init__(self) -> None:
         self._schedules: dict[uuid.UUID, Schedules] = {}
+
+    def knows(self, partner_id: uuid.UUID, schedules: Schedules) -> None:
+        """The partner's schedules, read by the caller in this transaction."""
+        self._schedules[partner_id] = schedules
 
     def schedules(self, partner_id: uuid.UUID) -> Schedules:
         if partner_id not in self._schedules:
