@@ -13,8 +13,9 @@ from django.contrib.admin import helpers
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -30,6 +31,7 @@ from marketplace.models import (
     StrategyPromotion,
     StrategyVersion,
 )
+from partners.admin_fields import short_time
 from partners.adminutils import ReadOnlyAdmin, ReadOnlyInline
 
 # Assignment settings: frozen once an experiment has started (its arms are hashed by them).
@@ -59,6 +61,15 @@ class StrategyAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ["key"] if obj is not None else []  # decisions and arms name it
+
+    def response_add(self, request: HttpRequest, obj: Any, post_url_continue: Any = None) -> Any:
+        """A strategy does nothing until it has a version: saving a new one leads straight
+        to its first version's form (the list would leave a newcomer wondering what next)."""
+        if "_addanother" in request.POST or "_continue" in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(request, f"{obj} added: now give it its first version.")
+        url = reverse("admin:marketplace_strategyversion_add")
+        return HttpResponseRedirect(f"{url}?strategy={obj.pk}")
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -133,6 +144,26 @@ class StrategyVersionAdmin(admin.ModelAdmin):
     fields = ["strategy", "kind", "max_partners", "explore", "return_penalty", "params", "note"]
     readonly_fields = ["version", "is_default", "created_by", "created_at"]
     actions = ["promote_to_default"]
+    help_texts = {
+        "kind": "Product settings decide: each product's own exclusive or shared setting. "
+        "Shared: the best N by expected value get the lead. Exclusive: only the best. "
+        "Waterfall: direct-post partners one after another until one accepts. Ping-post "
+        "auction: every ping-post partner is pinged, the best bids win.",
+        "max_partners": "N for shared and auctions, the length of a waterfall; empty: the "
+        "platform's maximum.",
+        "explore": "Rank by sampled conversion rates (Thompson sampling: tries partners "
+        "with little history); unticked, by their posterior means.",
+        "return_penalty": "How hard a partner's return rate lowers its expected value "
+        "(0: ignored; 1: as is).",
+        "params": 'Extras for the kind, as JSON, e.g. {"step_timeout_ms": 800}; usually {}.',
+        "note": "Why this version exists (shown in the lists).",
+    }
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs.setdefault("help_texts", self.help_texts)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         extra = ["version", "is_default", "created_by", "created_at"] if obj else []
@@ -222,56 +253,85 @@ def _interval(interval: Interval | None, *, percent: bool) -> str:
     return f"{show(interval.estimate)} [{show(interval.low)}, {show(interval.high)}]{marker}"
 
 
-def _arm_row(arm: ArmResult, found: Results) -> tuple[str, ...]:
-    revenue = "n/a" if arm.revenue is None else f"{arm.revenue.mean:,.2f}"
-    return (
-        f"{arm.key}{' (control)' if arm.is_control else ''}",
-        arm.strategy,
-        f"{arm.weight.normalize():f}",
-        str(arm.referrals),
-        *(f"{arm.funnel.get(stage, 0)} ({_pct(arm.rate(stage))})" for stage in STAGES),
-        _interval(arm.conversion, percent=True),
-        _interval(arm.conversion_lift, percent=True),
-        revenue,
-        _interval(arm.revenue_lift, percent=False),
-    )
+def _arm_name(arm: ArmResult) -> str:
+    return f"{arm.key}{' (control)' if arm.is_control else ''}"
 
 
-def results_table(found: Results) -> SafeString:
-    """Per-arm results: funnel counts and rates, conversion with its always-valid
-    interval, lift against control, revenue per referral and its lift; a star marks an
-    interval that excludes zero."""
-    experiment = found.experiment
-    heads = (
-        "arm",
-        "strategy",
-        "weight",
-        "referrals",
-        *STAGES,
-        f"{found.conversion_stage} conversion",
-        "lift vs control",
-        f"revenue / referral ({experiment.currency})",
-        "revenue lift",
-    )
+def _table(heads: tuple[str, ...], rows: list[tuple[str, ...]], caption: str) -> SafeString:
     head = format_html_join("", "<th>{}</th>", ((h,) for h in heads))
     body = format_html_join(
         "",
         "<tr>{}</tr>",
-        (
-            (format_html_join("", "<td>{}</td>", ((c,) for c in _arm_row(arm, found))),)
+        ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),) for row in rows),
+    )
+    return format_html(
+        '<table class="lab-results"><caption>{}</caption><thead><tr>{}</tr></thead>'
+        "<tbody>{}</tbody></table>",
+        caption,
+        head,
+        body,
+    )
+
+
+def results_table(found: Results) -> SafeString:
+    """Per-arm results in two tables that fit a 1366 px screen: the funnel (counts and
+    rates per stage), then the always-valid intervals (conversion, its lift against
+    control, revenue per referral and its lift; a star marks an interval that excludes
+    zero); then the sample-ratio check and the stop rule's advice."""
+    experiment = found.experiment
+    funnel = _table(
+        ("arm", "strategy", "weight", "referrals", *STAGES),
+        [
+            (
+                _arm_name(arm),
+                arm.strategy,
+                f"{arm.weight.normalize():f}",
+                str(arm.referrals),
+                *(f"{arm.funnel.get(stage, 0)} ({_pct(arm.rate(stage))})" for stage in STAGES),
+            )
             for arm in found.arms
+        ],
+        "Funnel per arm: referrals that reached each stage",
+    )
+    intervals = _table(
+        (
+            "arm",
+            f"{found.conversion_stage} conversion",
+            "lift vs control",
+            f"revenue / referral ({experiment.currency})",
+            "revenue lift",
+        ),
+        [
+            (
+                _arm_name(arm),
+                _interval(arm.conversion, percent=True),
+                "(control)" if arm.is_control else _interval(arm.conversion_lift, percent=True),
+                _interval(arm.revenue_interval, percent=False)
+                if arm.revenue is not None
+                else "n/a",
+                "(control)" if arm.is_control else _interval(arm.revenue_lift, percent=False),
+            )
+            for arm in found.arms
+        ],
+        format_html(
+            "Estimate [always-valid {}% interval]; * marks a lift whose interval excludes 0",
+            f"{100 * (1 - float(experiment.alpha)):g}",
         ),
     )
     ratio = found.ratio
     srm = format_html(
         "Sample ratio: p = {} ({}).",
         f"{ratio.p_value:.3g}",
-        "MISMATCH: the split is broken, do not trust these numbers" if ratio.mismatch else "fine",
+        "MISMATCH: the split is broken, do not trust these numbers"
+        if ratio.mismatch
+        else "fine: the arms got the traffic their weights ask for",
     )
+    primary = experiment.get_primary_metric_display().lower()
     advice = format_html(
-        "Stop rule: {}. Winning arm: {}.",
+        "Stop rule ({}): {}. Winning arm: {}.",
+        primary,
         found.advice.reason if found.advice.stop else "keep running",
-        found.winner or "none yet",
+        found.winner or "none yet (no lift's interval is above 0)",
     )
     note = format_html(
         "Intervals are {}% always-valid confidence sequences (mixture SPRT): valid however "
@@ -279,10 +339,9 @@ def results_table(found: Results) -> SafeString:
         f"{100 * (1 - float(experiment.alpha)):g}",
     )
     return format_html(
-        '<table class="lab-results"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
-        "<p>{}</p><p>{}</p><p>{}</p>",
-        head,
-        body,
+        '<div class="lab-results-block">{}{}<p>{}</p><p>{}</p><p>{}</p></div>',
+        funnel,
+        intervals,
         srm,
         advice,
         note,
@@ -302,16 +361,8 @@ class PromoteForm(ReasonForm):
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = [
-        "key",
-        "name",
-        "layer",
-        "status",
-        "bucket_version",
-        "primary_metric",
-        "started_at",
-        "stopped_at",
-    ]
+    # Within 1366 px beside the filters: layer and bucket version are filters or on the page.
+    list_display = ["key", "name", "status", "primary_metric", "started", "stopped"]
     list_filter = ["status", "layer"]
     search_fields = ["key", "name"]
     inlines = [ArmInline]
@@ -346,6 +397,53 @@ class ExperimentAdmin(admin.ModelAdmin):
         "stop_reason",
         "results",
     ]
+
+    # What a newcomer needs to fill the form in (the model's own words are terse).
+    help_texts = {
+        "key": "Stable id, also the hash seed: keep it once started.",
+        "layer": "Experiments of one layer never share an applicant; use another layer to "
+        "run one on the same applicants as another.",
+        "layer_share": "Share of the layer's applicants this experiment may take (0.001-1).",
+        "coverage": "Share of those that enter the experiment (0.001-1); the rest are "
+        "routed by the default strategy.",
+        "primary_metric": "What the stop rule and the winning arm are judged on.",
+        "max_referrals": "The stop rule stops at this many referrals in all arms.",
+        "alpha": "Error rate of the intervals: 0.05 gives 95% always-valid intervals.",
+        "currency": "Revenue per referral is compared in this currency.",
+    }
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        kwargs.setdefault("help_texts", self.help_texts)
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:  # nothing has run yet: the run's fields would be empty dashes
+            return [f for f in self.fields if f not in self.base_readonly]
+        return self.fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Once started, what ops come for first: the status and the results, then the
+        settings it runs with."""
+        if obj is None or obj.status == ExperimentStatus.DRAFT:
+            return super().get_fieldsets(request, obj)
+        run = ["status", "started_at", "stopped_at", "stop_reason"]
+        top = ["key", "name", "hypothesis"]
+        settings = [f for f in self.fields if f not in (*top, *run, "results")]
+        return [
+            (None, {"fields": [*top, *run]}),
+            ("Results per arm", {"fields": ["results"], "classes": ["lab-results-set"]}),
+            ("Settings", {"fields": settings}),
+        ]
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: Experiment) -> str:
+        return short_time(obj.started_at)
+
+    @admin.display(description="stopped", ordering="stopped_at")
+    def stopped(self, obj: Experiment) -> str:
+        return short_time(obj.stopped_at)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None and obj.status != ExperimentStatus.DRAFT:
