@@ -36,6 +36,8 @@ class OutboxMessage(models.Model):
     due_at = models.DateTimeField(default=timezone.now)
     # Not done by then: the sweeper publishes it again (and moves this on).
     deadline = models.DateTimeField()
+    # Last published by the sweeper (the first publication, right after the commit that
+    # wrote the message, is not stamped: a write fewer on the request path).
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)  # publications so far
     done_at = models.DateTimeField(null=True, blank=True)
