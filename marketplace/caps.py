@@ -74,6 +74,7 @@ from marketplace.models import (
     CapKind,
     CapReservation,
     CapScope,
+    Lead,
     LeadStatus,
     ProductFeeCard,
 )
@@ -418,3 +419,27 @@ def release(*, lead_id: uuid.UUID) -> bool:
                 is_sandbox=reservation.is_sandbox,
             ).order_by().update(used=F("used") - gives[key])
         return True
+
+
+def take_again(*, lead: Lead) -> bool:
+    """Before a lead whose award was given back is posted again (``marketplace.resend``):
+    take its caps and budget again, now, as a new award would. True if taken (or nothing
+    was given back); False: no room now, the caller refuses and rolls back. The caller
+    holds the lead's row."""
+    given_back = CapReservation.objects.filter(lead_id=lead.pk, released_at__isnull=False)
+    if not given_back.exists():
+        return True
+    given_back.delete()  # a new reservation takes its place (restored if the caller rolls back)
+    daily, monthly = (
+        Product.objects.filter(pk=lead.product_id).values_list("daily_cap", "monthly_cap").get()
+    )
+    claim = Claim(
+        lead.pk,
+        lead.product_id,
+        lead.partner_id,
+        daily,
+        monthly,
+        bid=lead.bid_amount,
+        bid_currency=lead.bid_currency,
+    )
+    return not reserve([claim], is_sandbox=lead.is_sandbox)

@@ -18,7 +18,7 @@ import uuid
 
 from django.db import transaction
 
-from marketplace import outbox, tasks
+from marketplace import caps, outbox, tasks
 from marketplace.models import DeliveryAttempt, Lead, LeadStatus, OutboxMessage
 
 
@@ -62,5 +62,8 @@ def resend(*, lead_id: uuid.UUID) -> Lead:
         why = refusal(lead)
         if why is not None:
             raise ResendRefused(why)
+        # Its failed award gave back its caps and budget: it takes them again, or waits.
+        if not caps.take_again(lead=lead):
+            raise ResendRefused("The product's lead cap or your budget has no room for it now.")
         outbox.enqueue(tasks.deliver_lead, str(lead.pk), referral_id=lead.referral_id)
     return lead
