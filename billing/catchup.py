@@ -166,7 +166,7 @@ def settle_leads(
     units = units or UnitNumbers()
     units.new_batch()
     _without_jit()
-    found = Lead.objects.filter(pk__in=list(lead_ids), is_sandbox=False).order_by("pk")
+    found = Lead.objects.filter(id__any_of=list(lead_ids), is_sandbox=False).order_by("pk")
     if lock:
         found = found.select_for_update(of=("self",))
     leads = {row[0]: LeadRow(*row) for row in found.values_list(*LEAD_FIELDS)}
@@ -175,11 +175,11 @@ def settle_leads(
     partner_ids = sorted({lead.partner_id for lead in leads.values()})
     through = share_billing_locks(partner_ids=partner_ids)
     events: dict[uuid.UUID, list[EventLike]] = defaultdict(list)
-    for row in LeadEvent.objects.filter(lead_id__in=list(leads)).values_list(*EVENT_FIELDS):
+    for row in LeadEvent.objects.filter(lead_id__any_of=list(leads)).values_list(*EVENT_FIELDS):
         event = EventRow(*row)
         events[event.lead_id].append(event)
     entries: dict[uuid.UUID, list[Entry]] = defaultdict(list)
-    for row in Charge.objects.filter(lead_id__in=list(leads)).values_list(*ENTRY_COLUMNS):
+    for row in Charge.objects.filter(lead_id__any_of=list(leads)).values_list(*ENTRY_COLUMNS):
         entry = Entry(*row)
         entries[entry.lead_id].append(entry)
     statuses = _review_statuses([e for evs in events.values() for e in evs])

@@ -50,6 +50,8 @@ class FeeTerms:
 def terms_for_unit(terms: FeeTerms, unit: int) -> FeeTerms:
     """The terms that price the ``unit``-th unit (1-based) of the month: each tier whose
     threshold it is beyond overrides the fees it names, lowest threshold first."""
+    if not terms.tiers:
+        return terms  # untiered: every unit at the schedule's fees (no copy per unit)
     effective = replace(terms, tiers=())
     for tier in sorted(terms.tiers, key=lambda t: t.from_count):
         if unit <= tier.from_count:

@@ -16,6 +16,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import ForeignKey, Lookup, UUIDField
+from django.db.models.sql.compiler import SQLCompiler
+
 from billing.models import Charge
 
 
@@ -141,3 +145,28 @@ class Entry:
 ENTRY_COLUMNS = tuple(f.attname for f in Charge._meta.concrete_fields)
 # The row mirrors the model: a column added to Charge must be added here.
 assert tuple(f.name for f in fields(Entry))[: len(ENTRY_COLUMNS)] == ENTRY_COLUMNS, ENTRY_COLUMNS
+
+
+class AnyOf(Lookup):
+    """``id__any_of=[...]``, ``lead_id__any_of=[...]``: ``= ANY(%s)`` with the ids as ONE
+    array parameter on PostgreSQL (``__in`` binds a parameter per id: for a batch of
+    thousands, preparing and splitting them cost more than the query); ``IN`` elsewhere."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False  # a list of ids, not one value of the field
+
+    def as_sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Any]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = list(self.rhs)
+        if connection.vendor == "postgresql":
+            array = f"{self.lhs.output_field.db_type(connection)}[]"
+            return f"{lhs} = ANY(%s::{array})", [*lhs_params, values]
+        if not values:
+            return "0 = 1", list(lhs_params)
+        marks = ", ".join(["%s"] * len(values))
+        prepped = [self.lhs.output_field.get_db_prep_value(v, connection) for v in values]
+        return f"{lhs} IN ({marks})", [*lhs_params, *prepped]
+
+
+UUIDField.register_lookup(AnyOf)
+ForeignKey.register_lookup(AnyOf)
