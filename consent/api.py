@@ -70,6 +70,10 @@ class ConsentWithdrawView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     @idempotent
+    # Safe to run again after a lost connection, keyed or not: withdrawing takes the grant's
+    # row lock and is a no-op once done (grants.withdraw returns the first withdrawal), so a
+    # run after a commit whose answer was lost answers the same receipt.
+    @repeatable()
     def post(self, request: Request, receipt_id: uuid.UUID) -> Response:
         grant = _source_grant(request, receipt_id)
         serializer = WithdrawInput(data=request.data)

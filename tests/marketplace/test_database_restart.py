@@ -343,3 +343,33 @@ def test_a_keyed_intake_that_loses_its_connection_answers_201_and_stores_one_ref
     assert retry.status_code == 201 and retry.json() == response.json()
     assert Referral.objects.count() == 1
     assert IdempotencyRecord.objects.count() == 1
+
+
+# --------------------------------------------------------------------------- consent withdrawal
+
+
+def test_an_unkeyed_withdrawal_whose_commit_answer_is_lost_answers_its_receipt_once(
+    source_client: APIClient,
+    partner: Partner,
+    no_pauses: list[float],
+    commit_answer_lost: Callable[[], list[int]],
+) -> None:
+    from consent.models import ConsentWithdrawal, LedgerEntry
+
+    referred = api_post(source_client, _unkeyed_payload())
+    assert referred.status_code == 201, referred.content
+    receipt_id = referred.json()["consent_receipt"]["receipt_id"]
+    entries = LedgerEntry.objects.filter(kind="consent.withdrawn").count()
+    lost = commit_answer_lost()
+
+    response = source_client.post(
+        f"/api/v1/consents/{receipt_id}/withdraw", {"reason": "asked by phone"}, format="json"
+    )
+
+    assert lost
+    # Run again on a new connection: the first run's withdrawal is found, not made twice.
+    assert no_pauses, "the withdrawal was not run again"
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "withdrawn"
+    assert ConsentWithdrawal.objects.filter(grant_id=receipt_id).count() == 1
+    assert LedgerEntry.objects.filter(kind="consent.withdrawn").count() == entries + 1
