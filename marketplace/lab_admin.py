@@ -433,7 +433,8 @@ class ExperimentAdmin(admin.ModelAdmin):
         settings = [f for f in self.fields if f not in (*top, *run, "results")]
         return [
             (None, {"fields": [*top, *run]}),
-            ("Results per arm", {"fields": ["results"], "classes": ["lab-results-set"]}),
+            # No title of its own: the field's label already says "Results per arm".
+            (None, {"fields": ["results"], "classes": ["lab-results-set"]}),
             ("Settings", {"fields": settings}),
         ]
 

@@ -168,6 +168,7 @@ def test_ops_set_up_run_read_and_promote_an_experiment(
     html = page.content.decode()
     assert "waterfall (control)" not in html and "control (control)" in html
     assert "Sample ratio" in html and "always-valid" in html
+    assert html.lower().count("results per arm") == 1  # once: not as a title and a label
     waterfall_count = sum(arm == "waterfall" for arm in arms.values())
     assert f"<td>{waterfall_count}</td>" in html
 
