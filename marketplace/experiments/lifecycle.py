@@ -7,13 +7,24 @@ its assignment settings (layer range, coverage, arms, weights, bucket version) a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from marketplace.experiments import strategies
 from marketplace.experiments.assignment import Plan, allocate_range
-from marketplace.models import Arm, Experiment, ExperimentStatus, StrategyPromotion
+from marketplace.models import (
+    Arm,
+    Experiment,
+    ExperimentStatus,
+    PrimaryMetric,
+    StrategyPromotion,
+    StrategyVersion,
+)
 
 
 class ExperimentError(ValueError):
@@ -49,6 +60,61 @@ def _check_arms(arms: list[Arm]) -> None:
         raise ExperimentError("exactly one arm must be the control")
     if any(arm.weight <= 0 for arm in arms):
         raise ExperimentError("every arm needs a positive weight")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSpec:
+    key: str
+    strategy_version: StrategyVersion
+    weight: Decimal = Decimal("1")
+    is_control: bool = False
+
+
+def create_experiment(
+    *,
+    key: str,
+    name: str,
+    arms: Sequence[ArmSpec],
+    hypothesis: str = "",
+    layer: str = "routing",
+    layer_share: Decimal = Decimal("1"),
+    coverage: Decimal = Decimal("1"),
+    primary_metric: str = PrimaryMetric.FUNDED,
+    max_referrals: int = 20000,
+    currency: str = "CNY",
+) -> Experiment:
+    """A draft experiment with its arms, checked as the admin's forms check them (field
+    validators, unique keys) and as ``start`` would (one control, positive weights), so a
+    bad one is refused here rather than at its start. ``start`` runs it."""
+    with transaction.atomic():
+        experiment = Experiment(
+            key=key,
+            name=name,
+            hypothesis=hypothesis,
+            layer=layer,
+            layer_share=layer_share,
+            coverage=coverage,
+            primary_metric=primary_metric,
+            max_referrals=max_referrals,
+            currency=currency,
+        )
+        experiment.full_clean()
+        experiment.save()
+        built = [
+            Arm(
+                experiment=experiment,
+                key=spec.key,
+                is_control=spec.is_control,
+                strategy_version=spec.strategy_version,
+                weight=spec.weight,
+            )
+            for spec in arms
+        ]
+        _check_arms(built)
+        for arm in built:
+            arm.full_clean()  # also the unique arm key, against the arms saved before it
+            arm.save()
+        return experiment
 
 
 def _locked(experiment_id: int) -> Experiment:

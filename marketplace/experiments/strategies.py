@@ -36,6 +36,15 @@ def default_spec() -> StrategySpec:
     return DEFAULT_STRATEGY if version is None else spec_of(version)
 
 
+def create_strategy(*, key: str, name: str, description: str = "") -> Strategy:
+    """A new named strategy, validated as the admin's form validates it (slug key, unique).
+    It routes nothing until it has a version (``create_version``)."""
+    strategy = Strategy(key=key, name=name, description=description)
+    strategy.full_clean()
+    strategy.save()
+    return strategy
+
+
 def create_version(
     *,
     strategy: Strategy,
