@@ -124,6 +124,7 @@ def test_ops_set_up_run_read_and_promote_an_experiment_in_the_browser(
             "seed_demo",
             "--simulator-url",
             f"http://127.0.0.1:{simulator_port}",
+            "--no-lab",  # ops set the lab up from nothing here, demo strategies aside
             stdout=io.StringIO(),
         )
         ops = get_user_model().objects.create_user("ops-lab", password=PASSWORD, is_staff=True)
