@@ -67,6 +67,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Round
 from django.utils import timezone
 
 from marketplace.models import (
@@ -410,6 +411,8 @@ def release(*, lead_id: uuid.UUID) -> bool:
             ):
                 if amount is not None:
                     gives[(scope, owner, CapKind.RESERVED, reservation.budget_month)] = amount
+        # Rounded to the cent as taking is: SQLite subtracts as floats, and 40.01 - 40.00
+        # - 0.01 there is a hair below 0, which the counter's check refuses.
         for key in sorted(gives, key=lock_order):
             CapCounter.objects.filter(
                 scope=key[0],
@@ -417,7 +420,7 @@ def release(*, lead_id: uuid.UUID) -> bool:
                 kind=key[2],
                 period=key[3],
                 is_sandbox=reservation.is_sandbox,
-            ).order_by().update(used=F("used") - gives[key])
+            ).order_by().update(used=Round(F("used") - gives[key], 2))
         return True
 
 
