@@ -47,6 +47,8 @@ from django.utils import timezone
 
 from billing import credit
 from billing.models import Charge, FeeKind
+from marketplace import cap_reconcile
+from marketplace.cap_reconcile import CounterDrift
 from marketplace.models import CapCounter, CapKind, CapReservation, CapScope
 from partners.holds import active_holds, held_partner_ids, held_product_ids, lift_hold, place_hold
 from partners.models import HoldReason, Partner, Product
@@ -62,9 +64,9 @@ def current_month() -> date:
     return month_of(timezone.now())
 
 
-def _month_charges(partner_id: uuid.UUID) -> QuerySet[Charge]:
+def _month_charges(partner_id: uuid.UUID, month: date | None = None) -> QuerySet[Charge]:
     return Charge.objects.filter(
-        partner_id=partner_id, currency=BUDGET_CURRENCY, period=current_month()
+        partner_id=partner_id, currency=BUDGET_CURRENCY, period=month or current_month()
     )
 
 
@@ -95,10 +97,10 @@ def month_to_date(
 
 
 def month_charged(
-    *, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] = ()
+    *, partner_id: uuid.UUID, product_ids: Iterable[uuid.UUID] = (), month: date | None = None
 ) -> tuple[Decimal, dict[uuid.UUID, Decimal]]:
-    """This month's charges beyond the reservations, of the partner and of each of
-    ``product_ids``, in one aggregate."""
+    """This month's (or ``month``'s) charges beyond the reservations, of the partner and
+    of each of ``product_ids``, in one aggregate."""
     ids = list(dict.fromkeys(product_ids))
     cpl = Q(kind=FeeKind.CPL)
     beyond = Q(partner_covered=False) | ~cpl
@@ -106,7 +108,7 @@ def month_charged(
         f"p{i}": Sum("amount", filter=Q(product_id=pid) & (Q(product_covered=False) | ~cpl))
         for i, pid in enumerate(ids)
     }
-    charges = _month_charges(partner_id).annotate(partner_covered=_covered("partner_amount"))
+    charges = _month_charges(partner_id, month).annotate(partner_covered=_covered("partner_amount"))
     if ids:
         charges = charges.annotate(product_covered=_covered("product_amount"))
     row = charges.aggregate(total=Sum("amount", filter=beyond), **sums)
@@ -165,6 +167,46 @@ def _write_charged(
         pid: amount + reserved.get((CapScope.PRODUCT, pid), ZERO)
         for pid, amount in per_product.items()
     }
+
+
+def charged_drift(*, month: date) -> tuple[int, list[CounterDrift]]:
+    """Billing's part of the cap reconciliation (``marketplace.cap_reconcile``): every
+    live ``charged`` counter of ``month`` against the month's charges beyond the
+    reservations, recomputed from the ledger. Only counters that exist are checked (they
+    exist for the partners and products a budget concerned). Reported, never repaired here:
+    the next charge or the hourly :func:`sweep_budgets` rewrites a current month's counter
+    from the ledger. Returns the counters checked and the drifts."""
+    with cap_reconcile.snapshot():
+        found = cap_reconcile.found_counts(month, (CapKind.CHARGED,))
+        # Live only, and only owners with a budget now: a counter is written only while a
+        # budget concerns its owner (a partner's also for its budgeted products' charges).
+        budgeted = set(
+            Product.objects.filter(monthly_budget__isnull=False).values_list("id", flat=True)
+        ) | set(Partner.objects.filter(monthly_budget__isnull=False).values_list("id", flat=True))
+        found = {key: used for key, used in found.items() if not key[4] and key[1] in budgeted}
+        owners = {key[1] for key in found if key[0] == CapScope.PRODUCT}
+        partner_of = dict(
+            Product.objects.filter(pk__in=owners).order_by().values_list("id", "partner_id")
+        )
+        by_partner: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for scope, owner, _, _, _ in found:
+            if scope == CapScope.PARTNER:
+                by_partner.setdefault(owner, [])
+            elif owner in partner_of:
+                by_partner.setdefault(partner_of[owner], []).append(owner)
+        expected: dict[cap_reconcile.CounterKey, Decimal] = {}
+        for partner_id, product_ids in by_partner.items():
+            total, per_product = month_charged(
+                partner_id=partner_id, product_ids=product_ids, month=month
+            )
+            expected[(CapScope.PARTNER, partner_id, CapKind.CHARGED, month, False)] = total
+            for product_id, amount in per_product.items():
+                expected[(CapScope.PRODUCT, product_id, CapKind.CHARGED, month, False)] = amount
+    # Only the counters there are compared (an unconcerned partner has none).
+    expected = {key: amount for key, amount in expected.items() if key in found}
+    return cap_reconcile.compare(
+        {key: cap_reconcile.cents(amount) for key, amount in expected.items()}, found
+    )
 
 
 def _budget_hold(partner: str, product: str | None = None) -> Exists:
