@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import date
 from typing import Any
@@ -12,8 +13,10 @@ from django.utils import timezone
 
 from billing import budgets, charging, fee_cards, invoice_runs, invoicing, lab_figures
 from billing.periods import Period
-from marketplace import outbox
+from marketplace import cap_reconcile, outbox
 from marketplace.outbox import OutboxTask
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task
@@ -39,6 +42,21 @@ def sweep_budgets() -> int:
     """Beat runs it hourly: monthly budget holds follow this month's spend (a new month
     lifts last month's holds)."""
     return budgets.sweep_budgets()
+
+
+@shared_task
+def reconcile_cap_counters() -> int:
+    """Beat: the current month's cap counters against what they count; completes lost
+    releases (the one repair, ``marketplace.cap_reconcile``) and logs every remaining
+    drift with ids and amounts only. Returns the drifts."""
+    month = budgets.current_month()
+    caps = cap_reconcile.reconcile_caps(month=month, repair=True)
+    _, charged = budgets.charged_drift(month=month)
+    for lead_id in caps.released:
+        logger.warning("cap reconciliation: released the lost release of lead %s", lead_id)
+    for drift in [*caps.drifts, *charged]:
+        logger.error("cap reconciliation: %s", drift)
+    return len(caps.drifts) + len(charged)
 
 
 @shared_task

@@ -516,6 +516,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.sweep_budgets",
         "schedule": crontab(minute=1),
     },
+    # Cap counters against the reservations and charges they count (marketplace.
+    # cap_reconcile): completes lost releases, logs any other drift for a person.
+    "reconcile-cap-counters": {
+        "task": "billing.tasks.reconcile_cap_counters",
+        "schedule": crontab(minute=35),
+        "options": {"expires": 1800},
+    },
 }
 
 # --- Domain settings ---------------------------------------------------------------------
