@@ -20,6 +20,10 @@ from tests.consent.test_ledger_tamper import built_ledger
 
 __all__ = ["built_ledger"]  # the tamper tests' ledger, used as a fixture here
 
+# Committed, as a worker's own transactions are: a worker killed in the middle of its task
+# must not leave the test's single wrapping transaction aborted on PostgreSQL.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 class WorkerKilled(BaseException):
     """What a worker's death looks like from inside the task: nothing after it runs."""
