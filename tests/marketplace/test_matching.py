@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from marketplace.matching import Application, CreditBox, fits, match
 from marketplace.models import Lead, LeadStatus, Referral, ReferralStatus
+from marketplace.models.caps import CapCounter, CapReservation
 from partners.models import DeliveryMode, PartnerStatus, Product
 from tests.factories import PartnerFactory, ProductFactory, referral_payload
 
@@ -345,11 +346,18 @@ def test_yesterdays_leads_do_not_count_against_the_daily_cap(
 ) -> None:
     capped = product(daily_cap=1)
     first = make_referral()
-    Lead.objects.filter(referral=first).update(created_at=timezone.now() - timedelta(days=1))
+    # As yesterday's award left it: the lead, its reservation and the day counter it took
+    # (caps are counted in per-day counters, not by counting lead rows).
+    yesterday = timezone.now() - timedelta(days=1)
+    Lead.objects.filter(referral=first).update(created_at=yesterday)
+    assert CapCounter.objects.filter(owner_id=capped.id, kind="day").update(period=yesterday.date())
+    CapReservation.objects.filter(lead__referral=first).update(day=yesterday.date())
 
     second = make_referral()
 
     assert lead_partner_set(second) == {capped.partner_id}
+    third = make_referral()  # today's one lead is taken
+    assert lead_partner_set(third) == set()
 
 
 @pytest.mark.django_db
