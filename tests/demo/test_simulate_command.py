@@ -46,6 +46,11 @@ def demo_world(settings: Any, tmp_path: Path) -> None:
     )
 
 
+# PostgreSQL only: the simulated partners answer from their own threads and post their
+# outcomes back at once, and the test database on SQLite (in memory, shared cache) locks
+# whole tables ("database table is locked") instead of waiting, so a few intakes fail at
+# random. make run's file database (WAL, a 30 s busy timeout) waits as it should.
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_simulate_shows_progress_per_applicant_on_a_terminal_only_and_a_phone_to_try(
     demo_world: None,
